@@ -1,0 +1,50 @@
+"""Session fixtures: the real services every integration test talks to.
+
+Each service starts once per test run on free loopback ports and stops at the end. A service
+that fails to start fails the tests that need it, with the service's own log in the message.
+Set OTEL_AI_AUDIT_SKIP_SERVICES=1 to skip those tests instead (never honoured when CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.services.base import ServiceStartError
+from tests.services.elasticsearch import ElasticsearchService
+
+SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+def _service_unavailable(error: ServiceStartError) -> None:
+    if os.environ.get("OTEL_AI_AUDIT_SKIP_SERVICES") == "1" and os.environ.get("CI") != "true":
+        pytest.skip(f"service unavailable and OTEL_AI_AUDIT_SKIP_SERVICES=1: {error}")
+    pytest.fail(f"a real service the tests need did not start:\n{error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def elasticsearch() -> Iterator[ElasticsearchService]:
+    """One real Elasticsearch node."""
+    service = ElasticsearchService()
+    try:
+        service.start()
+    except ServiceStartError as error:
+        _service_unavailable(error)
+    yield service
+    service.stop()
+    service.remove_data()
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_cluster() -> Iterator[ElasticsearchService]:
+    """A real 3-node Elasticsearch cluster, for tests of records spread over shards and nodes."""
+    service = ElasticsearchService(nodes=3, heap="384m")
+    try:
+        service.start()
+    except ServiceStartError as error:
+        _service_unavailable(error)
+    yield service
+    service.stop()
+    service.remove_data()

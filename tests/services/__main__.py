@@ -1,0 +1,77 @@
+"""`python -m tests.services prepare|up|down`: the services behind `make services`.
+
+`up` starts the same Elasticsearch and Collector the tests use, detached, on loopback, and
+writes their addresses to `.services.env` as shell `KEY=value` lines; `down` stops them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.services.base import REPO_ROOT, ServiceStartError, read_pid, stop_process_group
+from tests.services.collector import CollectorService, collector_binary
+from tests.services.elasticsearch import ElasticsearchService, distribution_home
+
+STATE_DIR = REPO_ROOT / ".services"
+ENV_FILE = REPO_ROOT / ".services.env"
+
+
+def prepare() -> None:
+    print(f"Elasticsearch distribution: {distribution_home()}", file=sys.stderr)
+    print(f"Collector binary: {collector_binary()}", file=sys.stderr)
+
+
+def up() -> None:
+    down(quiet=True)
+    STATE_DIR.mkdir(exist_ok=True)
+    elasticsearch = ElasticsearchService()
+    elasticsearch.start()
+    collector = CollectorService(STATE_DIR / "collector")
+    try:
+        collector.start()
+    except BaseException:
+        elasticsearch.stop()
+        raise
+    env = {**elasticsearch.env(), **collector.env()}
+    ENV_FILE.write_text("".join(f"{key}={value}\n" for key, value in sorted(env.items())))
+    pid_files = [str(p.pid_path) for p in elasticsearch.processes]
+    pid_files.append(str(collector.process.pid_path))
+    (STATE_DIR / "state.json").write_text(json.dumps({"pid_files": pid_files}, indent=2))
+    print(ENV_FILE.read_text(), end="")
+    print(f"written to {ENV_FILE}; stop with `make services-down`", file=sys.stderr)
+
+
+def down(quiet: bool = False) -> None:
+    state_file = STATE_DIR / "state.json"
+    if not state_file.exists():
+        if not quiet:
+            print("no services running", file=sys.stderr)
+        return
+    for pid_file in json.loads(state_file.read_text())["pid_files"]:
+        pid = read_pid(Path(pid_file))
+        if pid is not None:
+            stop_process_group(pid)
+        Path(pid_file).unlink(missing_ok=True)
+    state_file.unlink()
+    ENV_FILE.unlink(missing_ok=True)
+    if not quiet:
+        print("services stopped", file=sys.stderr)
+
+
+def main(argv: list[str]) -> int:
+    commands = {"prepare": prepare, "up": up, "down": down}
+    if len(argv) != 1 or argv[0] not in commands:
+        print("usage: python -m tests.services prepare|up|down", file=sys.stderr)
+        return 2
+    try:
+        commands[argv[0]]()
+    except ServiceStartError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
