@@ -1,0 +1,20 @@
+"""The `otel-ai-audit` command line. Each command lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from otel_ai_audit.cli.demo import demo
+from otel_ai_audit.cli.keys import keygen
+from otel_ai_audit.cli.prove import prove, verify_proof
+from otel_ai_audit.cli.verify import verify
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="otel-ai-audit")
+def main() -> None:
+    """Tamper-evident audit trails for ML decisions, built on OpenTelemetry."""
+
+
+for command in (verify, keygen, prove, verify_proof, demo):
+    main.add_command(command)

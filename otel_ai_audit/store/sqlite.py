@@ -1,0 +1,256 @@
+"""The embedded store: one SQLite file, append-only, WAL mode.
+
+It is the default sink and the write-ahead spool the shippers read from. Records and
+checkpoints live in separate tables; the exact canonical bytes of each record are stored, so
+verification hashes what was written and never depends on re-serialising anything.
+
+Durability (measured in `make bench`): record batches commit with `synchronous=NORMAL`, which
+survives a crash of the process but may lose the last batches on power loss; every checkpoint
+commits with `synchronous=FULL`, which fsyncs the write-ahead log, so everything a signed
+checkpoint covers is on disk before the checkpoint is. A power loss can only cost records
+after the last checkpoint, and the verifier reports those chains as not closed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
+
+STORE_SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4F414941  # "OAIA": marks the file as an otel-ai-audit store
+DEFAULT_STORE_PATH = "otel-ai-audit.db"
+STORE_ENV = "OTEL_AI_AUDIT_STORE"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    chain_id  TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    time      TEXT    NOT NULL,
+    type      TEXT    NOT NULL,
+    record_id TEXT    NOT NULL,
+    data      BLOB    NOT NULL,
+    PRIMARY KEY (chain_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_time ON records (time);
+CREATE INDEX IF NOT EXISTS records_by_id ON records (record_id);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    chain_id  TEXT    NOT NULL,
+    idx       INTEGER NOT NULL,
+    size      INTEGER NOT NULL,
+    key_id    TEXT    NOT NULL,
+    payload   BLOB    NOT NULL,
+    signature BLOB    NOT NULL,
+    PRIMARY KEY (chain_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS public_keys (key_id TEXT PRIMARY KEY, pem TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS records_append_only_update BEFORE UPDATE ON records
+    BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS records_append_only_delete BEFORE DELETE ON records
+    BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_append_only_update BEFORE UPDATE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_append_only_delete BEFORE DELETE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be used; the message says why in words a user can act on."""
+
+
+class NotAStoreError(StoreError):
+    """The file does not exist, is not SQLite, or is not an otel-ai-audit store."""
+
+
+class SchemaTooNewError(StoreError):
+    """The store was written by a newer otel-ai-audit than this one."""
+
+
+class StoreCorruptError(StoreError):
+    """SQLite reports the file as damaged (torn, truncated or overwritten pages)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRecord:
+    """A record ready to persist: its canonical bytes and the columns it is indexed by."""
+
+    chain_id: str
+    seq: int
+    time: str
+    type: str
+    record_id: str
+    data: bytes
+
+
+def default_store_path() -> str:
+    return os.environ.get(STORE_ENV) or DEFAULT_STORE_PATH
+
+
+def _translate(error: sqlite3.DatabaseError, path: str) -> StoreError:
+    message = str(error)
+    if "malformed" in message or "disk image" in message:
+        return StoreCorruptError(f"{path}: the SQLite file is damaged ({message})")
+    if "not a database" in message or "file is encrypted" in message:
+        return NotAStoreError(f"{path}: not an otel-ai-audit store (not an SQLite database)")
+    return StoreError(f"{path}: {message}")
+
+
+class AuditStore:
+    """One connection to a store file; use one per process (and a new one after fork)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True,
+                 readonly: bool = False) -> None:
+        self.path = str(path)
+        self.description = self.path
+        if not create and not Path(self.path).is_file():
+            raise NotAStoreError(f"{self.path}: no such store file")
+        uri = f"file:{Path(self.path).absolute()}?mode={'ro' if readonly else 'rwc'}"
+        try:
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                       check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            application_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+            tables = {row[0] for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables and not readonly and create:
+                self._initialise()
+            elif application_id != APPLICATION_ID or "records" not in tables:
+                raise NotAStoreError(f"{self.path}: an SQLite file, but not an otel-ai-audit store")
+            else:
+                self._check_version()
+                if not readonly:
+                    self._db.execute("PRAGMA journal_mode = WAL")
+                    self._db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as error:
+            raise _translate(error, self.path) from error
+
+    def _initialise(self) -> None:
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                         (str(STORE_SCHEMA_VERSION),))
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > STORE_SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"{self.path}: store schema version {version} was written by a newer "
+                f"otel-ai-audit; this one reads up to version {STORE_SCHEMA_VERSION}: upgrade it"
+            )
+        if version < 1:
+            raise NotAStoreError(f"{self.path}: store has no schema version")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> AuditStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------------------------
+
+    def write(self, records: Iterable[SealedRecord],
+              checkpoint: SignedCheckpoint | None = None) -> None:
+        """Persist a batch, and optionally the checkpoint covering it, in one transaction.
+
+        A batch with a checkpoint is committed with a full fsync (see the module docstring).
+        """
+        durable = checkpoint is not None
+        try:
+            if durable:
+                self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO records (chain_id, seq, time, type, record_id, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    ((r.chain_id, r.seq, r.time, r.type, r.record_id, r.data) for r in records),
+                )
+                if checkpoint is not None:
+                    self._insert_checkpoint(checkpoint)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                if durable:
+                    self._db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as error:
+            raise _translate(error, self.path) from error
+
+    def _insert_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+        self._db.execute(
+            "INSERT INTO checkpoints (chain_id, idx, size, key_id, payload, signature) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (checkpoint.chain_id, checkpoint.index, checkpoint.size, checkpoint.key_id,
+             checkpoint.payload, checkpoint.signature),
+        )
+
+    def put_public_key(self, key_id: str, pem: str) -> None:
+        """Record a signing key's public half (self-asserted: verifiers decide whom to trust)."""
+        self._db.execute("INSERT OR IGNORE INTO public_keys VALUES (?, ?)", (key_id, pem))
+
+    # --- reading (the verifier's record source) -------------------------------------------
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.DatabaseError as error:
+            raise _translate(error, self.path) from error
+
+    def chain_ids(self) -> list[str]:
+        rows = self._query(
+            "SELECT chain_id FROM (SELECT DISTINCT chain_id FROM records "
+            "UNION SELECT DISTINCT chain_id FROM checkpoints) ORDER BY chain_id"
+        )
+        return [row[0] for row in rows]
+
+    def records(self, chain_id: str) -> Iterator[tuple[int, bytes]]:
+        """(seq column, canonical bytes) of one chain in seq order."""
+        cursor = self._query(
+            "SELECT seq, data FROM records WHERE chain_id = ? ORDER BY seq", (chain_id,))
+        try:
+            while rows := cursor.fetchmany(4096):
+                yield from rows
+        except sqlite3.DatabaseError as error:
+            raise _translate(error, self.path) from error
+
+    def record_at(self, chain_id: str, seq: int) -> bytes | None:
+        row = self._query("SELECT data FROM records WHERE chain_id = ? AND seq = ?",
+                          (chain_id, seq)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def find_record(self, record_id: str) -> tuple[str, int, bytes] | None:
+        """(chain id, seq, bytes) of the record whose event id is `record_id`."""
+        row = self._query("SELECT chain_id, seq, data FROM records WHERE record_id = ? "
+                          "ORDER BY chain_id, seq LIMIT 1", (record_id,)).fetchone()
+        return None if row is None else (row[0], int(row[1]), bytes(row[2]))
+
+    def indexed_columns(self, chain_id: str) -> Iterator[tuple[int, str, str, str]]:
+        """(seq, time, type, record_id) columns of one chain in seq order."""
+        yield from self._query("SELECT seq, time, type, record_id FROM records "
+                               "WHERE chain_id = ? ORDER BY seq", (chain_id,))
+
+    def checkpoints(self, chain_id: str) -> list[SignedCheckpoint]:
+        rows = self._query(
+            "SELECT idx, size, key_id, payload, signature FROM checkpoints "
+            "WHERE chain_id = ? ORDER BY idx", (chain_id,))
+        return [SignedCheckpoint(bytes(payload), bytes(signature), key_id, chain_id, idx, size)
+                for idx, size, key_id, payload, signature in rows]
+
+    def public_keys(self) -> dict[str, str]:
+        return dict(self._query("SELECT key_id, pem FROM public_keys"))
+
+    def record_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM records").fetchone()[0])

@@ -1,0 +1,563 @@
+"""Strict verification of audit chains wherever they are stored.
+
+Per chain, in two passes:
+
+1. Stream the records once: hash each (RFC 9162 leaf hash of the stored bytes) and read the
+   chain header from the canonical prefix. Only hashes and headers are kept (about 80 bytes
+   a record), so a chain of millions of records verifies in bounded memory.
+2. Analyse with numpy: sequence, links, timestamps and the signed checkpoints. Only the rare
+   anomalies go through Python logic that names what happened and where.
+
+Every gap, truncation, unclosed chain and untrusted key is a failure, never "informational".
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+from array import array
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from otel_ai_audit.integrity.checkpoint import (
+    Checkpoint,
+    SignedCheckpoint,
+    payload_hash,
+    signature_valid,
+)
+from otel_ai_audit.integrity.keys import key_id, load_public_key_pem
+from otel_ai_audit.integrity.merkle import GENESIS, MerkleAccumulator
+from otel_ai_audit.record.canonical import CanonicalizationError, canonical_json
+from otel_ai_audit.record.schema import HEADER_PATTERN, SCHEMA_VERSION, parse_record
+from otel_ai_audit.store.sqlite import StoreCorruptError
+from otel_ai_audit.verify.findings import ChainSummary, Finding, Kind, Report
+
+_OK, _NONCANONICAL, _MALFORMED, _FOREIGN = 0, 1, 2, 3
+_ROTATION_MARK = b'"type":"key_rotation"'
+
+
+class RecordSource(Protocol):
+    """Where records are stored: the embedded store, Elasticsearch, an export file."""
+
+    description: str
+
+    def chain_ids(self) -> list[str]: ...
+
+    def records(self, chain_id: str) -> Iterator[tuple[int, bytes]]:
+        """(stored position/seq, canonical bytes) in stored order."""
+        ...
+
+    def record_at(self, chain_id: str, seq: int) -> bytes | None: ...
+
+    def checkpoints(self, chain_id: str) -> list[SignedCheckpoint]: ...
+
+    def public_keys(self) -> dict[str, str]: ...
+
+
+@dataclass
+class _Anchor:
+    """A checkpoint whose signature verified: what it commits to."""
+
+    checkpoint: Checkpoint
+    trusted: bool
+
+
+@dataclass
+class _ChainData:
+    """Pass-1 output for one chain (positions are in stored order)."""
+
+    columns: np.ndarray
+    seqs: np.ndarray
+    logged: np.ndarray
+    states: np.ndarray
+    leaves: np.ndarray
+    prevs: np.ndarray
+    rotations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    corrupt: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.seqs)
+
+
+class Verifier:
+    """Verifies every chain of a `RecordSource` against the keys it is told to trust.
+
+    `trusted_keys` maps key id to public key. When it is empty, trust can only come from the
+    store's own key table: that is reported as SELF_ASSERTED_KEY unless `allow_self_asserted`.
+    """
+
+    def __init__(self, trusted_keys: Mapping[str, Any] | None = None, *,
+                 allow_self_asserted: bool = False) -> None:
+        self.trusted_keys = dict(trusted_keys or {})
+        self.allow_self_asserted = allow_self_asserted
+
+    def verify(self, source: RecordSource) -> Report:
+        trust = "pinned" if self.trusted_keys else "self-asserted"
+        report = Report(source=source.description, trust=trust)
+        store_keys = self._store_keys(source, report)
+        if not self.trusted_keys:
+            report.notices.append(
+                "no trusted public key was given: signatures were checked against the keys the "
+                "store itself holds, which proves integrity but not who signed; pass "
+                "--public-key FILE (or a trust file) to verify against a key you trust"
+            )
+        for chain_id in source.chain_ids():
+            self._verify_chain(source, chain_id, store_keys, report)
+        return report
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def _store_keys(self, source: RecordSource, report: Report) -> dict[str, Any]:
+        keys: dict[str, Any] = {}
+        for stored_id, pem in source.public_keys().items():
+            try:
+                public_key = load_public_key_pem(pem)
+            except ValueError as error:
+                report.findings.append(Finding(None, None, Kind.KEY_MISMATCH,
+                                               f"stored key {stored_id} is unreadable: {error}"))
+                continue
+            if key_id(public_key) != stored_id:
+                report.findings.append(Finding(
+                    None, None, Kind.KEY_MISMATCH,
+                    f"stored public key filed under {stored_id} has fingerprint "
+                    f"{key_id(public_key)}: the key was substituted"))
+                continue
+            keys[stored_id] = public_key
+        return keys
+
+    # --- one chain ---------------------------------------------------------------------------
+
+    def _verify_chain(self, source: RecordSource, chain_id: str, store_keys: dict[str, Any],
+                      report: Report) -> None:
+        findings: list[Finding] = []
+        data = _read_chain(source, chain_id)
+        if data.corrupt:
+            findings.append(Finding(chain_id, None, Kind.STORE_CORRUPT, data.corrupt))
+        anchors, closed_at, key_ids = self._check_checkpoints(
+            source, chain_id, data, store_keys, findings)
+        self._check_records(source, chain_id, data, anchors, closed_at, findings)
+        report.findings.extend(findings)
+        valid = [anchor.checkpoint for anchor in anchors]
+        report.chains.append(ChainSummary(
+            chain_id=chain_id, records=data.size, checkpoints=len(anchors),
+            closed=closed_at is not None, signed_size=max((c.size for c in valid), default=0),
+            key_ids=sorted(key_ids)))
+
+    def _check_checkpoints(self, source: RecordSource, chain_id: str, data: _ChainData,
+                           store_keys: dict[str, Any], findings: list[Finding],
+                           ) -> tuple[list[_Anchor], int | None, set[str]]:
+        """Signatures, trust, the checkpoint chain, forks. Returns the verified anchors."""
+        anchors: list[_Anchor] = []
+        trusted = dict(self.trusted_keys)
+        pending_rotations = dict(sorted(data.rotations.items()))
+        previous: tuple[Checkpoint, bytes] | None = None
+        closed_at: int | None = None
+        heads_by_size: dict[int, str] = {}
+        key_ids: set[str] = set()
+        for expected_index, signed in enumerate(source.checkpoints(chain_id)):
+            try:
+                checkpoint = Checkpoint.from_payload(signed.payload)
+            except ValueError as error:
+                findings.append(Finding(chain_id, None, Kind.MALFORMED_CHECKPOINT,
+                                        f"checkpoint {signed.index}: {error}"))
+                continue
+            where = max(checkpoint.size - 1, 0)
+            if (checkpoint.chain_id, checkpoint.index, checkpoint.size, checkpoint.key_id) != (
+                    chain_id, signed.index, signed.size, signed.key_id):
+                findings.append(Finding(chain_id, where, Kind.MALFORMED_CHECKPOINT,
+                                        f"checkpoint {signed.index}: stored index fields disagree "
+                                        "with its signed payload"))
+            key_ids.add(checkpoint.key_id)
+            public_key = trusted.get(checkpoint.key_id) or store_keys.get(checkpoint.key_id)
+            if public_key is None:
+                findings.append(Finding(chain_id, where, Kind.UNKNOWN_KEY,
+                                        f"checkpoint {checkpoint.index} is signed by key "
+                                        f"{checkpoint.key_id}, which is known nowhere"))
+                continue
+            if not signature_valid(public_key, signed.payload, signed.signature):
+                findings.append(Finding(chain_id, where, Kind.BAD_SIGNATURE,
+                                        f"checkpoint {checkpoint.index}: signature does not "
+                                        f"verify with key {checkpoint.key_id[:16]}: edited or "
+                                        "forged"))
+                continue
+            is_trusted = checkpoint.key_id in trusted
+            if not is_trusted:
+                if self.trusted_keys:
+                    findings.append(Finding(chain_id, where, Kind.UNTRUSTED_KEY,
+                                            f"checkpoint {checkpoint.index} is signed by key "
+                                            f"{checkpoint.key_id[:16]}, not one you trust"))
+                elif not self.allow_self_asserted:
+                    findings.append(Finding(chain_id, where, Kind.SELF_ASSERTED_KEY,
+                                            f"checkpoint {checkpoint.index} is signed by key "
+                                            f"{checkpoint.key_id[:16]}, vouched for only by the "
+                                            "store"))
+            # Key rotation: a key introduced by a rotation record that a trusted checkpoint
+            # covers becomes trusted for the checkpoints after it.
+            for seq, rotation in list(pending_rotations.items()):
+                if seq < checkpoint.size and checkpoint.key_id in trusted:
+                    new_key = _rotation_key(rotation)
+                    if new_key is not None:
+                        trusted[key_id(new_key)] = new_key
+                    del pending_rotations[seq]
+            if expected_index != checkpoint.index:
+                findings.append(Finding(chain_id, where, Kind.CHECKPOINT_CHAIN_BROKEN,
+                                        f"checkpoint {expected_index} is missing (found "
+                                        f"{checkpoint.index} in its place)"))
+            if previous is not None:
+                before, before_payload = previous
+                if checkpoint.prev_checkpoint != payload_hash(before_payload) and (
+                        expected_index == checkpoint.index):
+                    findings.append(Finding(chain_id, where, Kind.CHECKPOINT_CHAIN_BROKEN,
+                                            f"checkpoint {checkpoint.index} does not link to "
+                                            f"checkpoint {before.index}"))
+                if checkpoint.issued_at_ns < before.issued_at_ns:
+                    findings.append(Finding(chain_id, where, Kind.TIMESTAMP_BACKWARDS,
+                                            f"checkpoint {checkpoint.index} was issued before "
+                                            f"checkpoint {before.index}"))
+                if before.closed:
+                    findings.append(Finding(chain_id, where, Kind.RECORD_AFTER_CLOSE,
+                                            f"checkpoint {checkpoint.index} follows the closing "
+                                            f"checkpoint {before.index}"))
+            elif checkpoint.prev_checkpoint:
+                findings.append(Finding(chain_id, where, Kind.CHECKPOINT_CHAIN_BROKEN,
+                                        f"checkpoint {checkpoint.index} links to a predecessor "
+                                        "that is missing"))
+            known_head = heads_by_size.get(checkpoint.size)
+            if known_head is not None and known_head != checkpoint.head:
+                findings.append(Finding(chain_id, where, Kind.FORK,
+                                        f"two checkpoints of size {checkpoint.size} commit to "
+                                        "different heads"))
+            if anchors and checkpoint.size < anchors[-1].checkpoint.size:
+                findings.append(Finding(chain_id, where, Kind.FORK,
+                                        f"checkpoint {checkpoint.index} (size {checkpoint.size}) "
+                                        f"is smaller than checkpoint "
+                                        f"{anchors[-1].checkpoint.index} "
+                                        f"(size {anchors[-1].checkpoint.size})"))
+            heads_by_size[checkpoint.size] = checkpoint.head
+            anchors.append(_Anchor(checkpoint, is_trusted))
+            previous = (checkpoint, signed.payload)
+            if checkpoint.closed and closed_at is None:
+                closed_at = checkpoint.size
+        return anchors, closed_at, key_ids
+
+    def _check_records(self, source: RecordSource, chain_id: str, data: _ChainData,
+                       anchors: list[_Anchor], closed_at: int | None,
+                       findings: list[Finding]) -> None:
+        signed_size = max((a.checkpoint.size for a in anchors), default=0)
+        n = data.size
+        states = data.states
+        usable = np.ones(n, dtype=bool)
+        for position in np.flatnonzero(states == _MALFORMED):
+            column = int(data.columns[position])
+            last = position == n - 1 and column >= signed_size
+            kind = Kind.TORN_RECORD if last else Kind.MALFORMED_RECORD
+            detail = ("the last record is cut off: the writer crashed mid-write"
+                      if last else "stored bytes are not an audit record")
+            findings.append(Finding(chain_id, column, kind, detail))
+            usable[position] = False
+        for position in np.flatnonzero(states == _FOREIGN):
+            findings.append(Finding(chain_id, int(data.columns[position]), Kind.SPLICED,
+                                    "record belongs to another chain"))
+            usable[position] = False
+        version_too_new = usable & (states == _OK) & (data.logged < 0)
+        for position in np.flatnonzero(version_too_new):
+            findings.append(Finding(chain_id, int(data.columns[position]),
+                                    Kind.UNSUPPORTED_VERSION,
+                                    f"record schema is newer than version {SCHEMA_VERSION}"))
+            usable[position] = False
+
+        order = self._resolve_order(source, chain_id, data, usable, anchors, findings)
+        blamed: set[int] = set()
+        self._check_links(source, chain_id, data, order, anchors, blamed, findings)
+        self._check_anchors(source, chain_id, data, order, anchors, blamed, findings)
+        top = int(data.seqs[order[-1]]) + 1 if len(order) else 0
+        if closed_at is None:
+            if n or anchors:
+                findings.append(Finding(
+                    chain_id, top - 1 if top else None, Kind.CHAIN_NOT_CLOSED,
+                    f"no closing checkpoint; signed checkpoints cover {signed_size} of {top} "
+                    "records: the writing process did not shut down cleanly (crash, SIGKILL, "
+                    "power loss) or the closing checkpoint was removed"))
+        elif top > closed_at:
+            findings.append(Finding(chain_id, closed_at, Kind.RECORD_AFTER_CLOSE,
+                                    f"{top - closed_at} record(s) after the closing checkpoint "
+                                    f"(size {closed_at})"))
+
+    def _resolve_order(self, source: RecordSource, chain_id: str, data: _ChainData,
+                       usable: np.ndarray, anchors: list[_Anchor],
+                       findings: list[Finding]) -> np.ndarray:
+        """Positions of the records that form the chain, in sequence order.
+
+        Finds duplicates (replays), inserted records (two records claiming one seq), reordered
+        records and gaps, and index fields that disagree with the bytes.
+        """
+        positions = np.flatnonzero(usable)
+        seqs = data.seqs[positions]
+        if len(positions) == 0:
+            return positions
+        in_order = bool(np.all(np.diff(seqs) > 0)) if len(seqs) > 1 else True
+        if in_order and seqs[0] == 0 and seqs[-1] == len(seqs) - 1:
+            self._check_index_drift(chain_id, data, positions, findings)
+            return positions
+        # Slow path: something is out of place. Group positions by the seq they claim.
+        by_seq: dict[int, list[int]] = {}
+        for position in positions.tolist():
+            by_seq.setdefault(int(data.seqs[position]), []).append(position)
+        heads = {a.checkpoint.size - 1: a.checkpoint.head for a in anchors}
+        chosen: dict[int, int] = {}
+        for seq, claimants in sorted(by_seq.items()):
+            unique: dict[bytes, int] = {}
+            for position in claimants:
+                leaf = data.leaves[position].tobytes()
+                if leaf in unique:
+                    findings.append(Finding(chain_id, seq, Kind.DUPLICATE,
+                                            f"record seq {seq} is stored again at position "
+                                            f"{int(data.columns[position])} (replay)"))
+                else:
+                    unique[leaf] = position
+            if len(unique) == 1:
+                chosen[seq] = next(iter(unique.values()))
+                continue
+            genuine = self._genuine_claimant(data, seq, unique, by_seq, heads)
+            for leaf, position in unique.items():
+                if position != genuine:
+                    findings.append(Finding(chain_id, seq, Kind.INSERTED,
+                                            f"a record not linked into the chain claims seq "
+                                            f"{seq} (stored at position "
+                                            f"{int(data.columns[position])})"))
+            chosen[seq] = genuine
+        ordered_seqs = sorted(chosen)
+        chosen_positions = [chosen[seq] for seq in ordered_seqs]
+        stored_rank = sorted(chosen_positions)
+        for seq, position, rank_position in zip(ordered_seqs, chosen_positions, stored_rank):
+            if position != rank_position:
+                findings.append(Finding(chain_id, seq, Kind.REORDERED,
+                                        f"record seq {seq} is stored at position "
+                                        f"{int(data.columns[position])}, out of sequence order"))
+        expected = 0
+        for seq in ordered_seqs:
+            if seq > expected:
+                span = f"{expected}" if seq - expected == 1 else f"{expected}..{seq - 1}"
+                findings.append(Finding(chain_id, expected, Kind.GAP,
+                                        f"record(s) {span} are missing"))
+            expected = seq + 1
+        return np.array(chosen_positions, dtype=np.int64)
+
+    @staticmethod
+    def _genuine_claimant(data: _ChainData, seq: int, unique: dict[bytes, int],
+                          by_seq: dict[int, list[int]], heads: dict[int, str]) -> int:
+        """Of several records claiming `seq`, the one its successor or a checkpoint links to."""
+        witnesses = {data.prevs[p].tobytes() for p in by_seq.get(seq + 1, [])}
+        if seq in heads:
+            witnesses.add(bytes.fromhex(heads[seq]))
+        for leaf, position in unique.items():
+            if leaf in witnesses:
+                return position
+        return min(unique.values())
+
+    @staticmethod
+    def _check_index_drift(chain_id: str, data: _ChainData, positions: np.ndarray,
+                           findings: list[Finding]) -> None:
+        mismatched = np.flatnonzero(data.columns[positions] != data.seqs[positions])
+        if len(mismatched):
+            first = positions[mismatched[0]]
+            findings.append(Finding(chain_id, int(data.seqs[first]), Kind.INDEX_MISMATCH,
+                                    f"{len(mismatched)} record(s) are stored under a seq that "
+                                    f"differs from their own (first: stored as "
+                                    f"{int(data.columns[first])})"))
+
+    def _check_links(self, source: RecordSource, chain_id: str, data: _ChainData,
+                     order: np.ndarray, anchors: list[_Anchor], blamed: set[int],
+                     findings: list[Finding]) -> None:
+        if len(order) == 0:
+            return
+        seqs = data.seqs[order]
+        leaves = data.leaves[order]
+        prevs = data.prevs[order]
+        consecutive = np.diff(seqs) == 1
+        linked = np.all(prevs[1:] == leaves[:-1], axis=1)
+        breaks = [i + 1 for i in np.flatnonzero(consecutive & ~linked).tolist()]
+        if seqs[0] == 0 and prevs[0].tobytes() != GENESIS:
+            breaks.insert(0, 0)
+        heads = {a.checkpoint.size - 1: a.checkpoint.head for a in anchors}
+
+        def suspect(i: int) -> bool:
+            """Is the record at order index i contradicted by what comes after it?"""
+            if i + 1 < len(order) and seqs[i + 1] == seqs[i] + 1:
+                if prevs[i + 1].tobytes() != leaves[i].tobytes():
+                    return True
+            head = heads.get(int(seqs[i]))
+            return head is not None and bytes.fromhex(head) != leaves[i].tobytes()
+
+        for i in breaks:
+            culprit = i if (i == 0 or suspect(i)) else i - 1
+            seq = int(seqs[culprit])
+            if seq in blamed:
+                continue
+            blamed.add(seq)
+            findings.append(self._blame(source, chain_id, data, int(order[culprit]), seq))
+        logged = data.logged[order]
+        backwards = np.flatnonzero(consecutive & (logged[1:] < logged[:-1])) + 1
+        for i in backwards.tolist():
+            seq = int(seqs[i])
+            if seq not in blamed and seq - 1 not in blamed:
+                findings.append(Finding(chain_id, seq, Kind.TIMESTAMP_BACKWARDS,
+                                        "record was logged earlier than its predecessor"))
+
+    @staticmethod
+    def _blame(source: RecordSource, chain_id: str, data: _ChainData, position: int,
+               seq: int) -> Finding:
+        """RECORD_MODIFIED, or NONCANONICAL when the bytes only changed their serialisation."""
+        if data.states[position] == _NONCANONICAL:
+            return Finding(chain_id, seq, Kind.NONCANONICAL,
+                           "record was re-serialised: its bytes are not the canonical form "
+                           "that was hashed")
+        stored = source.record_at(chain_id, int(data.columns[position]))
+        if stored is not None:
+            try:
+                if canonical_json(json.loads(stored)) != stored:
+                    return Finding(chain_id, seq, Kind.NONCANONICAL,
+                                   "record was re-serialised: its bytes are not the canonical "
+                                   "form that was hashed")
+            except (ValueError, CanonicalizationError):
+                pass
+        return Finding(chain_id, seq, Kind.RECORD_MODIFIED,
+                       "record differs from what the chain committed to")
+
+    def _check_anchors(self, source: RecordSource, chain_id: str, data: _ChainData,
+                       order: np.ndarray, anchors: list[_Anchor], blamed: set[int],
+                       findings: list[Finding]) -> None:
+        if not anchors:
+            return
+        seqs = data.seqs[order]
+        count = int(seqs[-1]) + 1 if len(order) else 0
+        contiguous = len(order) == count
+        by_size = sorted({a.checkpoint.size: a for a in anchors}.values(),
+                         key=lambda a: a.checkpoint.size)
+        truncated_reported = False
+        tree = MerkleAccumulator()
+        next_leaf = 0
+        last_good = 0
+        for anchor in by_size:
+            checkpoint = anchor.checkpoint
+            size = checkpoint.size
+            if size > count:
+                if not truncated_reported:
+                    findings.append(Finding(chain_id, count, Kind.TRUNCATED,
+                                            f"checkpoint {checkpoint.index} covers {size} "
+                                            f"records; records {count}..{size - 1} are missing"))
+                    truncated_reported = True
+                continue
+            if not contiguous or size == 0:
+                continue
+            before_last = None
+            while next_leaf < size:
+                if next_leaf == size - 1:
+                    before_last = _copy_tree(tree)
+                tree.append(data.leaves[order[next_leaf]].tobytes())
+                next_leaf += 1
+            head_ok = data.leaves[order[size - 1]].tobytes().hex() == checkpoint.head
+            root_ok = tree.root().hex() == checkpoint.root
+            if head_ok and root_ok:
+                last_good = size
+                continue
+            if any(last_good <= seq < size for seq in blamed):
+                continue
+            if before_last is not None and not head_ok:
+                before_last.append(bytes.fromhex(checkpoint.head))
+                if before_last.root().hex() == checkpoint.root:
+                    seq = size - 1
+                    blamed.add(seq)
+                    findings.append(self._blame(source, chain_id, data, int(order[seq]), seq))
+                    continue
+            findings.append(Finding(
+                chain_id, size - 1, Kind.CHECKPOINT_MISMATCH,
+                f"records {last_good}..{size - 1} do not hash to the head and Merkle root that "
+                f"checkpoint {checkpoint.index} signed: the chain was rewritten after signing"))
+            blamed.update(range(last_good, size))
+
+
+def _copy_tree(tree: MerkleAccumulator) -> MerkleAccumulator:
+    copy = MerkleAccumulator()
+    copy.size = tree.size
+    copy._stack = list(tree._stack)
+    return copy
+
+
+def _rotation_key(rotation: dict[str, Any]) -> Any:
+    try:
+        key = load_public_key_pem(rotation["event"]["new_public_key"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return key if key_id(key) == rotation["event"].get("new_key_id") else None
+
+
+def _read_chain(source: RecordSource, chain_id: str) -> _ChainData:
+    """Pass 1: hash every record and read its header, keeping only fixed-size facts."""
+    columns, seqs, logged = array("q"), array("q"), array("q")
+    states = bytearray()
+    leaves = bytearray()
+    prevs = bytearray()
+    rotations: dict[int, dict[str, Any]] = {}
+    chain_bytes = chain_id.encode()
+    match_header = HEADER_PATTERN.match
+    sha256 = hashlib.sha256
+    unhex = binascii.unhexlify
+    corrupt = None
+    try:
+        for column, data in source.records(chain_id):
+            leaves += sha256(b"\x00" + data).digest()
+            match = match_header(data)
+            columns.append(column)
+            if match is not None:
+                cid, logged_ns, prev, seq, version = match.groups()
+                prevs += unhex(prev)
+                seqs.append(int(seq))
+                logged.append(int(logged_ns) if int(version) <= SCHEMA_VERSION else -1)
+                states.append(_OK if cid == chain_bytes else _FOREIGN)
+                if _ROTATION_MARK in data:
+                    try:
+                        rotations[int(seq)] = parse_record(data)
+                    except ValueError:
+                        pass
+                continue
+            header = _fallback_header(data)
+            if header is None:
+                prevs += GENESIS
+                seqs.append(-1)
+                logged.append(0)
+                states.append(_MALFORMED)
+                continue
+            cid_text, logged_ns_int, prev_bytes, seq_int = header
+            prevs += prev_bytes
+            seqs.append(seq_int)
+            logged.append(logged_ns_int)
+            states.append(_NONCANONICAL if cid_text == chain_id else _FOREIGN)
+    except StoreCorruptError as error:
+        corrupt = f"reading stopped early: {error}"
+    n = len(seqs)
+    return _ChainData(
+        columns=np.frombuffer(columns, dtype=np.int64) if n else np.zeros(0, np.int64),
+        seqs=np.frombuffer(seqs, dtype=np.int64) if n else np.zeros(0, np.int64),
+        logged=np.frombuffer(logged, dtype=np.int64) if n else np.zeros(0, np.int64),
+        states=np.frombuffer(bytes(states), dtype=np.uint8),
+        leaves=np.frombuffer(bytes(leaves), dtype=np.uint8).reshape(n, 32),
+        prevs=np.frombuffer(bytes(prevs), dtype=np.uint8).reshape(n, 32),
+        rotations=rotations,
+        corrupt=corrupt,
+    )
+
+
+def _fallback_header(data: bytes) -> tuple[str, int, bytes, int] | None:
+    """Header of a record whose bytes are valid JSON but not in canonical form."""
+    try:
+        chain = parse_record(data)["chain"]
+        return (str(chain["id"]), int(chain["logged"]), bytes.fromhex(chain["prev"]),
+                int(chain["seq"]))
+    except (ValueError, KeyError, TypeError):
+        return None
