@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.services.base import ServiceStartError
+from tests.services.collector import CollectorService
 from tests.services.elasticsearch import ElasticsearchService
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
@@ -48,3 +49,15 @@ def elasticsearch_cluster() -> Iterator[ElasticsearchService]:
     yield service
     service.stop()
     service.remove_data()
+
+
+@pytest.fixture(scope="session")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorService]:
+    """The real Collector built with ocb: OTLP in, JSON-lines files out."""
+    service = CollectorService(tmp_path_factory.mktemp("collector"))
+    try:
+        service.start()
+    except ServiceStartError as error:
+        _service_unavailable(error)
+    yield service
+    service.stop()

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from tests.services.base import (
     REPO_ROOT,
-    port_open,
     ServiceProcess,
     ServiceStartError,
     cache_root,
     free_port,
     give_to_unprivileged_user,
+    port_open,
     stop_process_group,
     unprivileged_prefix,
     wait_until,
