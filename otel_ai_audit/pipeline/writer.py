@@ -21,7 +21,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from otel_ai_audit.integrity.chain import Chain
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
@@ -33,6 +33,13 @@ from otel_ai_audit.store.sqlite import AuditStore, SealedRecord, StoreError
 logger = logging.getLogger(__name__)
 
 CountersProvider = Callable[[], dict[str, Any]]
+
+
+class DeferredEvents(Protocol):
+    """Events whose expensive parts (hashing inputs, one record per batch row) are built on
+    the writer thread, not on the thread that made the decision."""
+
+    def build(self) -> list[dict[str, Any]]: ...
 
 
 class _ChainOpen:
@@ -87,7 +94,7 @@ class AuditWriter:
         self._not_full = threading.Condition(self._lock)
         self._persisted_cv = threading.Condition(threading.Lock())
         self._wake = threading.Event()
-        self._pending: deque[tuple[dict[str, Any] | _KeyRotation | _ChainOpen, int]] = deque()
+        self._pending: deque[tuple[Any, int]] = deque()
         self._last_logged = 0
         self._submitted = 0
         self._persisted = 0
@@ -106,15 +113,16 @@ class AuditWriter:
 
     # --- hot path --------------------------------------------------------------------------
 
-    def submit(self, event: dict[str, Any]) -> None:
-        """Queue an event for sealing. Blocks only while the queue is full."""
+    def submit(self, event: dict[str, Any] | DeferredEvents) -> None:
+        """Queue an event (or a deferred batch of them) for sealing. Blocks only while the
+        queue is full."""
         self._enqueue(event)
 
     def rotate_key(self, key: SigningKey) -> None:
         """Switch to `key`; the rotation is recorded in the chain and signed by the old key."""
         self._enqueue(_KeyRotation(key))
 
-    def _enqueue(self, item: dict[str, Any] | _KeyRotation) -> None:
+    def _enqueue(self, item: dict[str, Any] | DeferredEvents | _KeyRotation) -> None:
         with self._lock:
             if self._closed:
                 self.late += 1
@@ -226,7 +234,7 @@ class AuditWriter:
         )
 
     def _write_batch(self, store: AuditStore,
-                     batch: deque[tuple[dict[str, Any] | _KeyRotation | _ChainOpen, int]],
+                     batch: deque[tuple[Any, int]],
                      closing: bool) -> None:
         sealed: list[SealedRecord] = []
         for item, logged in batch:
@@ -239,12 +247,13 @@ class AuditWriter:
                 self._key = item.key
                 store.put_public_key(item.key.key_id, item.key.public_pem)
                 continue
-            record = self._seal_event(item, logged)
-            if record is not None:
-                sealed.append(record)
-            if self.chain.size - self.chain.last_checkpoint_size >= self.checkpoint_every:
-                self._persist(store, sealed, self._checkpoint(closed=False))
-                sealed = []
+            for event in self._expand(item):
+                record = self._seal_event(event, logged)
+                if record is not None:
+                    sealed.append(record)
+                if self.chain.size - self.chain.last_checkpoint_size >= self.checkpoint_every:
+                    self._persist(store, sealed, self._checkpoint(closed=False))
+                    sealed = []
         due = time.monotonic() - self._last_checkpoint_at >= self.checkpoint_interval
         uncovered = self.chain.size > self.chain.last_checkpoint_size
         if closing or (due and uncovered):
@@ -252,6 +261,17 @@ class AuditWriter:
         elif sealed:
             self._persist(store, sealed, None)
         self._mark_persisted(len(batch))
+
+    def _expand(self, item: dict[str, Any] | DeferredEvents) -> list[dict[str, Any]]:
+        if isinstance(item, dict):
+            return [item]
+        try:
+            return item.build()
+        except Exception:  # noqa: BLE001 - one bad batch must not stop the chain
+            self.failed += 1
+            logger.exception("otel-ai-audit: building deferred audit events failed; counted as "
+                             "failed in the next checkpoint")
+            return []
 
     def _rotation_event(self, new_key: SigningKey) -> dict[str, Any]:
         return new_event(EventType.KEY_ROTATION, old_key_id=self._key.key_id,

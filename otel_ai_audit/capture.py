@@ -1,0 +1,106 @@
+"""What of a decision's inputs and outputs goes into the record, field by field.
+
+Modes: `hash` (keyed HMAC-SHA256 of the canonical JSON: proves what the model saw without
+storing it; the default for inputs), `full` (the canonical JSON value, capped in size, with
+fields matching `redact_fields` replaced), `redact` (only that a value existed), `none`.
+Whoever holds the HMAC key can recompute the hash of a person's data and find their decisions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from otel_ai_audit.record.canonical import canonical_json, to_json_data
+
+MODES = ("hash", "full", "redact", "none")
+REDACTED = "[redacted]"
+
+
+class CaptureConfigError(ValueError):
+    """A capture setting is invalid."""
+
+
+def load_hmac_key(key: str | None, key_file: str | None, store_path: str) -> bytes:
+    """The HMAC key: given, from a file, or created once beside the store (mode 0600)."""
+    if key:
+        return key.encode("utf-8")
+    path = Path(key_file) if key_file else Path(f"{store_path}.hmac-key")
+    if path.is_file():
+        return path.read_bytes().strip()
+    if key_file:
+        raise CaptureConfigError(f"HMAC key file {key_file} does not exist")
+    material = secrets.token_hex(32).encode("ascii")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(material)
+    return material
+
+
+@dataclass(frozen=True)
+class CapturePolicy:
+    inputs: str = "hash"
+    outputs: str = "full"
+    max_bytes: int = 16_384
+    redact_fields: tuple[str, ...] = ()
+    hmac_key: bytes = b""
+
+    def __post_init__(self) -> None:
+        for name in ("inputs", "outputs"):
+            if getattr(self, name) not in MODES:
+                raise CaptureConfigError(f"capture mode for {name} must be one of {MODES}")
+        for pattern in self.redact_fields:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise CaptureConfigError(f"redact pattern {pattern!r}: {error}") from error
+
+    @property
+    def policy_hash(self) -> str:
+        """SHA-256 of the policy (not the key): goes into every signed checkpoint."""
+        description = {"inputs": self.inputs, "outputs": self.outputs,
+                       "max_bytes": self.max_bytes, "redact_fields": list(self.redact_fields),
+                       "hmac_key_id": hashlib.sha256(self.hmac_key).hexdigest()[:16]}
+        return hashlib.sha256(canonical_json(description)).hexdigest()
+
+    def keyed_hash(self, value: Any) -> str:
+        return hmac.new(self.hmac_key, canonical_json(to_json_data(value)), "sha256").hexdigest()
+
+    def pseudonym(self, identity: str) -> str:
+        """A stable keyed pseudonym for a person or client (e.g. for `enduser.pseudo.id`)."""
+        return hmac.new(self.hmac_key, identity.encode("utf-8"), "sha256").hexdigest()[:32]
+
+    def capture_input(self, value: Any) -> dict[str, Any]:
+        return self._capture(self.inputs, value)
+
+    def capture_output(self, value: Any) -> dict[str, Any]:
+        return self._capture(self.outputs, value)
+
+    def _capture(self, mode: str, value: Any) -> dict[str, Any]:
+        if mode == "none":
+            return {"policy": "none"}
+        if mode == "redact":
+            return {"policy": "redact"}
+        if mode == "hash":
+            return {"policy": "hash", "hmac_sha256": self.keyed_hash(value)}
+        data = self._redact(to_json_data(value))
+        size = len(canonical_json(data))
+        if size > self.max_bytes:
+            return {"policy": "full", "truncated": True, "bytes": size,
+                    "hmac_sha256": self.keyed_hash(value)}
+        return {"policy": "full", "value": data}
+
+    def _redact(self, data: Any) -> Any:
+        if not self.redact_fields or not isinstance(data, dict):
+            return data
+        return {key: REDACTED if any(re.fullmatch(p, key) for p in self.redact_fields) else item
+                for key, item in data.items()}

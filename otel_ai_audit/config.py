@@ -1,0 +1,66 @@
+"""Settings, read from `OTEL_AI_AUDIT_*` environment variables and mirrored by `configure()`.
+
+Defaults are the safe ones for a regulated user: inputs are recorded as keyed hashes, every
+decision is kept (risk "high" unless configured otherwise), and checkpoints are signed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from otel_ai_audit.store.sqlite import DEFAULT_STORE_PATH
+
+ENV_PREFIX = "OTEL_AI_AUDIT_"
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Every knob, with its environment variable named after the field (upper case)."""
+
+    enabled: bool = True
+    store: str = DEFAULT_STORE_PATH
+    signing_key: str | None = None
+    hmac_key: str | None = None
+    hmac_key_file: str | None = None
+    capture_inputs: str = "hash"
+    capture_outputs: str = "full"
+    capture_max_bytes: int = 16_384
+    redact_fields: tuple[str, ...] = field(default_factory=tuple)
+    default_risk: str = "high"
+    model_name: str | None = None
+    model_version: str | None = None
+    checkpoint_every: int = 1000
+    checkpoint_interval: float = 5.0
+    max_queue: int = 100_000
+    decision_mode: str = "per_row"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> AuditSettings:
+        """Settings from the environment, then `overrides` (the Python API wins)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            raw = env.get(ENV_PREFIX + item.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[item.name] = _parse(item.name, raw, cls.__dataclass_fields__[item.name].type)
+        settings = cls(**values)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _parse(name: str, raw: str, annotation: Any) -> Any:
+    text = str(annotation)
+    try:
+        if text.startswith("bool"):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if text.startswith("int"):
+            return int(raw)
+        if text.startswith("float"):
+            return float(raw)
+        if text.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as error:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {error}") from error
+    return raw

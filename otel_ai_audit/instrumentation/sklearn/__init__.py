@@ -1,0 +1,282 @@
+"""Zero-code audit of scikit-learn (and scikit-learn-API) estimators.
+
+Patches, with wrapt, the public inference methods (`predict`, `predict_proba`,
+`predict_log_proba`, `decision_function`, `score_samples`) and `fit` on every `BaseEstimator`
+subclass that defines them, including Pipelines, meta-estimators and third-party estimators
+(XGBoost, LightGBM); classes defined later are patched as they are created. Only the outermost
+call is recorded: a Pipeline's predict is one decision per row, not one per step.
+
+Never raises into user code: failures of the instrumentation are logged and counted, and the
+estimator's own result is returned untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Collection, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import wrapt
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.trace import Status, StatusCode
+
+from otel_ai_audit import semconv
+from otel_ai_audit.decisions import DecisionBatch, new_decision_ids, row_count
+from otel_ai_audit.instrumentation.sklearn.identity import (
+    estimator_name,
+    fingerprint,
+    forget_fingerprint,
+    identity,
+)
+from otel_ai_audit.record.canonical import to_json_data
+from otel_ai_audit.record.schema import EventType, new_event
+from otel_ai_audit.runtime import AuditRuntime, get_runtime
+from otel_ai_audit.version import __version__
+
+logger = logging.getLogger(__name__)
+
+INFERENCE_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function",
+                     "score_samples")
+TRAINING_METHODS = ("fit",)
+
+_in_model_call: ContextVar[bool] = ContextVar("otel_ai_audit_sklearn_call", default=False)
+
+
+class InstrumentationErrors:
+    """Count of failures inside the instrumentation (each also logged)."""
+
+    count = 0
+
+    @classmethod
+    def record(cls, what: str) -> None:
+        cls.count += 1
+        logger.warning("otel-ai-audit sklearn instrumentation: %s failed (the model call was "
+                       "not affected)", what, exc_info=True)
+
+
+def _subclasses(root: type) -> Iterator[type]:
+    seen: set[type] = set()
+    stack = [root]
+    while stack:
+        cls = stack.pop()
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                stack.append(sub)
+                yield sub
+
+
+class SklearnInstrumentor(BaseInstrumentor):
+    """`opentelemetry_instrumentor` entry point `sklearn`."""
+
+    _patched: list[tuple[type, str]] = []
+    _tracer: trace.Tracer | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("scikit-learn >= 1.2",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from sklearn.base import BaseEstimator
+
+        self._tracer = trace.get_tracer(__name__, __version__,
+                                        tracer_provider=kwargs.get("tracer_provider"))
+        self._patched = []
+        for cls in [BaseEstimator, *_subclasses(BaseEstimator)]:
+            self._patch_class(cls)
+        instrumentor = self
+
+        def init_subclass(cls: type, **class_kwargs: Any) -> None:
+            super(BaseEstimator, cls).__init_subclass__(**class_kwargs)
+            instrumentor._patch_class(cls)
+
+        BaseEstimator.__init_subclass__ = classmethod(init_subclass)  # type: ignore[assignment]
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        from sklearn.base import BaseEstimator
+
+        if "__init_subclass__" in BaseEstimator.__dict__:
+            del BaseEstimator.__init_subclass__
+        for cls, name in self._patched:
+            unwrap(cls, name)
+        self._patched = []
+
+    def _patch_class(self, estimator_class: type) -> None:
+        """Patch the methods of the class and of its mixins (which are not estimators)."""
+        for cls in estimator_class.__mro__[:-1]:
+            self._patch_methods(cls)
+
+    def _patch_methods(self, cls: type) -> None:
+        for name in INFERENCE_METHODS + TRAINING_METHODS:
+            current = cls.__dict__.get(name)
+            if current is None or isinstance(current, wrapt.ObjectProxy):
+                continue
+            wrapper = _fit_wrapper(self) if name in TRAINING_METHODS else _predict_wrapper(
+                self, name)
+            try:
+                wrapt.wrap_function_wrapper(cls, name, wrapper)
+            except Exception:  # noqa: BLE001 - an odd third-party class must not stop us
+                InstrumentationErrors.record(f"patching {cls.__qualname__}.{name}")
+                continue
+            self._patched.append((cls, name))
+
+
+def _predict_wrapper(instrumentor: SklearnInstrumentor, operation: str) -> Any:
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+        runtime = get_runtime()
+        if runtime is None or _in_model_call.get() or instrumentor._tracer is None:
+            return wrapped(*args, **kwargs)
+        token = _in_model_call.set(True)
+        try:
+            return _audited_inference(instrumentor._tracer, runtime, operation, wrapped,
+                                      instance, args, kwargs)
+        finally:
+            _in_model_call.reset(token)
+
+    return wrapper
+
+
+def _audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, operation: str,
+                       wrapped: Any, instance: Any, args: tuple[Any, ...],
+                       kwargs: dict[str, Any]) -> Any:
+    started = time.time_ns()
+    span = batch = None
+    try:
+        features = args[0] if args else kwargs.get("X")
+        info = runtime.model_info(instance)
+        settings = runtime.settings
+        model = identity(instance, info.name, info.version, settings.model_name,
+                         settings.model_version)
+        ids = new_decision_ids(row_count(features))
+        risk = info.risk or settings.default_risk
+        span = tracer.start_span(f"sklearn {operation}", attributes={
+            semconv.EVENT_TYPE: EventType.INFERENCE.value,
+            semconv.MODEL_NAME: model["name"],
+            semconv.MODEL_VERSION: model["version"],
+            semconv.MODEL_FINGERPRINT: model["fingerprint"],
+            semconv.MODEL_FRAMEWORK: "sklearn",
+            semconv.OPERATION: operation,
+            semconv.DECISION_ID: ids.batch_id,
+            semconv.DECISION_COUNT: ids.count,
+            semconv.RISK_LEVEL: risk,
+        })
+        batch = DecisionBatch(
+            capture=runtime.capture, model=model, operation=operation, inputs=features,
+            outputs=None, ids=ids, end_time_ns=started, duration_ns=0, risk=risk,
+            risk_fn=info.risk_fn, mode=settings.decision_mode)
+    except Exception:  # noqa: BLE001
+        InstrumentationErrors.record("preparing the audit record")
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as error:
+        _finish(runtime, span, batch, started, error=error)
+        raise
+    _finish(runtime, span, batch, started, outputs=result)
+    return result
+
+
+def _finish(runtime: AuditRuntime, span: Any, batch: DecisionBatch | None, started: int, *,
+            outputs: Any = None, error: BaseException | None = None) -> None:
+    if span is None or batch is None:
+        return
+    try:
+        ended = time.time_ns()
+        batch.outputs = outputs
+        batch.end_time_ns = ended
+        batch.duration_ns = ended - started
+        if error is not None:
+            batch.error = type(error).__qualname__
+            span.set_attribute(semconv.ERROR_TYPE, batch.error)
+            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+        runtime.processor.register(span.get_span_context().span_id, batch)
+        span.end(end_time=ended)
+    except Exception:  # noqa: BLE001
+        InstrumentationErrors.record("recording the audit record")
+
+
+@dataclass
+class TrainingRecord:
+    """A `fit`: estimator, hyper-parameters, data fingerprint, duration, fitted fingerprint."""
+
+    estimator: Any
+    features: Any
+    target: Any
+    started_ns: int
+    ended_ns: int
+    trace: dict[str, str] = field(default_factory=dict)
+    service: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> list[dict[str, Any]]:
+        return [new_event(
+            EventType.TRAINING, time_ns=self.ended_ns,
+            model={"class": estimator_name(self.estimator), "framework": "sklearn",
+                   "fingerprint": fingerprint(self.estimator)},
+            training={"hyperparameters": _params(self.estimator),
+                      "data": {"features": data_fingerprint(self.features),
+                               "target": data_fingerprint(self.target)},
+                      "duration_ms": (self.ended_ns - self.started_ns) / 1e6},
+            trace=self.trace, service=self.service)]
+
+
+def _params(estimator: Any) -> dict[str, Any]:
+    params = estimator.get_params(deep=True)
+    return {key: (estimator_name(value) if hasattr(value, "get_params") else to_json_data(value))
+            for key, value in params.items()}
+
+
+def data_fingerprint(data: Any) -> dict[str, Any] | None:
+    """SHA-256 and shape of training data (a DataFrame by its content and column names)."""
+    if data is None:
+        return None
+    digest = hashlib.sha256()
+    if type(data).__name__ in ("DataFrame", "Series"):
+        import pandas as pd
+
+        columns = data.columns if hasattr(data, "columns") else [data.name]
+        digest.update(repr(list(columns)).encode())
+        digest.update(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes())
+    elif hasattr(data, "tobytes"):
+        digest.update(data.tobytes())
+    else:
+        from otel_ai_audit.record.canonical import canonical_json
+
+        digest.update(canonical_json(to_json_data(data)))
+    shape = getattr(data, "shape", None)
+    return {"sha256": digest.hexdigest(),
+            "shape": list(shape) if shape is not None else [len(data)]}
+
+
+def _fit_wrapper(instrumentor: SklearnInstrumentor) -> Any:
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+        runtime = get_runtime()
+        if runtime is None or _in_model_call.get() or instrumentor._tracer is None:
+            return wrapped(*args, **kwargs)
+        token = _in_model_call.set(True)
+        started = time.time_ns()
+        try:
+            result = wrapped(*args, **kwargs)
+        finally:
+            _in_model_call.reset(token)
+            forget_fingerprint(instance)
+        try:
+            features = args[0] if args else kwargs.get("X")
+            target = args[1] if len(args) > 1 else kwargs.get("y")
+            record = TrainingRecord(instance, features, target, started, time.time_ns())
+            span = instrumentor._tracer.start_span("sklearn fit", start_time=started, attributes={
+                semconv.EVENT_TYPE: EventType.TRAINING.value,
+                semconv.MODEL_CLASS: estimator_name(instance),
+                semconv.MODEL_FRAMEWORK: "sklearn"})
+            runtime.processor.register(span.get_span_context().span_id, record)
+            span.end(end_time=record.ended_ns)
+        except Exception:  # noqa: BLE001
+            InstrumentationErrors.record("recording the training record")
+        return result
+
+    return wrapper

@@ -1,0 +1,85 @@
+"""Model identity for scikit-learn estimators: name, version and fitted-state fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from typing import Any
+
+from otel_ai_audit.record.canonical import canonical_json, to_json_data
+
+_fingerprints: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def estimator_name(estimator: Any) -> str:
+    """`Pipeline(ColumnTransformer,LogisticRegression)`-style name from the structure."""
+    steps = getattr(estimator, "steps", None)
+    if steps:
+        return f"{type(estimator).__name__}({','.join(type(s).__name__ for _, s in steps)})"
+    return type(estimator).__name__
+
+
+def fingerprint(estimator: Any) -> str:
+    """SHA-256 of the estimator's fitted state, computed once per fit and cached."""
+    try:
+        cached = _fingerprints.get(estimator)
+    except TypeError:
+        cached = None
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256()
+    _feed(digest, estimator, depth=0)
+    value = digest.hexdigest()
+    try:
+        _fingerprints[estimator] = value
+    except TypeError:
+        pass
+    return value
+
+
+def forget_fingerprint(estimator: Any) -> None:
+    """Called when an estimator is (re)fitted."""
+    try:
+        _fingerprints.pop(estimator, None)
+    except TypeError:
+        pass
+
+
+def _feed(digest: Any, value: Any, depth: int) -> None:
+    if depth > 20:
+        digest.update(b"<deep>")
+        return
+    if hasattr(value, "get_params") and hasattr(value, "__dict__"):
+        digest.update(type(value).__qualname__.encode())
+        for name in sorted(vars(value)):
+            if name.startswith("_"):
+                continue
+            digest.update(name.encode())
+            _feed(digest, vars(value)[name], depth + 1)
+        return
+    if hasattr(value, "tobytes") and hasattr(value, "dtype"):
+        digest.update(str(value.dtype).encode() + str(getattr(value, "shape", "")).encode())
+        try:
+            digest.update(value.tobytes())
+        except (TypeError, ValueError):
+            digest.update(canonical_json(to_json_data(value)))
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _feed(digest, item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            digest.update(str(key).encode())
+            _feed(digest, value[key], depth + 1)
+        return
+    digest.update(canonical_json(to_json_data(value)))
+
+
+def identity(estimator: Any, explicit_name: str | None, explicit_version: str | None,
+             settings_name: str | None, settings_version: str | None) -> dict[str, Any]:
+    """Name and version in order: explicit API, environment, fallback (structure / digest)."""
+    digest = fingerprint(estimator)
+    return {"name": explicit_name or settings_name or estimator_name(estimator),
+            "version": explicit_version or settings_version or digest[:12],
+            "fingerprint": digest, "framework": "sklearn", "class": estimator_name(estimator)}

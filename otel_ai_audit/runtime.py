@@ -1,0 +1,188 @@
+"""The process-wide audit runtime: settings, keys, capture policy, writer and processor.
+
+`configure()` is the Python API; the distro calls the same function for zero-code users.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_ai_audit.capture import CapturePolicy, load_hmac_key
+from otel_ai_audit.config import AuditSettings
+from otel_ai_audit.decisions import RiskFunction
+from otel_ai_audit.integrity.keys import SigningKey
+from otel_ai_audit.pipeline.writer import AuditWriter
+from otel_ai_audit.processor import AuditSpanProcessor
+from otel_ai_audit.record.canonical import to_json_data
+from otel_ai_audit.record.schema import EventType, new_event
+
+logger = logging.getLogger(__name__)
+
+OVERSIGHT_ACTIONS = ("accepted", "overridden", "reversed", "not_used", "stopped")
+
+
+@dataclass
+class ModelInfo:
+    """What the user told us about a model object (all optional)."""
+
+    name: str | None = None
+    version: str | None = None
+    risk: str | None = None
+    risk_fn: RiskFunction | None = None
+
+
+@dataclass
+class AuditRuntime:
+    settings: AuditSettings
+    capture: CapturePolicy
+    writer: AuditWriter
+    processor: AuditSpanProcessor
+    models: weakref.WeakKeyDictionary[Any, ModelInfo] = field(
+        default_factory=weakref.WeakKeyDictionary)
+
+    def model_info(self, model: Any) -> ModelInfo:
+        try:
+            return self.models.get(model) or ModelInfo()
+        except TypeError:
+            return ModelInfo()
+
+    def shutdown(self) -> None:
+        self.writer.close()
+
+
+_runtime: AuditRuntime | None = None
+_lock = threading.Lock()
+
+
+def get_runtime() -> AuditRuntime | None:
+    return _runtime
+
+
+def load_signing_key(settings: AuditSettings) -> SigningKey:
+    """The configured key, or one created once beside the store (a warning says so)."""
+    if settings.signing_key:
+        return SigningKey.load(settings.signing_key)
+    private = Path(f"{settings.store}.signing-key.pem")
+    public = Path(f"{settings.store}.pub.pem")
+    if private.is_file():
+        return SigningKey.load(private)
+    key = SigningKey.generate()
+    try:
+        key.save(private, public)
+    except FileExistsError:
+        return SigningKey.load(private)
+    logger.warning("otel-ai-audit: no OTEL_AI_AUDIT_SIGNING_KEY configured; created %s beside "
+                   "the store. Keep production keys apart from the store (a secret manager) and "
+                   "give verifiers %s", private, public)
+    return key
+
+
+def configure(tracer_provider: TracerProvider | None = None, *,
+              install_processor: bool = True, **overrides: Any) -> AuditRuntime:
+    """Set up the audit trail for this process (idempotent; the first call wins).
+
+    Keyword arguments mirror the `OTEL_AI_AUDIT_*` variables (`store=`, `signing_key=`, ...)
+    and take precedence over them. With `install_processor`, the audit processor is added to
+    `tracer_provider`, or to the global SDK provider (created if the app has none).
+    """
+    global _runtime
+    with _lock:
+        if _runtime is not None:
+            return _runtime
+        settings = AuditSettings.from_env(**overrides)
+        capture = CapturePolicy(
+            inputs=settings.capture_inputs, outputs=settings.capture_outputs,
+            max_bytes=settings.capture_max_bytes, redact_fields=settings.redact_fields,
+            hmac_key=load_hmac_key(settings.hmac_key, settings.hmac_key_file, settings.store))
+        service = os.environ.get("OTEL_SERVICE_NAME", "unknown_service")
+        writer = AuditWriter(
+            settings.store, load_signing_key(settings), service_name=service,
+            checkpoint_every=settings.checkpoint_every,
+            checkpoint_interval=settings.checkpoint_interval, max_queue=settings.max_queue,
+            policy_hash=capture.policy_hash)
+        runtime = AuditRuntime(settings, capture, writer, AuditSpanProcessor(writer))
+        if install_processor:
+            _provider(tracer_provider).add_span_processor(runtime.processor)
+        atexit.register(runtime.shutdown)
+        _close_on_sigterm()
+        _runtime = runtime
+        return runtime
+
+
+def _provider(tracer_provider: TracerProvider | None) -> TracerProvider:
+    if tracer_provider is not None:
+        return tracer_provider
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current
+    provider = TracerProvider()
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def _close_on_sigterm() -> None:
+    """Make SIGTERM run atexit handlers (so chains close) when nobody else handles it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def register_model(model: Any, *, name: str | None = None, version: str | None = None,
+                   risk: str | None = None, risk_fn: RiskFunction | None = None) -> None:
+    """Name a model object and set its risk (a level, or a function of one decision's output)."""
+    runtime = configure()
+    runtime.models[model] = ModelInfo(name, version, risk, risk_fn)
+
+
+def _submit(event_type: EventType, **fields: Any) -> str:
+    runtime = configure()
+    event = new_event(event_type, **to_json_data(fields))
+    runtime.processor.submit_event(event)
+    return str(event["id"])
+
+
+def record_oversight(decision_id: str, *, reviewer: str, action: str, role: str | None = None,
+                     reason: str | None = None) -> str:
+    """A human-oversight action on a decision (EU AI Act Art. 14): returns the record id."""
+    if action not in OVERSIGHT_ACTIONS:
+        raise ValueError(f"action must be one of {OVERSIGHT_ACTIONS}, not {action!r}")
+    return _submit(EventType.OVERSIGHT, decision_id=decision_id,
+                   reviewer={"id": reviewer, "role": role}, action=action, reason=reason)
+
+
+def record_dispute(decision_id: str, *, reason: str, raised_by: str | None = None) -> str:
+    """A decision contested by the person concerned or a reviewer."""
+    return _submit(EventType.DISPUTE, decision_id=decision_id, reason=reason,
+                   raised_by=raised_by)
+
+
+def record_outcome(decision_id: str, *, label: Any) -> str:
+    """The true outcome of a decision, once known (for performance and fairness monitoring)."""
+    return _submit(EventType.OUTCOME, decision_id=decision_id, label=label)
+
+
+def shutdown() -> None:
+    """Close this process's chain (signing the closing checkpoint) and forget the runtime, so a
+    later `configure()` starts afresh. Runs by itself at exit."""
+    global _runtime
+    with _lock:
+        if _runtime is not None:
+            _runtime.shutdown()
+        _runtime = None
