@@ -13,7 +13,6 @@ estimator's own result is returned untouched.
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections.abc import Collection, Iterator
 from contextvars import ContextVar
@@ -24,10 +23,9 @@ import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
-from opentelemetry.trace import Status, StatusCode
 
 from otel_ai_audit import semconv
-from otel_ai_audit.decisions import DecisionBatch, new_decision_ids, row_count
+from otel_ai_audit.instrumentation.model_call import InstrumentationErrors, audited_inference
 from otel_ai_audit.instrumentation.sklearn.identity import (
     estimator_name,
     fingerprint,
@@ -36,28 +34,14 @@ from otel_ai_audit.instrumentation.sklearn.identity import (
 )
 from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.record.schema import EventType, new_event
-from otel_ai_audit.runtime import AuditRuntime, get_runtime
+from otel_ai_audit.runtime import get_runtime
 from otel_ai_audit.version import __version__
-
-logger = logging.getLogger(__name__)
 
 INFERENCE_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function",
                      "score_samples")
 TRAINING_METHODS = ("fit",)
 
 _in_model_call: ContextVar[bool] = ContextVar("otel_ai_audit_sklearn_call", default=False)
-
-
-class InstrumentationErrors:
-    """Count of failures inside the instrumentation (each also logged)."""
-
-    count = 0
-
-    @classmethod
-    def record(cls, what: str) -> None:
-        cls.count += 1
-        logger.warning("otel-ai-audit sklearn instrumentation: %s failed (the model call was "
-                       "not affected)", what, exc_info=True)
 
 
 def _subclasses(root: type) -> Iterator[type]:
@@ -134,70 +118,18 @@ def _predict_wrapper(instrumentor: SklearnInstrumentor, operation: str) -> Any:
             return wrapped(*args, **kwargs)
         token = _in_model_call.set(True)
         try:
-            return _audited_inference(instrumentor._tracer, runtime, operation, wrapped,
-                                      instance, args, kwargs)
+            return audited_inference(
+                instrumentor._tracer, runtime, framework="sklearn", operation=operation,
+                model=instance, identify=_identify, features=args[0] if args else kwargs.get("X"),
+                call=lambda: wrapped(*args, **kwargs))
         finally:
             _in_model_call.reset(token)
 
     return wrapper
 
 
-def _audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, operation: str,
-                       wrapped: Any, instance: Any, args: tuple[Any, ...],
-                       kwargs: dict[str, Any]) -> Any:
-    started = time.time_ns()
-    span = batch = None
-    try:
-        features = args[0] if args else kwargs.get("X")
-        info = runtime.model_info(instance)
-        settings = runtime.settings
-        model = identity(instance, info.name, info.version, settings.model_name,
-                         settings.model_version)
-        ids = new_decision_ids(row_count(features))
-        risk = info.risk or settings.default_risk
-        span = tracer.start_span(f"sklearn {operation}", attributes={
-            semconv.EVENT_TYPE: EventType.INFERENCE.value,
-            semconv.MODEL_NAME: model["name"],
-            semconv.MODEL_VERSION: model["version"],
-            semconv.MODEL_FINGERPRINT: model["fingerprint"],
-            semconv.MODEL_FRAMEWORK: "sklearn",
-            semconv.OPERATION: operation,
-            semconv.DECISION_ID: ids.batch_id,
-            semconv.DECISION_COUNT: ids.count,
-            semconv.RISK_LEVEL: risk,
-        })
-        batch = DecisionBatch(
-            capture=runtime.capture, model=model, operation=operation, inputs=features,
-            outputs=None, ids=ids, end_time_ns=started, duration_ns=0, risk=risk,
-            risk_fn=info.risk_fn, mode=settings.decision_mode)
-    except Exception:  # noqa: BLE001
-        InstrumentationErrors.record("preparing the audit record")
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as error:
-        _finish(runtime, span, batch, started, error=error)
-        raise
-    _finish(runtime, span, batch, started, outputs=result)
-    return result
-
-
-def _finish(runtime: AuditRuntime, span: Any, batch: DecisionBatch | None, started: int, *,
-            outputs: Any = None, error: BaseException | None = None) -> None:
-    if span is None or batch is None:
-        return
-    try:
-        ended = time.time_ns()
-        batch.outputs = outputs
-        batch.end_time_ns = ended
-        batch.duration_ns = ended - started
-        if error is not None:
-            batch.error = type(error).__qualname__
-            span.set_attribute(semconv.ERROR_TYPE, batch.error)
-            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
-        runtime.processor.register(span.get_span_context().span_id, batch)
-        span.end(end_time=ended)
-    except Exception:  # noqa: BLE001
-        InstrumentationErrors.record("recording the audit record")
+def _identify(estimator: Any, name: str | None, version: str | None) -> dict[str, Any]:
+    return identity(estimator, name, version)
 
 
 @dataclass

@@ -76,10 +76,8 @@ def _feed(digest: Any, value: Any, depth: int) -> None:
     digest.update(canonical_json(to_json_data(value)))
 
 
-def identity(estimator: Any, explicit_name: str | None, explicit_version: str | None,
-             settings_name: str | None, settings_version: str | None) -> dict[str, Any]:
-    """Name and version in order: explicit API, environment, fallback (structure / digest)."""
+def identity(estimator: Any, name: str | None, version: str | None) -> dict[str, Any]:
+    """Name and version as configured (API, then environment), else derived from the model."""
     digest = fingerprint(estimator)
-    return {"name": explicit_name or settings_name or estimator_name(estimator),
-            "version": explicit_version or settings_version or digest[:12],
+    return {"name": name or estimator_name(estimator), "version": version or digest[:12],
             "fingerprint": digest, "framework": "sklearn", "class": estimator_name(estimator)}

@@ -1,0 +1,105 @@
+"""Zero-code audit of PyTorch inference.
+
+Wraps `torch.nn.Module.__call__`. A call is a decision when the module is in `eval()` mode or
+gradients are off (`no_grad` / `inference_mode`), and only the outermost module is recorded,
+not every submodule it calls. Training forward passes are not decisions and pass through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from collections.abc import Collection
+from contextvars import ContextVar
+from typing import Any
+
+import wrapt
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+
+from otel_ai_audit.instrumentation.model_call import audited_inference
+from otel_ai_audit.runtime import get_runtime
+from otel_ai_audit.version import __version__
+
+_in_module_call: ContextVar[bool] = ContextVar("otel_ai_audit_torch_call", default=False)
+_fingerprints: weakref.WeakKeyDictionary[Any, tuple[int, str]] = weakref.WeakKeyDictionary()
+
+
+def state_version(module: Any) -> int:
+    """Changes whenever a parameter or buffer is modified in place (optimizer steps, loads)."""
+    return sum(tensor._version for tensor in module.state_dict().values())
+
+
+def fingerprint(module: Any) -> str:
+    """SHA-256 of the state dict (names, dtypes, shapes, bytes), cached until weights change."""
+    version = state_version(module)
+    cached = _fingerprints.get(module)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        host = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{host.dtype}:{tuple(host.shape)}".encode())
+        digest.update(host.reshape(-1).view(torch.uint8).numpy().tobytes())
+    value = digest.hexdigest()
+    _fingerprints[module] = (version, value)
+    return value
+
+
+def identity(module: Any, name: str | None, version: str | None) -> dict[str, Any]:
+    digest = fingerprint(module)
+    return {"name": name or type(module).__name__, "version": version or digest[:12],
+            "fingerprint": digest, "framework": "torch", "class": type(module).__qualname__}
+
+
+def snapshot(value: Any) -> Any:
+    """A detached copy of tensors (the caller may reuse or modify them in place)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (list, tuple)):
+        return [snapshot(item) for item in value]
+    return value
+
+
+class TorchInstrumentor(BaseInstrumentor):
+    """`opentelemetry_instrumentor` entry point `torch`."""
+
+    _tracer: trace.Tracer | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("torch >= 2.0",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        import torch
+
+        self._tracer = trace.get_tracer(__name__, __version__,
+                                        tracer_provider=kwargs.get("tracer_provider"))
+        wrapt.wrap_function_wrapper(torch.nn.Module, "__call__", self._wrapper)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        import torch
+
+        unwrap(torch.nn.Module, "__call__")
+
+    def _wrapper(self, wrapped: Any, instance: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> Any:
+        runtime = get_runtime()
+        if runtime is None or _in_module_call.get() or self._tracer is None:
+            return wrapped(*args, **kwargs)
+        import torch
+
+        if instance.training and torch.is_grad_enabled():
+            return wrapped(*args, **kwargs)
+        token = _in_module_call.set(True)
+        try:
+            return audited_inference(
+                self._tracer, runtime, framework="torch", operation="forward", model=instance,
+                identify=identity, features=args[0] if args else next(iter(kwargs.values()), None),
+                call=lambda: wrapped(*args, **kwargs), snapshot=snapshot)
+        finally:
+            _in_module_call.reset(token)
