@@ -1,0 +1,194 @@
+"""scikit-learn instrumentation against real models on the real UCI Adult data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sparse
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, load_split
+from otel_ai_audit.instrumentation import model_call
+from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
+from otel_ai_audit.record.canonical import to_json_data
+from otel_ai_audit.runtime import register_model
+from tests.instrumentation_fixtures import AuditedProcess, audited_process
+
+FEATURES = NUMERIC + CATEGORICAL
+
+
+@pytest.fixture
+def audited(tmp_path: Path) -> Iterator[AuditedProcess]:
+    for process in audited_process(tmp_path):
+        instrumentor = SklearnInstrumentor()
+        instrumentor.instrument(tracer_provider=process.provider)
+        try:
+            yield process
+        finally:
+            instrumentor.uninstrument()
+
+
+def adult_pipeline() -> Pipeline:
+    return Pipeline([
+        ("prepare", ColumnTransformer([
+            ("numeric", StandardScaler(), NUMERIC),
+            ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                          OneHotEncoder(handle_unknown="ignore")), CATEGORICAL),
+        ])),
+        ("classify", LogisticRegression(max_iter=500)),
+    ])
+
+
+@pytest.fixture(scope="module")
+def adult() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return load_split("train").frame, load_split("test").frame
+
+
+def test_adult_pipeline_records_training_and_one_decision_per_row(
+        audited: AuditedProcess, adult: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    train, test = adult
+    model = adult_pipeline().fit(train[FEATURES], train[TARGET])
+    register_model(model, name="adult-income", version="2.1.0")
+    batch = test[FEATURES].head(200)
+    probabilities = model.predict_proba(batch)
+    single = model.predict(batch.head(1))
+
+    training = audited.events("training")
+    decisions = audited.events("inference")
+    assert len(training) == 1, "a Pipeline fit is one training record, not one per step"
+    assert training[0]["training"]["data"]["features"]["shape"] == [len(train), len(FEATURES)]
+    assert training[0]["training"]["hyperparameters"]["classify__max_iter"] == 500
+    assert len(decisions) == 201, "one decision per row, nested steps not recorded"
+    first = decisions[0]
+    assert first["model"]["name"] == "adult-income" and first["model"]["version"] == "2.1.0"
+    assert first["model"]["fingerprint"] == training[0]["model"]["fingerprint"]
+    assert first["operation"] == "predict_proba"
+    capture = audited.runtime.capture
+    for index in (0, 57, 199):
+        row = to_json_data(batch.iloc[index].to_dict())
+        assert decisions[index]["input"] == {"policy": "hash",
+                                             "hmac_sha256": capture.keyed_hash(row)}
+        assert decisions[index]["output"]["value"] == pytest.approx(list(probabilities[index]))
+        assert decisions[index]["batch"] == {"size": 200, "index": index}
+    assert decisions[-1]["operation"] == "predict"
+    assert decisions[-1]["output"]["value"] == int(single[0])
+    assert audited.verify().ok
+
+
+def test_refit_changes_the_fingerprint(audited: AuditedProcess) -> None:
+    rng = np.random.default_rng(1)
+    features, labels = rng.normal(size=(60, 3)), rng.integers(0, 2, 60)
+    model = LogisticRegression().fit(features, labels)
+    model.predict(features[:1])
+    model.fit(features, 1 - labels)
+    model.predict(features[:1])
+    first, second = audited.events("inference")
+    assert first["model"]["fingerprint"] != second["model"]["fingerprint"]
+
+
+def _fitted_boosting() -> HistGradientBoostingClassifier:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 4))
+    features[rng.random(features.shape) < 0.1] = np.nan
+    return HistGradientBoostingClassifier(max_iter=20).fit(features, rng.integers(0, 3, 200))
+
+
+@settings(max_examples=25, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 20), st.just(4)),
+              elements=st.one_of(st.floats(-1e6, 1e6), st.just(float("nan")))))
+def test_results_are_identical_with_and_without_instrumentation(features: np.ndarray) -> None:
+    model = _fitted_boosting()
+    expected = model.predict_proba(features)
+    for process in audited_process(Path(_tmp())):
+        instrumentor = SklearnInstrumentor()
+        instrumentor.instrument(tracer_provider=process.provider)
+        try:
+            audited_result = model.predict_proba(features)
+        finally:
+            instrumentor.uninstrument()
+        assert np.array_equal(expected, audited_result)
+        assert len(process.events("inference")) == len(features)
+
+
+def _tmp() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="otel-ai-audit-prop-")
+
+
+def test_a_failure_inside_the_instrumentation_never_reaches_the_caller(
+        audited: AuditedProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _fitted_boosting()
+    features = np.ones((3, 4))
+    expected = model.predict(features)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("instrumentation bug")
+
+    monkeypatch.setattr(model_call, "new_decision_ids", broken)
+    before = model_call.InstrumentationErrors.count
+    assert np.array_equal(model.predict(features), expected)
+    assert model_call.InstrumentationErrors.count == before + 1
+
+
+def test_a_model_error_is_recorded_and_re_raised_unchanged(audited: AuditedProcess) -> None:
+    model = _fitted_boosting()
+    with pytest.raises(ValueError, match="features"):
+        model.predict(np.ones((2, 7)))
+    (decision,) = audited.events("inference")
+    assert decision["error"]["type"] == "ValueError"
+    assert audited.verify().ok
+
+
+def test_sparse_lists_nan_and_odd_objects_are_recorded(audited: AuditedProcess) -> None:
+    rng = np.random.default_rng(3)
+    dense = rng.normal(size=(40, 6))
+    labels = (dense[:, 0] > 0).astype(int)
+    sparse_model = LogisticRegression().fit(sparse.csr_matrix(dense), labels)
+    sparse_model.predict(sparse.csr_matrix(dense[:3]))
+    LogisticRegression().fit(dense, labels).predict(dense[:2].tolist())
+    _fitted_boosting().predict(np.array([[np.nan, 1.0, np.inf * 0, 2.0]]))
+
+    class Opaque:
+        pass
+
+    frame = pd.DataFrame({"x": [1.0, 2.0], "tag": [Opaque(), Opaque()]})
+    pipeline = make_pipeline(ColumnTransformer([("x", "passthrough", ["x"])]),
+                             LogisticRegression()).fit(frame, [0, 1])
+    pipeline.predict(frame)
+    decisions = audited.events("inference")
+    assert [d["batch"]["size"] for d in decisions] == [3, 3, 3, 2, 2, 1, 2, 2]
+    assert all(d["input"]["policy"] == "hash" for d in decisions)
+    assert audited.verify().ok
+
+
+def test_full_capture_caps_huge_inputs(tmp_path: Path) -> None:
+    for process in audited_process(tmp_path, capture_inputs="full", capture_max_bytes=2048):
+        instrumentor = SklearnInstrumentor()
+        instrumentor.instrument(tracer_provider=process.provider)
+        try:
+            rng = np.random.default_rng(4)
+            wide = rng.normal(size=(10, 5000))
+            model = LogisticRegression(max_iter=50).fit(wide, np.arange(10) % 2)
+            model.predict(wide[:1])
+            model.predict(wide[:1, :5000])
+            narrow = LogisticRegression().fit(wide[:, :3], np.arange(10) % 2)
+            narrow.predict(wide[:1, :3])
+        finally:
+            instrumentor.uninstrument()
+        decisions = process.events("inference")
+        assert decisions[0]["input"]["truncated"] is True
+        assert decisions[0]["input"]["bytes"] > 2048
+        assert decisions[-1]["input"]["value"] == pytest.approx(list(wide[0, :3]))
