@@ -29,6 +29,8 @@ class AuditedProcess:
     def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
         """Every record's event, in chain order (closes the runtime first)."""
         self.close()
+        if not self.store.exists():
+            return []
         with AuditStore(self.store, create=False, readonly=True) as store:
             events = [json.loads(data)["event"] for chain in store.chain_ids()
                       for _, data in store.records(chain)]

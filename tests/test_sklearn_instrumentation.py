@@ -192,3 +192,37 @@ def test_full_capture_caps_huge_inputs(tmp_path: Path) -> None:
         assert decisions[0]["input"]["truncated"] is True
         assert decisions[0]["input"]["bytes"] > 2048
         assert decisions[-1]["input"]["value"] == pytest.approx(list(wide[0, :3]))
+
+
+def test_third_party_estimators_defined_later_are_audited(audited: AuditedProcess) -> None:
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class ThresholdClassifier(ClassifierMixin, BaseEstimator):
+        """Stands for XGBoost/LightGBM: a class that follows the sklearn API, defined after
+        instrumentation started."""
+
+        def __init__(self, threshold: float = 0.0) -> None:
+            self.threshold = threshold
+
+        def fit(self, features: np.ndarray, labels: np.ndarray) -> ThresholdClassifier:
+            self.classes_ = np.array([0, 1])
+            return self
+
+        def predict(self, features: np.ndarray) -> np.ndarray:
+            return (np.asarray(features)[:, 0] > self.threshold).astype(int)
+
+    model = ThresholdClassifier(0.5).fit(np.zeros((2, 1)), np.array([0, 1]))
+    assert list(model.predict(np.array([[0.2], [0.9]]))) == [0, 1]
+    decisions = audited.events("inference")
+    assert [d["output"]["value"] for d in decisions] == [0, 1]
+    assert decisions[0]["model"]["class"] == "ThresholdClassifier"
+    assert len(audited.events("training")) == 1
+
+
+def test_uninstrument_restores_the_original_methods(tmp_path: Path) -> None:
+    for process in audited_process(tmp_path):
+        instrumentor = SklearnInstrumentor()
+        instrumentor.instrument(tracer_provider=process.provider)
+        instrumentor.uninstrument()
+        LogisticRegression().fit(np.eye(2), [0, 1]).predict(np.eye(2))
+        assert process.events() == []
