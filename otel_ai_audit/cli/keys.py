@@ -22,4 +22,5 @@ def keygen(prefix: str) -> None:
         fail(f"{private_path} already exists; refusing to overwrite a signing key")
     except OSError as error:
         fail(f"cannot write the key pair: {error}")
-    click.echo(f"private key: {private_path}\npublic key:  {public_path}\nkey id:      {key.key_id}")
+    click.echo(f"private key: {private_path}\npublic key:  {public_path}\n"
+               f"key id:      {key.key_id}")

@@ -16,7 +16,8 @@ from otel_ai_audit.store.sqlite import AuditStore, StoreError
 @click.command()
 @click.argument("store", type=click.Path(dir_okay=False))
 @click.argument("record_id")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the proof here (default: stdout).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the proof here (default: stdout).")
 def prove(store: str, record_id: str, out: str | None) -> None:
     """Write an inclusion proof for the decision RECORD_ID in STORE."""
     try:

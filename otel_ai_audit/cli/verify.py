@@ -58,5 +58,7 @@ def print_report(report: Report) -> None:
         click.echo(f"note: {notice}")
     for finding in report.findings:
         click.echo(f"FAIL {finding}")
-    verdict = "OK: intact and complete" if report.ok else f"FAILED: {len(report.findings)} finding(s)"
-    click.echo(verdict)
+    if report.ok:
+        click.echo("OK: intact and complete")
+    else:
+        click.echo(f"FAILED: {len(report.findings)} finding(s)")

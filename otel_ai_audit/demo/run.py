@@ -63,7 +63,7 @@ def run_demo(out: Path, data_dir: str | None, decisions: int, log: TextIO) -> Re
                   "hyperparameters": to_json_data(model[-1].get_params())}))
     sample = test.frame.head(decisions)
     scores = model.predict_proba(sample[features])[:, 1]
-    for (_, row), score in zip(sample.iterrows(), scores):
+    for (_, row), score in zip(sample.iterrows(), scores, strict=True):
         writer.submit(new_event(
             EventType.INFERENCE, model=_identity(fingerprint),
             input={"hash": hashlib.sha256(canonical_json(to_json_data(row[features].to_dict())))
@@ -77,7 +77,8 @@ def run_demo(out: Path, data_dir: str | None, decisions: int, log: TextIO) -> Re
         report = Verifier(load_trusted_keys([public_path])).verify(store)
     log.write(f"verify: {'OK, intact and complete' if report.ok else 'FAILED'} "
               f"({report.record_count} records in {len(report.chains)} chain(s))\n")
-    log.write(f"check it yourself:\n  otel-ai-audit verify {store_path} --public-key {public_path}\n")
+    log.write("check it yourself:\n"
+              f"  otel-ai-audit verify {store_path} --public-key {public_path}\n")
     return report
 
 

@@ -70,7 +70,7 @@ class Checkpoint:
                 policy_hash=str(data["policy_hash"]),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"checkpoint payload is missing or mistypes a field: {error}") from error
+            raise ValueError(f"checkpoint payload lacks or mistypes a field: {error}") from error
 
 
 def payload_hash(payload: bytes) -> str:

@@ -68,12 +68,14 @@ class SigningKey:
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError) as error:
-            raise KeyFileError(f"{path} is not an unencrypted PKCS#8 PEM private key: {error}") from error
+            raise KeyFileError(
+                f"{path} is not an unencrypted PKCS#8 PEM private key: {error}") from error
         if not isinstance(key, Ed25519PrivateKey):
             raise KeyFileError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
         return cls(key)
 
-    def save(self, private_path: str | os.PathLike[str], public_path: str | os.PathLike[str]) -> None:
+    def save(self, private_path: str | os.PathLike[str],
+             public_path: str | os.PathLike[str]) -> None:
         """Write the pair; the private key file is created with mode 0600 and never overwritten."""
         pem = self.private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

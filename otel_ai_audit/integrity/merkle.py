@@ -82,7 +82,10 @@ def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
 
 
 def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Iterable[bytes]) -> bytes:
-    """The root an inclusion proof leads to (RFC 9162 section 2.1.3.2); compare it to a signed root."""
+    """The root an inclusion proof leads to (RFC 9162 section 2.1.3.2).
+
+    Compare it with a signed root: equal means the leaf is in that tree.
+    """
     if not 0 <= index < size:
         raise ValueError(f"leaf index {index} is outside a tree of size {size}")
     fn, sn = index, size - 1
