@@ -4,7 +4,10 @@
 append to a queue. A background thread owns the process's chain: it canonicalises, hashes,
 links and persists records in batches, signs a checkpoint every N records or T seconds, and a
 final `closed` checkpoint at shutdown. After `fork()` the child starts a chain of its own
-(the parent's queue is not the child's to write).
+(the parent's queue is not the child's to write). No SQLite connection crosses a fork: the
+writer closes it just before and reopens it on its next write. SQLite keeps the lock state of
+every open file in process memory, which a child inherits while it does not inherit the
+parent's POSIX locks; a child writing the same store through that state lost whole commits.
 
 A full queue blocks the submitting thread (never drops); a store that fails is retried with
 backoff while records wait in memory. What is still lost (a process killed before
@@ -99,6 +102,10 @@ class AuditWriter:
         self._submitted = 0
         self._persisted = 0
         self._thread: threading.Thread | None = None
+        self._store_lock = threading.Lock()
+        """Held while the store is used, and by `fork()` while it closes the connection."""
+        self._store: AuditStore | None = None
+        self._registered_key = ""
         self._stopping = False
         self._closed = False
         self.chain = Chain()
@@ -189,8 +196,7 @@ class AuditWriter:
     # --- background thread -----------------------------------------------------------------
 
     def _run(self) -> None:
-        store = self._open_store()
-        if store is None:
+        if not self._open_store():
             return
         try:
             while True:
@@ -200,28 +206,50 @@ class AuditWriter:
                     batch, self._pending = self._pending, deque()
                     stopping = self._stopping
                     self._not_full.notify_all()
-                self._write_batch(store, batch, closing=stopping)
+                self._write_batch(batch, closing=stopping)
                 if stopping:
                     with self._lock:
                         if not self._pending:
                             return
         finally:
-            store.close()
+            with self._store_lock:
+                self._close_store()
 
-    def _open_store(self) -> AuditStore | None:
+    def _open_store(self) -> bool:
+        """Open the store, retrying with backoff; False if it was still unusable at close."""
         delay = 0.1
         while True:
             try:
-                store = AuditStore(self.store_path)
-                store.put_public_key(self._key.key_id, self._key.public_pem)
-                return store
+                with self._store_lock:
+                    self._connect()
+                return True
             except StoreError as error:
                 self.store_errors += 1
                 logger.error("otel-ai-audit: cannot open audit store: %s (retrying)", error)
                 if self._stopping:
-                    return None
+                    return False
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _connect(self) -> AuditStore:
+        """The open store, with the signing key's public half in it; hold `_store_lock`.
+
+        Opens the store if no connection is open (at start, and after a fork closed it), and
+        registers the current key before anything it signs is written (after a rotation too).
+        """
+        if self._store is None:
+            self._store = AuditStore(self.store_path)
+            self._registered_key = ""
+        if self._registered_key != self._key.key_id:
+            self._store.put_public_key(self._key.key_id, self._key.public_pem)
+            self._registered_key = self._key.key_id
+        return self._store
+
+    def _close_store(self) -> None:
+        """Close the connection (hold `_store_lock`); the next write reopens it."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def _chain_open_event(self) -> dict[str, Any]:
         return new_event(
@@ -233,33 +261,30 @@ class AuditWriter:
             policy_hash=self.policy_hash,
         )
 
-    def _write_batch(self, store: AuditStore,
-                     batch: deque[tuple[Any, int]],
-                     closing: bool) -> None:
+    def _write_batch(self, batch: deque[tuple[Any, int]], closing: bool) -> None:
         sealed: list[SealedRecord] = []
         for item, logged in batch:
             if isinstance(item, _ChainOpen):
                 item = self._chain_open_event()
             if isinstance(item, _KeyRotation):
                 sealed.append(self._seal_event(self._rotation_event(item.key), logged))
-                self._persist(store, sealed, self._checkpoint(closed=False))
+                self._persist(sealed, self._checkpoint(closed=False))
                 sealed = []
                 self._key = item.key
-                store.put_public_key(item.key.key_id, item.key.public_pem)
                 continue
             for event in self._expand(item):
                 record = self._seal_event(event, logged)
                 if record is not None:
                     sealed.append(record)
                 if self.chain.size - self.chain.last_checkpoint_size >= self.checkpoint_every:
-                    self._persist(store, sealed, self._checkpoint(closed=False))
+                    self._persist(sealed, self._checkpoint(closed=False))
                     sealed = []
         due = time.monotonic() - self._last_checkpoint_at >= self.checkpoint_interval
         uncovered = self.chain.size > self.chain.last_checkpoint_size
         if closing or (due and uncovered):
-            self._persist(store, sealed, self._checkpoint(closed=closing))
+            self._persist(sealed, self._checkpoint(closed=closing))
         elif sealed:
-            self._persist(store, sealed, None)
+            self._persist(sealed, None)
         self._mark_persisted(len(batch))
 
     def _expand(self, item: dict[str, Any] | DeferredEvents) -> list[dict[str, Any]]:
@@ -302,12 +327,12 @@ class AuditWriter:
         return self.chain.checkpoint(self._key, time.time_ns(), closed=closed,
                                      counters=counters, policy_hash=self.policy_hash)
 
-    def _persist(self, store: AuditStore, records: list[SealedRecord],
-                 checkpoint: SignedCheckpoint | None) -> None:
+    def _persist(self, records: list[SealedRecord], checkpoint: SignedCheckpoint | None) -> None:
         delay = 0.05
         while True:
             try:
-                store.write(records, checkpoint)
+                with self._store_lock:
+                    self._connect().write(records, checkpoint)
                 return
             except StoreError as error:
                 self.store_errors += 1
@@ -335,10 +360,31 @@ def _track_for_fork(writer: AuditWriter) -> None:
     _writers.add(writer)
 
 
+_forking: list[AuditWriter] = []
+"""The writers whose store lock `_close_stores_before_fork` holds until the fork is done."""
+
+
+def _close_stores_before_fork() -> None:
+    """Wait for writes in progress, close the connections, and hold them closed over fork."""
+    _forking[:] = list(_writers)
+    for writer in _forking:
+        writer._store_lock.acquire()
+        writer._close_store()
+
+
+def _reopen_stores_in_parent() -> None:
+    for writer in _forking:
+        writer._store_lock.release()
+    _forking.clear()
+
+
 def _reset_writers_in_child() -> None:
+    _forking.clear()
     for writer in list(_writers):
         writer._after_fork_in_child()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_writers_in_child)
+    os.register_at_fork(before=_close_stores_before_fork,
+                        after_in_parent=_reopen_stores_in_parent,
+                        after_in_child=_reset_writers_in_child)

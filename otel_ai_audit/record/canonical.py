@@ -22,10 +22,12 @@ Two entry points, used on two different paths:
   bool, None, str               unchanged; lone surrogates replaced by U+FFFD
   bytes, bytearray, memoryview  standard base64 string
   numpy scalar / array          .item() / nested lists, then these rules
-  datetime                      RFC 3339 string in UTC with "Z" (naive = UTC)
+  datetime                      RFC 3339 string in UTC with "Z" (naive = UTC; pandas
+                                Timestamp keeps nanoseconds; NaT and datetimes whose UTC
+                                time is out of range keep their isoformat())
   date, time                    ISO 8601 string
   Decimal, UUID, Path           str(value)
-  Enum                          its value, then these rules
+  Enum (also str/int mix-ins)   its value, then these rules
   tuple, list, set, frozenset   list (sets sorted by canonical form)
   Mapping                       dict; keys converted with str()
   anything else                 "<unserializable TYPE>"
@@ -42,7 +44,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -53,8 +55,17 @@ MAX_SAFE_INTEGER = 2**53 - 1
 _encoder = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"), check_circular=False
 )
-_PLACEHOLDER = "\x00jcs-number:"
-_PLACEHOLDER_JSON = re.compile(r'"\\u0000jcs-number:([^"]*)"')
+_make_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+# JSONEncoder.encode builds a new C encoder on every call; building it once saves ~10%.
+_encode_chunks = None if _make_c_encoder is None else _make_c_encoder(
+    None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+# Floats whose Python repr differs from ES6 travel through the C encoder as strings marked with
+# a lone surrogate: no string canonical_json accepts can contain one, so no value can pose as
+# a number.
+_PLACEHOLDER = "\udc00"
+_PLACEHOLDER_JSON = re.compile('"\udc00([^"]*)"')
+_REWRITE_FLOATS = 1
+_ASTRAL_KEYS = 2
 
 
 class CanonicalizationError(ValueError):
@@ -63,14 +74,26 @@ class CanonicalizationError(ValueError):
 
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 canonical UTF-8 bytes of JSON data (strict: see the module docstring)."""
-    state = _PrepareState()
-    prepared = _prepare_value(value, state)
-    if state.needs_reference:
+    try:
+        flags = _scan((value,))
+    except RecursionError as error:
+        raise CanonicalizationError("value is nested too deeply or contains itself") from error
+    if flags & _ASTRAL_KEYS:
+        # Python sorts keys by code point, JCS by UTF-16 unit: they differ only for keys
+        # beyond U+FFFF, rare enough to leave to the reference.
         return rfc8785.dumps(value)
-    text = _encoder.encode(prepared)
-    if state.has_placeholders:
-        text = _PLACEHOLDER_JSON.sub(r"\1", text)
+    if flags & _REWRITE_FLOATS:
+        text = _PLACEHOLDER_JSON.sub(r"\1", _encode(_rewrite_floats(value)))
+    else:
+        text = _encode(value)
     return text.encode("utf-8")
+
+
+def _encode(value: Any) -> str:
+    """The C encoder's JSON text of checked data (keys sorted by code point)."""
+    if _encode_chunks is None:
+        return _encoder.encode(value)
+    return "".join(_encode_chunks(value, 0))
 
 
 def es6_number(value: float) -> str:
@@ -103,59 +126,66 @@ def es6_number(value: float) -> str:
     return sign + body
 
 
-class _PrepareState:
-    __slots__ = ("has_placeholders", "needs_reference")
+def _scan(items: Iterable[Any]) -> int:
+    """Check strictness without copying; flag what the C encoder alone would get wrong.
 
-    def __init__(self) -> None:
-        self.has_placeholders = False
-        self.needs_reference = False
+    Records are canonicalised at tens of thousands per second, so the common types are tested
+    inline, most frequent first.
+    """
+    flags = 0
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if not item.isascii():
+                _check_string(item)
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    raise CanonicalizationError(f"object key {key!r} is not a string")
+                if not key.isascii():
+                    _check_string(key)
+                    if max(key) > "\uffff":
+                        flags |= _ASTRAL_KEYS
+            flags |= _scan(item.values())
+        elif kind is float:
+            # Python's repr is the ES6 form exactly for non-integral values in [1e-4, 1e16).
+            if not (1e-4 <= abs(item) < 1e16 and not item.is_integer()):
+                if not math.isfinite(item):
+                    raise CanonicalizationError(f"{item!r} has no JSON form")
+                flags |= _REWRITE_FLOATS
+        elif kind is int:
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                raise CanonicalizationError(
+                    f"integer {item} is outside the I-JSON range +-(2**53-1)")
+        elif kind is list:
+            flags |= _scan(item)
+        elif kind is not bool and item is not None:
+            raise CanonicalizationError(
+                f"{kind.__name__} is not JSON data; convert it with to_json_data")
+    return flags
 
 
-def _prepare_value(value: Any, state: _PrepareState) -> Any:
-    """Check strictness; swap floats whose Python repr differs from ES6 for placeholders."""
+def _rewrite_floats(value: Any) -> Any:
+    """A copy of checked JSON data whose floats the C encoder will print in their ES6 form."""
     kind = type(value)
-    if kind is str:
-        _check_string(value)
-        return value
-    if kind is bool or value is None:
-        return value
-    if kind is int:
-        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            return value
-        raise CanonicalizationError(f"integer {value} is outside the I-JSON range +-(2**53-1)")
     if kind is float:
-        if not math.isfinite(value):
-            raise CanonicalizationError(f"{value!r} has no JSON form")
         if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
             return int(value)
         if value.is_integer() or "e" in repr(value):
-            state.has_placeholders = True
             return _PLACEHOLDER + es6_number(value)
         return value
     if kind is dict:
-        prepared = {}
-        for key, item in value.items():
-            if type(key) is not str:
-                raise CanonicalizationError(f"object key {key!r} is not a string")
-            _check_string(key)
-            if not key.isascii() and any(ord(char) > 0xFFFF for char in key):
-                # Python sorts keys by code point, JCS by UTF-16 unit: they differ only here.
-                state.needs_reference = True
-            prepared[key] = _prepare_value(item, state)
-        return prepared
+        return {key: _rewrite_floats(item) for key, item in value.items()}
     if kind is list:
-        return [_prepare_value(item, state) for item in value]
-    raise CanonicalizationError(f"{kind.__name__} is not JSON data; convert it with to_json_data")
+        return [_rewrite_floats(item) for item in value]
+    return value
 
 
 def _check_string(text: str) -> None:
-    if _PLACEHOLDER[0] in text and _PLACEHOLDER in text:
-        raise CanonicalizationError("string contains the reserved sequence NUL 'jcs-number:'")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise CanonicalizationError(f"string has a lone surrogate: {text!r}") from error
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise CanonicalizationError(f"string has a lone surrogate: {text!r}") from error
 
 
 def to_json_data(value: Any) -> Any:
@@ -196,6 +226,9 @@ def _clean_string(text: str) -> str:
 
 
 def _convert_other(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        # Before str and int: str() of a (str, Enum) member is "Class.NAME", not its value.
+        return to_json_data(value.value)
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
@@ -207,11 +240,13 @@ def _convert_other(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, _dt.datetime):
-        return rfc3339(value)
+        try:
+            return rfc3339(value)
+        except (ValueError, OverflowError):
+            # No UTC form: pandas NaT, or an offset that moves it outside the years 1-9999.
+            return str(value.isoformat())
     if isinstance(value, (_dt.date, _dt.time)):
         return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return to_json_data(value.value)
     if isinstance(value, (decimal.Decimal, uuid.UUID, PurePath)):
         return str(value)
     if isinstance(value, (set, frozenset)):
@@ -237,10 +272,20 @@ def _convert_other(value: Any) -> Any:
 
 
 def rfc3339(moment: _dt.datetime) -> str:
-    """RFC 3339 UTC timestamp with microseconds and "Z" (naive datetimes are taken as UTC)."""
+    """RFC 3339 UTC timestamp with "Z" (naive datetimes are taken as UTC).
+
+    Six fraction digits, nine for a pandas Timestamp (it carries nanoseconds, as OTel does).
+    Formatted by hand: strftime("%Y") does not pad years before 1000 to four digits.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=_dt.timezone.utc)
-    return moment.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = moment.astimezone(_dt.timezone.utc)
+    fraction = f"{moment.microsecond:06d}"
+    nanosecond = getattr(moment, "nanosecond", None)
+    if nanosecond is not None:
+        fraction += f"{nanosecond:03d}"
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+            f"{moment.minute:02d}:{moment.second:02d}.{fraction}Z")
 
 
 def rfc3339_from_ns(unix_nanos: int) -> str:

@@ -13,14 +13,14 @@ backwards inside a chain is itself evidence of tampering.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from otel_ai_audit.record.canonical import canonical_json, rfc3339_from_ns
+from otel_ai_audit.record.canonical import MAX_SAFE_INTEGER, canonical_json, rfc3339_from_ns
 
 SCHEMA_VERSION = 1
 
@@ -29,6 +29,7 @@ class EventType(str, Enum):
     """What a record is about (the `event.type` field)."""
 
     INFERENCE = "inference"
+    REQUEST = "request"
     TRAINING = "training"
     OVERSIGHT = "oversight"
     DISPUTE = "dispute"
@@ -63,19 +64,45 @@ class Header:
 def new_event(event_type: EventType | str, *, event_id: str | None = None,
               time_ns: int | None = None, **fields: Any) -> dict[str, Any]:
     """An event body with the fields every record carries (id, type, time)."""
+    if time_ns is None:
+        time_ns = time.time_ns()
     return {
-        "id": event_id or uuid.uuid4().hex,
+        "id": event_id or new_event_id(time_ns),
         "type": EventType(event_type).value,
-        "time": rfc3339_from_ns(time_ns if time_ns is not None else time.time_ns()),
+        "time": rfc3339_from_ns(time_ns),
         **fields,
     }
 
 
+def new_event_id(time_ns: int) -> str:
+    """A UUIDv7 (RFC 9562) as 32 hex digits: milliseconds since the epoch, then 74 random bits.
+
+    Time-ordered ids land at the end of the store's record-id index instead of on a random
+    page of it, which makes persisting a record about 2.5 times cheaper (see `make bench`).
+    """
+    value = int.from_bytes(os.urandom(10), "big")
+    value = ((time_ns // 1_000_000) & 0xFFFF_FFFF_FFFF) << 80 | value
+    value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62  # version 7, RFC variant
+    return f"{value:032x}"
+
+
 def seal(event: dict[str, Any], chain_id: str, seq: int, prev: str, logged_ns: int) -> bytes:
     """Canonical bytes of `event` placed at `seq` of a chain after the record hashed `prev`."""
-    header = {"id": chain_id, "logged": str(logged_ns), "prev": prev, "seq": seq,
-              "v": SCHEMA_VERSION}
+    logged = str(logged_ns)
+    if (type(chain_id) is str and type(prev) is str and type(seq) is int
+            and 0 <= seq <= MAX_SAFE_INTEGER and _plain(chain_id + prev + logged)):
+        # The usual case, written directly: "chain" sorts before "event", and values of ASCII
+        # letters and digits need no escaping, so this is the canonical form of the record.
+        header = (f'{{"chain":{{"id":"{chain_id}","logged":"{logged}","prev":"{prev}",'
+                  f'"seq":{seq},"v":{SCHEMA_VERSION}}},"event":')
+        return b"".join((header.encode("ascii"), canonical_json(event), b"}"))
+    header = {"id": chain_id, "logged": logged, "prev": prev, "seq": seq, "v": SCHEMA_VERSION}
     return canonical_json({"chain": header, "event": event})
+
+
+def _plain(text: str) -> bool:
+    """Does JSON write `text` as is? (ASCII letters and digits only.)"""
+    return text.isascii() and text.isalnum()
 
 
 def parse_header(data: bytes) -> Header | None:

@@ -31,13 +31,20 @@ from otel_ai_audit.integrity.checkpoint import (
 )
 from otel_ai_audit.integrity.keys import key_id, load_public_key_pem
 from otel_ai_audit.integrity.merkle import GENESIS, MerkleAccumulator
-from otel_ai_audit.record.canonical import CanonicalizationError, canonical_json
+from otel_ai_audit.record.canonical import (
+    MAX_SAFE_INTEGER,
+    CanonicalizationError,
+    canonical_json,
+)
 from otel_ai_audit.record.schema import HEADER_PATTERN, SCHEMA_VERSION, parse_record
 from otel_ai_audit.store.sqlite import StoreCorruptError
 from otel_ai_audit.verify.findings import ChainSummary, Finding, Kind, Report
 
 _OK, _NONCANONICAL, _MALFORMED, _FOREIGN = 0, 1, 2, 3
 _ROTATION_MARK = b'"type":"key_rotation"'
+_INT64_MAX = 2**63 - 1
+_TORN = "the last record is cut off: the writer crashed mid-write"
+_RESERIALISED = "record was re-serialised: its bytes are not the canonical form that was hashed"
 
 
 class RecordSource(Protocol):
@@ -99,15 +106,27 @@ class Verifier:
     def verify(self, source: RecordSource) -> Report:
         trust = "pinned" if self.trusted_keys else "self-asserted"
         report = Report(source=source.description, trust=trust)
-        store_keys = self._store_keys(source, report)
         if not self.trusted_keys:
             report.notices.append(
                 "no trusted public key was given: signatures were checked against the keys the "
                 "store itself holds, which proves integrity but not who signed; pass "
                 "--public-key FILE (or a trust file) to verify against a key you trust"
             )
-        for chain_id in source.chain_ids():
-            self._verify_chain(source, chain_id, store_keys, report)
+        # Damage met while reading (the store opened, so it is a store) is a finding, like
+        # any other loss of audit data; only a store that cannot be opened is an I/O error.
+        try:
+            store_keys = self._store_keys(source, report)
+            chain_ids = source.chain_ids()
+        except StoreCorruptError as error:
+            report.findings.append(Finding(None, None, Kind.STORE_CORRUPT,
+                                           f"reading stopped early: {error}"))
+            return report
+        for chain_id in chain_ids:
+            try:
+                self._verify_chain(source, chain_id, store_keys, report)
+            except StoreCorruptError as error:
+                report.findings.append(Finding(chain_id, None, Kind.STORE_CORRUPT,
+                                               f"reading stopped early: {error}"))
         return report
 
     # --- keys --------------------------------------------------------------------------------
@@ -159,7 +178,11 @@ class Verifier:
         closed_at: int | None = None
         heads_by_size: dict[int, str] = {}
         key_ids: set[str] = set()
+        follows_rejected = False
         for expected_index, signed in enumerate(source.checkpoints(chain_id)):
+            # A checkpoint rejected below (already a finding) cannot be linked to: its successor's
+            # link is not checked, so one edited checkpoint is reported once, not twice.
+            after_rejected, follows_rejected = follows_rejected, True
             try:
                 checkpoint = Checkpoint.from_payload(signed.payload)
             except ValueError as error:
@@ -200,7 +223,7 @@ class Verifier:
             # covers becomes trusted for the checkpoints after it.
             for seq, rotation in list(pending_rotations.items()):
                 if seq < checkpoint.size and checkpoint.key_id in trusted:
-                    new_key = _rotation_key(rotation)
+                    new_key = _rotation_key(rotation, trusted)
                     if new_key is not None:
                         trusted[key_id(new_key)] = new_key
                     del pending_rotations[seq]
@@ -211,7 +234,7 @@ class Verifier:
             if previous is not None:
                 before, before_payload = previous
                 if checkpoint.prev_checkpoint != payload_hash(before_payload) and (
-                        expected_index == checkpoint.index):
+                        expected_index == checkpoint.index) and not after_rejected:
                     findings.append(Finding(chain_id, where, Kind.CHECKPOINT_CHAIN_BROKEN,
                                             f"checkpoint {checkpoint.index} does not link to "
                                             f"checkpoint {before.index}"))
@@ -223,7 +246,7 @@ class Verifier:
                     findings.append(Finding(chain_id, where, Kind.RECORD_AFTER_CLOSE,
                                             f"checkpoint {checkpoint.index} follows the closing "
                                             f"checkpoint {before.index}"))
-            elif checkpoint.prev_checkpoint:
+            elif checkpoint.prev_checkpoint and not after_rejected:
                 findings.append(Finding(chain_id, where, Kind.CHECKPOINT_CHAIN_BROKEN,
                                         f"checkpoint {checkpoint.index} links to a predecessor "
                                         "that is missing"))
@@ -241,6 +264,7 @@ class Verifier:
             heads_by_size[checkpoint.size] = checkpoint.head
             anchors.append(_Anchor(checkpoint, is_trusted))
             previous = (checkpoint, signed.payload)
+            follows_rejected = False
             if checkpoint.closed and closed_at is None:
                 closed_at = checkpoint.size
         return anchors, closed_at, key_ids
@@ -252,13 +276,15 @@ class Verifier:
         n = data.size
         states = data.states
         usable = np.ones(n, dtype=bool)
+        torn_at: int | None = None
         for position in np.flatnonzero(states == _MALFORMED):
             column = int(data.columns[position])
-            last = position == n - 1 and column >= signed_size
-            kind = Kind.TORN_RECORD if last else Kind.MALFORMED_RECORD
-            detail = ("the last record is cut off: the writer crashed mid-write"
-                      if last else "stored bytes are not an audit record")
-            findings.append(Finding(chain_id, column, kind, detail))
+            if position == n - 1 and column >= signed_size:
+                torn_at = column
+                findings.append(Finding(chain_id, column, Kind.TORN_RECORD, _TORN))
+            else:
+                findings.append(Finding(chain_id, column, Kind.MALFORMED_RECORD,
+                                        "stored bytes are not an audit record"))
             usable[position] = False
         for position in np.flatnonzero(states == _FOREIGN):
             findings.append(Finding(chain_id, int(data.columns[position]), Kind.SPLICED,
@@ -275,7 +301,10 @@ class Verifier:
         blamed: set[int] = set()
         self._check_links(source, chain_id, data, order, anchors, blamed, findings)
         self._check_anchors(source, chain_id, data, order, anchors, blamed, findings)
+        self._check_unwitnessed_tail(source, chain_id, data, order, signed_size, findings)
         top = int(data.seqs[order[-1]]) + 1 if len(order) else 0
+        if torn_at is not None:
+            top = max(top, torn_at + 1)
         if closed_at is None:
             if n or anchors:
                 findings.append(Finding(
@@ -287,6 +316,39 @@ class Verifier:
             findings.append(Finding(chain_id, closed_at, Kind.RECORD_AFTER_CLOSE,
                                     f"{top - closed_at} record(s) after the closing checkpoint "
                                     f"(size {closed_at})"))
+
+    @staticmethod
+    def _check_unwitnessed_tail(source: RecordSource, chain_id: str, data: _ChainData,
+                                order: np.ndarray, signed_size: int,
+                                findings: list[Finding]) -> None:
+        """Check the last record whole when nothing commits to it.
+
+        Pass 1 reads only the canonical prefix; every other record's bytes are vouched for by
+        its successor's link or a checkpoint. The last record of a chain no checkpoint covers
+        (a crash) has neither, so a write torn after its header would pass as intact.
+        """
+        if len(order) == 0:
+            return
+        position = int(order[-1])
+        seq = int(data.seqs[position])
+        if seq < signed_size:
+            return
+        if data.states[position] == _NONCANONICAL:
+            findings.append(Finding(chain_id, seq, Kind.NONCANONICAL, _RESERIALISED))
+            return
+        stored = source.record_at(chain_id, int(data.columns[position]))
+        if stored is None:
+            return
+        try:
+            record = parse_record(stored)
+        except ValueError:
+            findings.append(Finding(chain_id, seq, Kind.TORN_RECORD, _TORN))
+            return
+        try:
+            if canonical_json(record) != stored:
+                findings.append(Finding(chain_id, seq, Kind.NONCANONICAL, _RESERIALISED))
+        except CanonicalizationError:
+            pass  # e.g. a float of 2**53, written as an integer literal, parses back too big
 
     def _resolve_order(self, source: RecordSource, chain_id: str, data: _ChainData,
                        usable: np.ndarray, anchors: list[_Anchor],
@@ -324,7 +386,7 @@ class Verifier:
                 chosen[seq] = next(iter(unique.values()))
                 continue
             genuine = self._genuine_claimant(data, seq, unique, by_seq, heads)
-            for leaf, position in unique.items():
+            for position in unique.values():
                 if position != genuine:
                     findings.append(Finding(chain_id, seq, Kind.INSERTED,
                                             f"a record not linked into the chain claims seq "
@@ -334,7 +396,8 @@ class Verifier:
         ordered_seqs = sorted(chosen)
         chosen_positions = [chosen[seq] for seq in ordered_seqs]
         stored_rank = sorted(chosen_positions)
-        for seq, position, rank_position in zip(ordered_seqs, chosen_positions, stored_rank):
+        for seq, position, rank_position in zip(ordered_seqs, chosen_positions, stored_rank,
+                                                    strict=True):
             if position != rank_position:
                 findings.append(Finding(chain_id, seq, Kind.REORDERED,
                                         f"record seq {seq} is stored at position "
@@ -414,16 +477,12 @@ class Verifier:
                seq: int) -> Finding:
         """RECORD_MODIFIED, or NONCANONICAL when the bytes only changed their serialisation."""
         if data.states[position] == _NONCANONICAL:
-            return Finding(chain_id, seq, Kind.NONCANONICAL,
-                           "record was re-serialised: its bytes are not the canonical form "
-                           "that was hashed")
+            return Finding(chain_id, seq, Kind.NONCANONICAL, _RESERIALISED)
         stored = source.record_at(chain_id, int(data.columns[position]))
         if stored is not None:
             try:
                 if canonical_json(json.loads(stored)) != stored:
-                    return Finding(chain_id, seq, Kind.NONCANONICAL,
-                                   "record was re-serialised: its bytes are not the canonical "
-                                   "form that was hashed")
+                    return Finding(chain_id, seq, Kind.NONCANONICAL, _RESERIALISED)
             except (ValueError, CanonicalizationError):
                 pass
         return Finding(chain_id, seq, Kind.RECORD_MODIFIED,
@@ -437,8 +496,15 @@ class Verifier:
         seqs = data.seqs[order]
         count = int(seqs[-1]) + 1 if len(order) else 0
         contiguous = len(order) == count
-        by_size = sorted({a.checkpoint.size: a for a in anchors}.values(),
-                         key=lambda a: a.checkpoint.size)
+        # Of two checkpoints of one size (a fork, reported with the checkpoints), the records
+        # are held to the one whose head they have, not blamed for the other branch.
+        kept: dict[int, _Anchor] = {}
+        for anchor in anchors:
+            size = anchor.checkpoint.size
+            if size not in kept or (contiguous and 0 < size <= count and anchor.checkpoint.head
+                                    == data.leaves[order[size - 1]].tobytes().hex()):
+                kept[size] = anchor
+        by_size = [kept[size] for size in sorted(kept)]
         truncated_reported = False
         tree = MerkleAccumulator()
         next_leaf = 0
@@ -447,7 +513,7 @@ class Verifier:
             checkpoint = anchor.checkpoint
             size = checkpoint.size
             if size > count:
-                if not truncated_reported:
+                if not truncated_reported and not data.corrupt:
                     findings.append(Finding(chain_id, count, Kind.TRUNCATED,
                                             f"checkpoint {checkpoint.index} covers {size} "
                                             f"records; records {count}..{size - 1} are missing"))
@@ -489,12 +555,22 @@ def _copy_tree(tree: MerkleAccumulator) -> MerkleAccumulator:
     return copy
 
 
-def _rotation_key(rotation: dict[str, Any]) -> Any:
+def _rotation_key(rotation: dict[str, Any], trusted: Mapping[str, Any]) -> Any:
+    """The key a rotation record introduces, or None if it is not a rotation by a trusted key.
+
+    Pass 1 only looks for the type marker anywhere in the bytes, so application data that
+    mentions it (an input field `{"type": "key_rotation"}` beside a `new_public_key`) reaches
+    here too: only a record whose own event type is a rotation, from a key already trusted,
+    may hand trust on.
+    """
+    event = rotation["event"]
+    if event.get("type") != "key_rotation" or event.get("old_key_id") not in trusted:
+        return None
     try:
-        key = load_public_key_pem(rotation["event"]["new_public_key"])
+        key = load_public_key_pem(event["new_public_key"])
     except (KeyError, TypeError, ValueError):
         return None
-    return key if key_id(key) == rotation["event"].get("new_key_id") else None
+    return key if key_id(key) == event.get("new_key_id") else None
 
 
 def _read_chain(source: RecordSource, chain_id: str) -> _ChainData:
@@ -518,7 +594,9 @@ def _read_chain(source: RecordSource, chain_id: str) -> _ChainData:
                 cid, logged_ns, prev, seq, version = match.groups()
                 prevs += unhex(prev)
                 seqs.append(int(seq))
-                logged.append(int(logged_ns) if int(version) <= SCHEMA_VERSION else -1)
+                # Clamped: a forged 20-digit time must be reported, not overflow the array.
+                logged.append(min(int(logged_ns), _INT64_MAX)
+                              if int(version) <= SCHEMA_VERSION else -1)
                 states.append(_OK if cid == chain_bytes else _FOREIGN)
                 if _ROTATION_MARK in data:
                     try:
@@ -554,10 +632,18 @@ def _read_chain(source: RecordSource, chain_id: str) -> _ChainData:
 
 
 def _fallback_header(data: bytes) -> tuple[str, int, bytes, int] | None:
-    """Header of a record whose bytes are valid JSON but not in canonical form."""
+    """Header of a record whose bytes are valid JSON but not in canonical form.
+
+    None unless the fields fit what pass 1 keeps (a 32-byte prev, a seq within JSON's safe
+    integers): anything else is not a record, whatever an attacker wrote there.
+    """
     try:
         chain = parse_record(data)["chain"]
-        return (str(chain["id"]), int(chain["logged"]), bytes.fromhex(chain["prev"]),
-                int(chain["seq"]))
+        prev, seq = bytes.fromhex(chain["prev"]), int(chain["seq"])
+        logged_ns = min(max(int(chain["logged"]), 0), _INT64_MAX)
+        chain_id = str(chain["id"])
     except (ValueError, KeyError, TypeError):
         return None
+    if len(prev) != len(GENESIS) or not 0 <= seq <= MAX_SAFE_INTEGER:
+        return None
+    return chain_id, logged_ns, prev, seq
