@@ -35,6 +35,9 @@ class AuditSettings:
     checkpoint_interval: float = 5.0
     max_queue: int = 100_000
     decision_mode: str = "per_row"
+    fastapi_routes: tuple[str, ...] = field(default_factory=tuple)
+    fastapi_identity_headers: tuple[str, ...] = ("authorization", "x-api-key")
+    http_model_urls: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> AuditSettings:

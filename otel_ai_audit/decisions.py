@@ -9,6 +9,8 @@ scoring that is not high-risk (documented cost trade-off in docs/semantic-conven
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -41,8 +43,25 @@ class DecisionIds:
 _last_decisions: ContextVar[DecisionIds | None] = ContextVar("otel_ai_audit_last", default=None)
 
 
+class _IdSource:
+    """Unique call ids without a system call on the hot path: a random per-process prefix (new
+    after fork) and a counter."""
+
+    def __init__(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_ids = _IdSource()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.__init__)
+
+
 def new_decision_ids(count: int) -> DecisionIds:
-    ids = DecisionIds(secrets.token_hex(16), count)
+    ids = DecisionIds(_ids.next(), count)
     _last_decisions.set(ids)
     return ids
 
@@ -100,6 +119,12 @@ class DecisionBatch:
                 batch={"size": self.ids.count, "index": index},
                 **common))
         return events
+
+    def record_ids(self) -> list[str]:
+        """The ids `build()` gives this call's records (one per row, or one for the call)."""
+        if self.error is not None or (self.mode == "summary" and self.ids.count > 1):
+            return [self.ids.batch_id]
+        return self.ids.as_list()
 
     def _risk(self, output: Any) -> str:
         if self.risk_fn is not None:

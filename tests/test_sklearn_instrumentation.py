@@ -226,3 +226,11 @@ def test_uninstrument_restores_the_original_methods(tmp_path: Path) -> None:
         instrumentor.uninstrument()
         LogisticRegression().fit(np.eye(2), [0, 1]).predict(np.eye(2))
         assert process.events() == []
+
+
+def test_each_method_is_wrapped_exactly_once(audited: AuditedProcess) -> None:
+    from sklearn.linear_model._base import LinearClassifierMixin
+
+    wrapped = LinearClassifierMixin.__dict__["predict"]
+    assert hasattr(wrapped, "__wrapped__")
+    assert not hasattr(wrapped.__wrapped__, "__wrapped__"), "a method was wrapped twice"

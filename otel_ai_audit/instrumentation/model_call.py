@@ -18,6 +18,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from otel_ai_audit import semconv
 from otel_ai_audit.decisions import DecisionBatch, new_decision_ids, row_count
+from otel_ai_audit.instrumentation.context import request_context
 from otel_ai_audit.record.schema import EventType
 from otel_ai_audit.runtime import AuditRuntime
 
@@ -98,6 +99,7 @@ def _finish(runtime: AuditRuntime, span: Any, batch: DecisionBatch | None, start
             batch.error = type(error).__qualname__
             span.set_attribute(semconv.ERROR_TYPE, batch.error)
             span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+        batch.context = request_context(batch.record_ids())
         runtime.processor.register(span.get_span_context().span_id, batch)
         span.end(end_time=ended)
     except Exception:  # noqa: BLE001

@@ -98,7 +98,7 @@ class SklearnInstrumentor(BaseInstrumentor):
     def _patch_methods(self, cls: type) -> None:
         for name in INFERENCE_METHODS + TRAINING_METHODS:
             current = cls.__dict__.get(name)
-            if current is None or isinstance(current, wrapt.ObjectProxy):
+            if current is None or isinstance(current, wrapt.FunctionWrapper):
                 continue
             wrapper = _fit_wrapper(self) if name in TRAINING_METHODS else _predict_wrapper(
                 self, name)

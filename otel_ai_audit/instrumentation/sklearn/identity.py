@@ -41,6 +41,7 @@ def forget_fingerprint(estimator: Any) -> None:
     """Called when an estimator is (re)fitted."""
     try:
         _fingerprints.pop(estimator, None)
+        _identities.pop(estimator, None)
     except TypeError:
         pass
 
@@ -76,8 +77,26 @@ def _feed(digest: Any, value: Any, depth: int) -> None:
     digest.update(canonical_json(to_json_data(value)))
 
 
+_identities: weakref.WeakKeyDictionary[Any, tuple[str | None, str | None, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary())
+
+
 def identity(estimator: Any, name: str | None, version: str | None) -> dict[str, Any]:
-    """Name and version as configured (API, then environment), else derived from the model."""
+    """Name and version as configured (API, then environment), else derived from the model.
+
+    Cached per estimator (the hot path asks for it on every call) until it is refitted.
+    """
+    try:
+        cached = _identities.get(estimator)
+    except TypeError:
+        cached = None
+    if cached is not None and cached[0] == name and cached[1] == version:
+        return cached[2]
     digest = fingerprint(estimator)
-    return {"name": name or estimator_name(estimator), "version": version or digest[:12],
-            "fingerprint": digest, "framework": "sklearn", "class": estimator_name(estimator)}
+    value = {"name": name or estimator_name(estimator), "version": version or digest[:12],
+             "fingerprint": digest, "framework": "sklearn", "class": estimator_name(estimator)}
+    try:
+        _identities[estimator] = (name, version, value)
+    except TypeError:
+        pass
+    return value

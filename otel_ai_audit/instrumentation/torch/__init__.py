@@ -23,29 +23,32 @@ from otel_ai_audit.runtime import get_runtime
 from otel_ai_audit.version import __version__
 
 _in_module_call: ContextVar[bool] = ContextVar("otel_ai_audit_torch_call", default=False)
-_fingerprints: weakref.WeakKeyDictionary[Any, tuple[int, str]] = weakref.WeakKeyDictionary()
-
-
-def state_version(module: Any) -> int:
-    """Changes whenever a parameter or buffer is modified in place (optimizer steps, loads)."""
-    return sum(tensor._version for tensor in module.state_dict().values())
+_fingerprints: weakref.WeakKeyDictionary[Any, tuple[list[Any], int, str]] = (
+    weakref.WeakKeyDictionary())
 
 
 def fingerprint(module: Any) -> str:
-    """SHA-256 of the state dict (names, dtypes, shapes, bytes), cached until weights change."""
-    version = state_version(module)
+    """SHA-256 of the state dict (names, dtypes, shapes, bytes).
+
+    Cached per module until a weight changes: in-place updates (optimizer steps,
+    `load_state_dict`) bump the tensors' version counters, which are cheap to sum.
+    """
     cached = _fingerprints.get(module)
-    if cached is not None and cached[0] == version:
-        return cached[1]
+    if cached is not None:
+        tensors, version, value = cached
+        if sum(tensor._version for tensor in tensors) == version:
+            return value
     import torch
 
+    state = module.state_dict(keep_vars=True)
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         host = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{host.dtype}:{tuple(host.shape)}".encode())
         digest.update(host.reshape(-1).view(torch.uint8).numpy().tobytes())
+    tensors = list(state.values())
     value = digest.hexdigest()
-    _fingerprints[module] = (version, value)
+    _fingerprints[module] = (tensors, sum(tensor._version for tensor in tensors), value)
     return value
 
 

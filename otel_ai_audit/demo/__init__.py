@@ -1,0 +1,1 @@
+"""The demo job behind `otel-ai-audit demo`."""

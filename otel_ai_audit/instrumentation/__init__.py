@@ -1,0 +1,1 @@
+"""Zero-code instrumentations, one package per library (BaseInstrumentor subclasses)."""
