@@ -27,6 +27,7 @@ import rfc8785
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from otel_ai_audit.record import canonical
 from otel_ai_audit.record.canonical import (
     MAX_SAFE_INTEGER,
     CanonicalizationError,
@@ -105,6 +106,16 @@ def test_canonical_json_is_byte_identical_to_the_reference(value: Any) -> None:
     data = canonical_json(value)
     assert data == rfc8785.dumps(value)
     assert json.loads(data, parse_int=float) == value  # reads back as the same numbers
+
+
+@settings(max_examples=100, deadline=None)
+@given(json_data)
+def test_the_pure_python_encoder_fallback_gives_the_same_bytes(value: Any) -> None:
+    """Interpreters without the C accelerator of `json` take JSONEncoder.encode instead."""
+    expected = canonical_json(value)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(canonical, "_encode_chunks", None)
+        assert canonical_json(value) == expected
 
 
 @settings(max_examples=2000, deadline=None)

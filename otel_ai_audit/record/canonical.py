@@ -5,9 +5,10 @@ Two entry points, used on two different paths:
 * `canonical_json(value)` is strict. It accepts only JSON data (dict with str keys, list, str,
   int within +-(2**53-1), finite float, bool, None) and raises `CanonicalizationError` for
   anything a verifier could not reproduce: NaN/Infinity, big integers, lone surrogates, keys
-  that are not strings. The output is byte-identical to the `rfc8785` reference package (the
-  test-suite proves it with property tests); it exists because the reference is ~5x slower
-  than this C-backed path, and records are canonicalised at tens of thousands per second.
+  that are not strings, other types, values that contain themselves. The output is
+  byte-identical to the `rfc8785` reference package (the test-suite proves it with property
+  tests); it exists because the reference is ~5x slower than this C-backed path, and records
+  are canonicalised at tens of thousands per second.
 
 * `to_json_data(value)` is the write path's documented conversion of Python and numpy values
   into JSON data, so instrumentation never fails on odd inputs and never hashes a form a
