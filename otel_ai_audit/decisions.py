@@ -73,7 +73,7 @@ def last_decision_ids() -> list[str]:
     return [] if ids is None else ids.as_list()
 
 
-@dataclass
+@dataclass(slots=True)
 class DecisionBatch:
     """One audited model call, expanded into records by `build()` on the writer thread."""
 

@@ -22,18 +22,19 @@ logger = logging.getLogger(__name__)
 class _SpanRecords:
     """A span's deferred records, given the span's identity when built (off the hot path)."""
 
-    __slots__ = ("records", "trace_id", "span_id", "service")
+    __slots__ = ("records", "trace_id", "span_id", "resource")
 
     def __init__(self, records: DeferredEvents, trace_id: int, span_id: int,
-                 service: Any) -> None:
-        self.records, self.trace_id, self.span_id, self.service = (
-            records, trace_id, span_id, service)
+                 resource: Any) -> None:
+        self.records, self.trace_id, self.span_id, self.resource = (
+            records, trace_id, span_id, resource)
 
     def build(self) -> list[dict[str, Any]]:
         self.records.trace = {  # type: ignore[attr-defined]
             "trace_id": f"{self.trace_id:032x}", "span_id": f"{self.span_id:016x}"}
-        if self.service is not None:
-            self.records.service = {"name": str(self.service)}  # type: ignore[attr-defined]
+        service = self.resource.attributes.get("service.name")
+        if service is not None:
+            self.records.service = {"name": str(service)}  # type: ignore[attr-defined]
         return self.records.build()
 
 
@@ -59,7 +60,7 @@ class AuditSpanProcessor(SpanProcessor):
             return
         try:
             self.writer.submit(_SpanRecords(batch, context.trace_id, context.span_id,
-                                            span.resource.attributes.get("service.name")))
+                                            span.resource))
         except Exception:  # noqa: BLE001 - never raise into the application
             self.errors += 1
             logger.exception("otel-ai-audit: could not queue an audit record")

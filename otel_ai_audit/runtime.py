@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 OVERSIGHT_ACTIONS = ("accepted", "overridden", "reversed", "not_used", "stopped")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelInfo:
     """What the user told us about a model object (all optional)."""
 
@@ -40,6 +40,9 @@ class ModelInfo:
     version: str | None = None
     risk: str | None = None
     risk_fn: RiskFunction | None = None
+
+
+_NO_INFO = ModelInfo()
 
 
 @dataclass
@@ -52,10 +55,12 @@ class AuditRuntime:
         default_factory=weakref.WeakKeyDictionary)
 
     def model_info(self, model: Any) -> ModelInfo:
+        if not self.models:
+            return _NO_INFO
         try:
-            return self.models.get(model) or ModelInfo()
+            return self.models.get(model) or _NO_INFO
         except TypeError:
-            return ModelInfo()
+            return _NO_INFO
 
     def shutdown(self) -> None:
         self.writer.close()

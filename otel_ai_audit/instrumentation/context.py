@@ -9,6 +9,7 @@ of the exchange live on the request record only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -23,7 +24,10 @@ current_request: ContextVar[InferenceRequest | None] = ContextVar(
     "otel_ai_audit_request", default=None)
 
 
-def request_context(decision_ids: list[str]) -> dict[str, Any]:
-    """The context for records of decisions made now: empty outside an inference request."""
+def request_context(decision_ids: Callable[[], list[str]]) -> dict[str, Any]:
+    """The context for records of decisions made now: empty outside an inference request.
+
+    `decision_ids` is only called inside a request (model calls outside one pay nothing).
+    """
     request = current_request.get()
-    return {} if request is None else request.attach(decision_ids)
+    return {} if request is None else request.attach(decision_ids())

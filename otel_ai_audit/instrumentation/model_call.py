@@ -50,7 +50,7 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
     reads them (tensors); arrays and frames are read as they are.
     """
     started = time.time_ns()
-    span = batch = None
+    span = call_facts = None
     try:
         info = runtime.model_info(model)
         settings = runtime.settings
@@ -69,37 +69,35 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
             semconv.DECISION_COUNT: ids.count,
             semconv.RISK_LEVEL: risk,
         })
-        batch = DecisionBatch(
-            capture=runtime.capture, model=identity, operation=operation,
-            inputs=snapshot(features) if snapshot else features, outputs=None, ids=ids,
-            end_time_ns=started, duration_ns=0, risk=risk, risk_fn=info.risk_fn,
-            mode=settings.decision_mode)
+        call_facts = (identity, ids, risk, info.risk_fn,
+                      snapshot(features) if snapshot else features)
     except Exception:  # noqa: BLE001
         InstrumentationErrors.record("preparing the audit record")
     try:
         result = call()
     except BaseException as error:
-        _finish(runtime, span, batch, started, error=error)
+        _finish(runtime, span, call_facts, operation, started, None, error)
         raise
-    _finish(runtime, span, batch, started,
-            outputs=snapshot(result) if snapshot and batch else result)
+    if call_facts is not None:
+        _finish(runtime, span, call_facts, operation, started,
+                snapshot(result) if snapshot else result, None)
     return result
 
 
-def _finish(runtime: AuditRuntime, span: Any, batch: DecisionBatch | None, started: int, *,
-            outputs: Any = None, error: BaseException | None = None) -> None:
-    if span is None or batch is None:
+def _finish(runtime: AuditRuntime, span: Any, call_facts: tuple[Any, ...] | None,
+            operation: str, started: int, outputs: Any, error: BaseException | None) -> None:
+    if span is None or call_facts is None:
         return
     try:
         ended = time.time_ns()
-        batch.outputs = outputs
-        batch.end_time_ns = ended
-        batch.duration_ns = ended - started
+        identity, ids, risk, risk_fn, inputs = call_facts
+        batch = DecisionBatch(runtime.capture, identity, operation, inputs, outputs, ids, ended,
+                              ended - started, risk, risk_fn, runtime.settings.decision_mode)
         if error is not None:
             batch.error = type(error).__qualname__
             span.set_attribute(semconv.ERROR_TYPE, batch.error)
             span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
-        batch.context = request_context(batch.record_ids())
+        batch.context = request_context(batch.record_ids)
         runtime.processor.register(span.get_span_context().span_id, batch)
         span.end(end_time=ended)
     except Exception:  # noqa: BLE001

@@ -184,7 +184,7 @@ class RemoteCall:
             if record.error is not None:
                 self.span.set_attribute(semconv.ERROR_TYPE, record.error)
                 self.span.set_status(Status(StatusCode.ERROR, record.error))
-            record.context = request_context([record.decision_id])
+            record.context = request_context(lambda: [record.decision_id])
             self.runtime.processor.register(self.span.get_span_context().span_id, record)
             self.span.end(end_time=record.end_time_ns)
         except Exception:  # noqa: BLE001

@@ -52,17 +52,35 @@ def fingerprint(module: Any) -> str:
     return value
 
 
+_identities: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], dict[str, Any]]] = (
+    weakref.WeakKeyDictionary())
+
+
 def identity(module: Any, name: str | None, version: str | None) -> dict[str, Any]:
+    """Name and version as configured, else the class and the fingerprint (cached per module
+    while its weights and the configuration stay the same)."""
     digest = fingerprint(module)
-    return {"name": name or type(module).__name__, "version": version or digest[:12],
-            "fingerprint": digest, "framework": "torch", "class": type(module).__qualname__}
+    key = (name, version, digest)
+    cached = _identities.get(module)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    value = {"name": name or type(module).__name__, "version": version or digest[:12],
+             "fingerprint": digest, "framework": "torch", "class": type(module).__qualname__}
+    _identities[module] = (key, value)
+    return value
+
+
+SNAPSHOT_AS_LIST = 4096
+"""Tensors up to this many elements are copied as Python lists (cheaper than a tensor copy)."""
 
 
 def snapshot(value: Any) -> Any:
-    """A detached copy of tensors (the caller may reuse or modify them in place)."""
+    """A copy of tensors as the model saw them (the caller may modify them in place later)."""
     import torch
 
     if isinstance(value, torch.Tensor):
+        if value.numel() <= SNAPSHOT_AS_LIST and value.device.type == "cpu":
+            return value.tolist()
         return value.detach().clone()
     if isinstance(value, (list, tuple)):
         return [snapshot(item) for item in value]
