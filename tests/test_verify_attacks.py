@@ -32,6 +32,7 @@ from otel_ai_audit.cli import main
 from otel_ai_audit.integrity.chain import Chain
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.pipeline.writer import AuditWriter
+from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.record.schema import HEADER_PATTERN, EventType, new_event, parse_header, seal
 from otel_ai_audit.store.sqlite import AuditStore, SealedRecord
 from tests.audit_fixtures import (
@@ -529,7 +530,9 @@ def test_random_tampering_is_caught(template: Path, key: SigningKey, data: st.Da
         else:
             event = json.loads(original)["event"]
             field = data.draw(st.sampled_from(sorted(event)), label="field")
-            value = data.draw(JSON_VALUES.filter(lambda v: v != event[field]), label="value")
+            # Through the write path's conversion: the attacker writes what a record can hold.
+            value = data.draw(JSON_VALUES.map(to_json_data).filter(lambda v: v != event[field]),
+                              label="value")
             forged = bytearray(edit_event(original, **{field: value}))
         set_data(path, chain_id, seq, bytes(forged))
         report = verify(path, key)
