@@ -39,7 +39,7 @@ services-prepare: $(VENV)/.installed-test
 test: services-prepare
 	$(PY) -m pytest
 
-bench: services-prepare
+bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks
 
 services: services-prepare
