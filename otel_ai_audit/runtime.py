@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,24 @@ OVERSIGHT_ACTIONS = ("accepted", "overridden", "reversed", "not_used", "stopped"
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the user told us about a model object (all optional)."""
+    """What is known about a model object beyond its fitted state (all optional).
+
+    `name`/`version` come from the user (`register_model`); `registry_*` from the model
+    registry it was loaded from (MLflow), which the environment's settings outrank.
+    """
 
     name: str | None = None
     version: str | None = None
     risk: str | None = None
     risk_fn: RiskFunction | None = None
+    registry_name: str | None = None
+    registry_version: str | None = None
+    source: dict[str, Any] | None = None
+
+    def resolve(self, settings: AuditSettings) -> tuple[str | None, str | None]:
+        """Name and version in order: explicit API, environment, model registry."""
+        return (self.name or settings.model_name or self.registry_name,
+                self.version or settings.model_version or self.registry_version)
 
 
 _NO_INFO = ModelInfo()
@@ -153,7 +165,23 @@ def register_model(model: Any, *, name: str | None = None, version: str | None =
                    risk: str | None = None, risk_fn: RiskFunction | None = None) -> None:
     """Name a model object and set its risk (a level, or a function of one decision's output)."""
     runtime = configure()
-    runtime.models[model] = ModelInfo(name, version, risk, risk_fn)
+    known = runtime.model_info(model)
+    runtime.models[model] = replace(known, name=name, version=version, risk=risk,
+                                    risk_fn=risk_fn)
+
+
+def note_registry_identity(model: Any, *, name: str | None, version: str | None,
+                           source: dict[str, Any]) -> None:
+    """Record where a model object was loaded from (a registry), keeping what the user set."""
+    runtime = get_runtime()
+    if runtime is None:
+        return
+    known = runtime.model_info(model)
+    try:
+        runtime.models[model] = replace(known, registry_name=name, registry_version=version,
+                                        source=source)
+    except TypeError:
+        pass
 
 
 def _submit(event_type: EventType, **fields: Any) -> str:

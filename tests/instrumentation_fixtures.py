@@ -46,6 +46,7 @@ class AuditedProcess:
 def audited_process(tmp_path: Path, **settings: Any) -> Iterator[AuditedProcess]:
     """Configure the audit runtime on a fresh store; shut it down afterwards."""
     audit_runtime.shutdown()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     provider = TracerProvider()
     store = tmp_path / "audit.db"
     runtime = audit_runtime.configure(provider, store=str(store), **settings)

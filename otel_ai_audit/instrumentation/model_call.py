@@ -54,8 +54,9 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
     try:
         info = runtime.model_info(model)
         settings = runtime.settings
-        identity = identify(model, info.name or settings.model_name,
-                            info.version or settings.model_version)
+        identity = identify(model, *info.resolve(settings))
+        if info.source is not None:
+            identity = {**identity, "source": info.source}
         ids = new_decision_ids(row_count(features))
         risk = info.risk or settings.default_risk
         span = tracer.start_span(f"{framework} {operation}", attributes={
