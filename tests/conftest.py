@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -25,39 +26,31 @@ def _service_unavailable(error: ServiceStartError) -> None:
     pytest.fail(f"a real service the tests need did not start:\n{error}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def elasticsearch() -> Iterator[ElasticsearchService]:
-    """One real Elasticsearch node."""
-    service = ElasticsearchService()
+def _running(service: ElasticsearchService | CollectorService) -> Iterator[Any]:
+    """Start a service for the session, hand it over, stop it (and drop its data) at the end."""
     try:
         service.start()
     except ServiceStartError as error:
         _service_unavailable(error)
     yield service
     service.stop()
-    service.remove_data()
+    if isinstance(service, ElasticsearchService):
+        service.remove_data()
+
+
+@pytest.fixture(scope="session")
+def elasticsearch() -> Iterator[ElasticsearchService]:
+    """One real Elasticsearch node."""
+    yield from _running(ElasticsearchService())
 
 
 @pytest.fixture(scope="session")
 def elasticsearch_cluster() -> Iterator[ElasticsearchService]:
     """A real 3-node Elasticsearch cluster, for tests of records spread over shards and nodes."""
-    service = ElasticsearchService(nodes=3, heap="384m")
-    try:
-        service.start()
-    except ServiceStartError as error:
-        _service_unavailable(error)
-    yield service
-    service.stop()
-    service.remove_data()
+    yield from _running(ElasticsearchService(nodes=3, heap="384m"))
 
 
 @pytest.fixture(scope="session")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorService]:
     """The real Collector built with ocb: OTLP in, JSON-lines files out."""
-    service = CollectorService(tmp_path_factory.mktemp("collector"))
-    try:
-        service.start()
-    except ServiceStartError as error:
-        _service_unavailable(error)
-    yield service
-    service.stop()
+    yield from _running(CollectorService(tmp_path_factory.mktemp("collector")))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_ai_audit import runtime as audit_runtime
@@ -41,6 +43,21 @@ class AuditedProcess:
         keys = load_trusted_keys([f"{self.store}.pub.pem"])
         with AuditStore(self.store, create=False, readonly=True) as store:
             return Verifier(keys).verify(store)
+
+
+@contextmanager
+def instrumented(tmp_path: Path, *instrumentors: type[BaseInstrumentor],
+                 **settings: Any) -> Iterator[AuditedProcess]:
+    """An audited process with the given instrumentations on, off again afterwards."""
+    for process in audited_process(tmp_path, **settings):
+        active = [kind() for kind in instrumentors]
+        for instrumentor in active:
+            instrumentor.instrument(tracer_provider=process.provider)
+        try:
+            yield process
+        finally:
+            for instrumentor in active:
+                instrumentor.uninstrument()
 
 
 def audited_process(tmp_path: Path, **settings: Any) -> Iterator[AuditedProcess]:

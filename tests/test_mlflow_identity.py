@@ -12,7 +12,7 @@ import pytest
 from otel_ai_audit.instrumentation.mlflow import MLflowInstrumentor
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.runtime import register_model
-from tests.instrumentation_fixtures import AuditedProcess, audited_process
+from tests.instrumentation_fixtures import AuditedProcess, instrumented
 
 
 @pytest.fixture
@@ -39,15 +39,8 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.fixture
 def audited(tmp_path: Path) -> Iterator[AuditedProcess]:
-    for process in audited_process(tmp_path / "audit"):
-        instrumentors = [SklearnInstrumentor(), MLflowInstrumentor()]
-        for instrumentor in instrumentors:
-            instrumentor.instrument(tracer_provider=process.provider)
-        try:
-            yield process
-        finally:
-            for instrumentor in instrumentors:
-                instrumentor.uninstrument()
+    with instrumented(tmp_path / "audit", SklearnInstrumentor, MLflowInstrumentor) as process:
+        yield process
 
 
 def test_registry_name_and_version_reach_the_decision_records(
@@ -78,15 +71,8 @@ def test_environment_outranks_the_registry(registry: str, tmp_path: Path) -> Non
 
     os.environ["OTEL_AI_AUDIT_MODEL_NAME"] = "from-env"
     try:
-        for process in audited_process(tmp_path / "env"):
-            instrumentors = [SklearnInstrumentor(), MLflowInstrumentor()]
-            for instrumentor in instrumentors:
-                instrumentor.instrument(tracer_provider=process.provider)
-            try:
-                mlflow.sklearn.load_model(f"models:/{registry}/2").predict(np.zeros((1, 3)))
-            finally:
-                for instrumentor in instrumentors:
-                    instrumentor.uninstrument()
+        with instrumented(tmp_path / "env", SklearnInstrumentor, MLflowInstrumentor) as process:
+            mlflow.sklearn.load_model(f"models:/{registry}/2").predict(np.zeros((1, 3)))
             (decision,) = process.events("inference")
             assert (decision["model"]["name"], decision["model"]["version"]) == ("from-env", "2")
     finally:

@@ -24,20 +24,15 @@ from otel_ai_audit.instrumentation import model_call
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.runtime import register_model
-from tests.instrumentation_fixtures import AuditedProcess, audited_process
+from tests.instrumentation_fixtures import AuditedProcess, audited_process, instrumented
 
 FEATURES = NUMERIC + CATEGORICAL
 
 
 @pytest.fixture
 def audited(tmp_path: Path) -> Iterator[AuditedProcess]:
-    for process in audited_process(tmp_path):
-        instrumentor = SklearnInstrumentor()
-        instrumentor.instrument(tracer_provider=process.provider)
-        try:
-            yield process
-        finally:
-            instrumentor.uninstrument()
+    with instrumented(tmp_path, SklearnInstrumentor) as process:
+        yield process
 
 
 def adult_pipeline() -> Pipeline:
@@ -111,13 +106,8 @@ def _fitted_boosting() -> HistGradientBoostingClassifier:
 def test_results_are_identical_with_and_without_instrumentation(features: np.ndarray) -> None:
     model = _fitted_boosting()
     expected = model.predict_proba(features)
-    for process in audited_process(Path(_tmp())):
-        instrumentor = SklearnInstrumentor()
-        instrumentor.instrument(tracer_provider=process.provider)
-        try:
-            audited_result = model.predict_proba(features)
-        finally:
-            instrumentor.uninstrument()
+    with instrumented(Path(_tmp()), SklearnInstrumentor) as process:
+        audited_result = model.predict_proba(features)
         assert np.array_equal(expected, audited_result)
         assert len(process.events("inference")) == len(features)
 
@@ -175,19 +165,15 @@ def test_sparse_lists_nan_and_odd_objects_are_recorded(audited: AuditedProcess) 
 
 
 def test_full_capture_caps_huge_inputs(tmp_path: Path) -> None:
-    for process in audited_process(tmp_path, capture_inputs="full", capture_max_bytes=2048):
-        instrumentor = SklearnInstrumentor()
-        instrumentor.instrument(tracer_provider=process.provider)
-        try:
-            rng = np.random.default_rng(4)
-            wide = rng.normal(size=(10, 5000))
-            model = LogisticRegression(max_iter=50).fit(wide, np.arange(10) % 2)
-            model.predict(wide[:1])
-            model.predict(wide[:1, :5000])
-            narrow = LogisticRegression().fit(wide[:, :3], np.arange(10) % 2)
-            narrow.predict(wide[:1, :3])
-        finally:
-            instrumentor.uninstrument()
+    with instrumented(tmp_path, SklearnInstrumentor, capture_inputs="full",
+                      capture_max_bytes=2048) as process:
+        rng = np.random.default_rng(4)
+        wide = rng.normal(size=(10, 5000))
+        model = LogisticRegression(max_iter=50).fit(wide, np.arange(10) % 2)
+        model.predict(wide[:1])
+        model.predict(wide[:1, :5000])
+        narrow = LogisticRegression().fit(wide[:, :3], np.arange(10) % 2)
+        narrow.predict(wide[:1, :3])
         decisions = process.events("inference")
         assert decisions[0]["input"]["truncated"] is True
         assert decisions[0]["input"]["bytes"] > 2048

@@ -10,18 +10,13 @@ import torch
 
 from otel_ai_audit.instrumentation.torch import TorchInstrumentor
 from otel_ai_audit.record.canonical import to_json_data
-from tests.instrumentation_fixtures import AuditedProcess, audited_process
+from tests.instrumentation_fixtures import AuditedProcess, instrumented
 
 
 @pytest.fixture
 def audited(tmp_path: Path) -> Iterator[AuditedProcess]:
-    for process in audited_process(tmp_path):
-        instrumentor = TorchInstrumentor()
-        instrumentor.instrument(tracer_provider=process.provider)
-        try:
-            yield process
-        finally:
-            instrumentor.uninstrument()
+    with instrumented(tmp_path, TorchInstrumentor) as process:
+        yield process
 
 
 class Triage(torch.nn.Module):
@@ -58,14 +53,9 @@ def test_results_are_identical_with_and_without_instrumentation(tmp_path: Path) 
     batch = torch.randn(16, 5)
     with torch.no_grad():
         expected = model(batch)
-    for process in audited_process(tmp_path):
-        instrumentor = TorchInstrumentor()
-        instrumentor.instrument(tracer_provider=process.provider)
-        try:
-            with torch.no_grad():
-                audited_result = model(batch)
-        finally:
-            instrumentor.uninstrument()
+    with instrumented(tmp_path, TorchInstrumentor) as process:
+        with torch.no_grad():
+            audited_result = model(batch)
         assert torch.equal(expected, audited_result)
         assert len(process.events("inference")) == 16
 
