@@ -79,9 +79,7 @@ def snapshot(value: Any) -> Any:
     import torch
 
     if isinstance(value, torch.Tensor):
-        if value.numel() <= SNAPSHOT_AS_LIST and value.device.type == "cpu":
-            return value.tolist()
-        return value.detach().clone()
+        return value.tolist() if value.numel() <= SNAPSHOT_AS_LIST else value.detach().clone()
     if isinstance(value, (list, tuple)):
         return [snapshot(item) for item in value]
     return value
