@@ -7,6 +7,7 @@ writes their addresses to `.services.env` as shell `KEY=value` lines; `down` sto
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def up() -> None:
     ENV_FILE.write_text("".join(f"{key}={value}\n" for key, value in sorted(env.items())))
     pid_files = [str(p.pid_path) for p in elasticsearch.processes]
     pid_files.append(str(collector.process.pid_path))
-    (STATE_DIR / "state.json").write_text(json.dumps({"pid_files": pid_files}, indent=2))
+    state = {"pid_files": pid_files, "data_dirs": [str(elasticsearch.workdir)]}
+    (STATE_DIR / "state.json").write_text(json.dumps(state, indent=2))
     print(ENV_FILE.read_text(), end="")
     print(f"written to {ENV_FILE}; stop with `make services-down`", file=sys.stderr)
 
@@ -49,11 +51,14 @@ def down(quiet: bool = False) -> None:
         if not quiet:
             print("no services running", file=sys.stderr)
         return
-    for pid_file in json.loads(state_file.read_text())["pid_files"]:
+    state = json.loads(state_file.read_text())
+    for pid_file in state["pid_files"]:
         pid = read_pid(Path(pid_file))
         if pid is not None:
             stop_process_group(pid)
         Path(pid_file).unlink(missing_ok=True)
+    for data_dir in state.get("data_dirs", []):
+        shutil.rmtree(data_dir, ignore_errors=True)
     state_file.unlink()
     ENV_FILE.unlink(missing_ok=True)
     if not quiet:
