@@ -39,7 +39,7 @@ services-prepare: $(VENV)/.installed-test
 test: services-prepare
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed-test
+bench: services-prepare
 	$(PY) -m benchmarks
 
 services: services-prepare

@@ -10,7 +10,8 @@ import time
 
 from benchmarks import Result
 
-MODULES = ["benchmarks.bench_core", "benchmarks.bench_instrumentation"]
+MODULES = ["benchmarks.bench_core", "benchmarks.bench_instrumentation", "benchmarks.bench_sampling",
+           "benchmarks.bench_elasticsearch"]
 """Modules with a `run() -> list[Result]`; later issues append theirs."""
 
 

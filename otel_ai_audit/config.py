@@ -13,6 +13,9 @@ from typing import Any
 from otel_ai_audit.store.sqlite import DEFAULT_STORE_PATH
 
 ENV_PREFIX = "OTEL_AI_AUDIT_"
+ELASTICSEARCH_INDEX_PREFIX = "otel-ai-audit"
+ELASTICSEARCH_RETENTION = "190d"
+"""Kept at least six months (EU AI Act Art. 19, 26(6)), with a margin for a late request."""
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,26 @@ class AuditSettings:
     checkpoint_every: int = 1000
     checkpoint_interval: float = 5.0
     max_queue: int = 100_000
+    queue_full_policy: str = "block"
+    sampling_rate: float | None = None
+    sampling_keep_risk: tuple[str, ...] | None = None
+    sampling_policy: str | None = None
+    sampling_hold_hours: float = 72.0
     decision_mode: str = "per_row"
     fastapi_routes: tuple[str, ...] = field(default_factory=tuple)
     fastapi_identity_headers: tuple[str, ...] = ("authorization", "x-api-key")
     http_model_urls: tuple[str, ...] = field(default_factory=tuple)
+    elasticsearch_url: str | None = None
+    """Comma-separated node URLs; setting it turns shipping to Elasticsearch on."""
+    elasticsearch_api_key: str | None = None
+    elasticsearch_username: str | None = None
+    elasticsearch_password: str | None = None
+    elasticsearch_ca_certs: str | None = None
+    elasticsearch_verify_certs: bool = True
+    elasticsearch_index_prefix: str = ELASTICSEARCH_INDEX_PREFIX
+    elasticsearch_retention: str = ELASTICSEARCH_RETENTION
+    ship_shutdown_timeout: float = 10.0
+    """Seconds the shippers may take at exit to deliver what the writer persisted last."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> AuditSettings:

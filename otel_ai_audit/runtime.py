@@ -16,16 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_ai_audit.capture import CapturePolicy, load_hmac_key
 from otel_ai_audit.config import AuditSettings
 from otel_ai_audit.decisions import RiskFunction
+from otel_ai_audit.integrity.checkpoint import combined_policy_hash
 from otel_ai_audit.integrity.keys import SigningKey
+from otel_ai_audit.pipeline.metrics import pipeline_metrics
+from otel_ai_audit.pipeline.sampling import SamplingPolicy
 from otel_ai_audit.pipeline.writer import AuditWriter
 from otel_ai_audit.processor import AuditSpanProcessor
 from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.record.schema import EventType, new_event
+from otel_ai_audit.sinks import Shipper, configured_sinks
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,8 @@ class AuditRuntime:
     processor: AuditSpanProcessor
     models: weakref.WeakKeyDictionary[Any, ModelInfo] = field(
         default_factory=weakref.WeakKeyDictionary)
+    shippers: list[Shipper] = field(default_factory=list)
+    """One per configured sink, reading the store the writer persists to."""
 
     def model_info(self, model: Any) -> ModelInfo:
         if not self.models:
@@ -76,6 +83,8 @@ class AuditRuntime:
 
     def shutdown(self) -> None:
         self.writer.close()
+        for shipper in self.shippers:  # after the writer: they ship its last records too
+            shipper.close(self.settings.ship_shutdown_timeout)
 
 
 _runtime: AuditRuntime | None = None
@@ -106,12 +115,14 @@ def load_signing_key(settings: AuditSettings) -> SigningKey:
 
 
 def configure(tracer_provider: TracerProvider | None = None, *,
-              install_processor: bool = True, **overrides: Any) -> AuditRuntime:
+              install_processor: bool = True, meter_provider: MeterProvider | None = None,
+              **overrides: Any) -> AuditRuntime:
     """Set up the audit trail for this process (idempotent; the first call wins).
 
     Keyword arguments mirror the `OTEL_AI_AUDIT_*` variables (`store=`, `signing_key=`, ...)
     and take precedence over them. With `install_processor`, the audit processor is added to
-    `tracer_provider`, or to the global SDK provider (created if the app has none).
+    `tracer_provider`, or to the global SDK provider (created if the app has none). The
+    pipeline's metrics go to `meter_provider`, or to the global one.
     """
     global _runtime
     with _lock:
@@ -122,13 +133,22 @@ def configure(tracer_provider: TracerProvider | None = None, *,
             inputs=settings.capture_inputs, outputs=settings.capture_outputs,
             max_bytes=settings.capture_max_bytes, redact_fields=settings.redact_fields,
             hmac_key=load_hmac_key(settings.hmac_key, settings.hmac_key_file, settings.store))
+        sampling = SamplingPolicy.from_settings(settings)
         service = os.environ.get("OTEL_SERVICE_NAME", "unknown_service")
         writer = AuditWriter(
             settings.store, load_signing_key(settings), service_name=service,
             checkpoint_every=settings.checkpoint_every,
             checkpoint_interval=settings.checkpoint_interval, max_queue=settings.max_queue,
-            policy_hash=capture.policy_hash)
-        runtime = AuditRuntime(settings, capture, writer, AuditSpanProcessor(writer))
+            queue_full=settings.queue_full_policy, sampling=sampling,
+            policy_hash=combined_policy_hash({"capture": capture.policy_hash,
+                                              "sampling": sampling.policy_hash}))
+        metrics = pipeline_metrics(meter_provider)
+        metrics.observe(writer)
+        runtime = AuditRuntime(settings, capture, writer, AuditSpanProcessor(writer), shippers=[
+            Shipper(settings.store, sink, metrics=metrics)
+            for sink in configured_sinks(settings)])
+        for shipper in runtime.shippers:
+            shipper.start()
         if install_processor:
             _provider(tracer_provider).add_span_processor(runtime.processor)
         atexit.register(runtime.shutdown)
@@ -201,7 +221,13 @@ def record_oversight(decision_id: str, *, reviewer: str, action: str, role: str 
 
 
 def record_dispute(decision_id: str, *, reason: str, raised_by: str | None = None) -> str:
-    """A decision contested by the person concerned or a reviewer."""
+    """A decision contested by the person concerned or a reviewer.
+
+    If sampling left the decision out of the chain and it is still held, it is promoted into
+    the chain first, so the dispute always has its decision on the record; the dispute record
+    says whether it does (`decision_on_record`: false when the decision is neither chained nor
+    held). Both happen on the writer thread, in queue order, after the decision itself.
+    """
     return _submit(EventType.DISPUTE, decision_id=decision_id, reason=reason,
                    raised_by=raised_by)
 

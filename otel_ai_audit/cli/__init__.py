@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from otel_ai_audit.cli.demo import demo
+from otel_ai_audit.cli.document import document
 from otel_ai_audit.cli.keys import keygen
 from otel_ai_audit.cli.prove import prove, verify_proof
+from otel_ai_audit.cli.ship import ship
 from otel_ai_audit.cli.verify import verify
 
 
@@ -16,5 +18,5 @@ def main() -> None:
     """Tamper-evident audit trails for ML decisions, built on OpenTelemetry."""
 
 
-for command in (verify, keygen, prove, verify_proof, demo):
+for command in (verify, ship, keygen, prove, verify_proof, demo, document):
     main.add_command(command)

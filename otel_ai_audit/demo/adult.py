@@ -32,8 +32,17 @@ class AdultSplit:
 
 def find_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The folder holding adult.data/adult.test: explicit, $OTEL_AI_AUDIT_ADULT_DATA, or the
-    `shared/data/uci-adult` folder beside (or above) the working directory."""
-    candidates = [explicit, os.environ.get(ADULT_DATA_ENV)]
+    `shared/data/uci-adult` folder beside (or above) the working directory.
+
+    A folder given explicitly must hold the data: falling back to another copy would document
+    or train on data the user did not name.
+    """
+    if explicit is not None:
+        if not (Path(explicit) / "adult.data").is_file():
+            raise DatasetError(f"{explicit}: no adult.data there; give the folder that holds "
+                               "the UCI Adult files adult.data and adult.test")
+        return Path(explicit)
+    candidates = [os.environ.get(ADULT_DATA_ENV)]
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         candidates.append(folder / "shared" / "data" / "uci-adult")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,13 @@ class Checkpoint:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"checkpoint payload lacks or mistypes a field: {error}") from error
+
+
+def combined_policy_hash(policies: Mapping[str, str]) -> str:
+    """The `policy_hash` a checkpoint signs: SHA-256 of the RFC 8785 form of the active
+    policies' own hashes by name (`{"capture": ..., "sampling": ...}`). One value pins every
+    policy, and whoever holds one policy can still check its own hash."""
+    return hashlib.sha256(canonical_json(dict(policies))).hexdigest()
 
 
 def payload_hash(payload: bytes) -> str:

@@ -1,17 +1,25 @@
 """Sealing and persisting records off the hot path.
 
 `AuditWriter.submit` is all the calling thread pays: take a lock, stamp a monotonic time,
-append to a queue. A background thread owns the process's chain: it canonicalises, hashes,
-links and persists records in batches, signs a checkpoint every N records or T seconds, and a
-final `closed` checkpoint at shutdown. After `fork()` the child starts a chain of its own
+append to a queue. A background thread owns the process's chain: it samples, canonicalises,
+hashes, links and persists records in batches, signs a checkpoint every N records or T seconds,
+and a final `closed` checkpoint at shutdown. After `fork()` the child starts a chain of its own
 (the parent's queue is not the child's to write). No SQLite connection crosses a fork: the
 writer closes it just before and reopens it on its next write. SQLite keeps the lock state of
 every open file in process memory, which a child inherits while it does not inherit the
 parent's POSIX locks; a child writing the same store through that state lost whole commits.
 
-A full queue blocks the submitting thread (never drops); a store that fails is retried with
-backoff while records wait in memory. What is still lost (a process killed before
-persisting) shows in verification as a chain that was never closed.
+Nothing is dropped silently. A full queue blocks the submitting thread (`queue_full="block"`,
+the default) or, with `"spill"`, sends the caller's events to a spill file that the writer
+drains back in order (see `spill`). A store that fails is retried with backoff while records
+wait. What is lost anyway (an event that cannot be built or sealed, a spill disk that is full)
+is logged and counted in the `failed` counter of the next signed checkpoint; a process killed
+before persisting shows in verification as a chain that was never closed.
+
+Sampling (see `sampling`): a sampled-out decision goes to the store's holding table in the same
+transaction as the records around it, counted per model and risk level in the checkpoints
+(`counters.sampled_out`). A dispute promotes its held decision into the chain just before the
+dispute record, which says whether its decision is on the record (`decision_on_record`).
 """
 
 from __future__ import annotations
@@ -23,19 +31,26 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from otel_ai_audit.integrity.chain import Chain
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 from otel_ai_audit.integrity.keys import SigningKey
-from otel_ai_audit.record.canonical import CanonicalizationError, to_json_data
+from otel_ai_audit.pipeline.sampling import SamplingPolicy, counter_key, promoted_event
+from otel_ai_audit.pipeline.spill import SpillFile
+from otel_ai_audit.record.canonical import CanonicalizationError, canonical_json, to_json_data
 from otel_ai_audit.record.schema import EventType, new_event
-from otel_ai_audit.store.sqlite import AuditStore, SealedRecord, StoreError
+from otel_ai_audit.store.sqlite import AuditStore, HeldRecord, SealedRecord, StoreError
 
 logger = logging.getLogger(__name__)
 
 CountersProvider = Callable[[], dict[str, Any]]
+QUEUE_FULL_POLICIES = ("block", "spill")
+HOLD_PURGE_INTERVAL = 60.0
+"""Seconds between purges of expired held decisions (and one at close)."""
+_DISPUTE = EventType.DISPUTE.value
+_Result = TypeVar("_Result")
 
 
 class DeferredEvents(Protocol):
@@ -43,6 +58,21 @@ class DeferredEvents(Protocol):
     the writer thread, not on the thread that made the decision."""
 
     def build(self) -> list[dict[str, Any]]: ...
+
+
+class WriterStats(NamedTuple):
+    """What the writer did in this chain so far (read by `otel_ai_audit.pipeline.metrics`)."""
+
+    queued: int
+    """Entries accepted (an event, or a model call however many rows it has)."""
+    spilled: int
+    """Of those, entries that went through the spill file."""
+    persisted: int
+    """Records written to the chain."""
+    sampled_out: dict[str, int]
+    """Decisions held instead of chained, by `<model>|<risk>`."""
+    failed: int
+    """Events lost before sealing (also in the signed checkpoints)."""
 
 
 class _ChainOpen:
@@ -60,6 +90,18 @@ class _KeyRotation:
         self.key = key
 
 
+class _Built:
+    """Events built already: by a caller that spilled, or read back from the spill file."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = events
+
+    def build(self) -> list[dict[str, Any]]:
+        return self.events
+
+
 class AuditWriter:
     """Owns this process's chain and writes it to an `AuditStore`."""
 
@@ -73,19 +115,29 @@ class AuditWriter:
         checkpoint_interval: float = 5.0,
         flush_interval: float = 0.1,
         max_queue: int = 100_000,
+        queue_full: str = "block",
         batch_size: int = 2048,
         counters: CountersProvider | None = None,
         policy_hash: str = "",
+        sampling: SamplingPolicy | None = None,
     ) -> None:
+        if queue_full not in QUEUE_FULL_POLICIES:
+            raise ValueError(f"queue-full policy must be one of {QUEUE_FULL_POLICIES}, "
+                             f"not {queue_full!r}")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, not {max_queue}")
         self.store_path = store_path
         self.service_name = service_name
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
         self.flush_interval = flush_interval
         self.max_queue = max_queue
+        self.queue_full = queue_full
         self.batch_size = batch_size
         self.counters_provider = counters
         self.policy_hash = policy_hash
+        self.sampling = sampling
+        self.hold_purge_interval = HOLD_PURGE_INTERVAL
         self._key = key
         self._parent_chain_id: str | None = None
         self._reset()
@@ -98,8 +150,9 @@ class AuditWriter:
         self._persisted_cv = threading.Condition(threading.Lock())
         self._wake = threading.Event()
         self._pending: deque[tuple[Any, int]] = deque()
+        self._spill: SpillFile | None = None
+        """Set while entries wait on disk: every new entry goes there too, until drained."""
         self._last_logged = 0
-        self._submitted = 0
         self._persisted = 0
         self._thread: threading.Thread | None = None
         self._store_lock = threading.Lock()
@@ -109,20 +162,36 @@ class AuditWriter:
         self._stopping = False
         self._closed = False
         self.chain = Chain()
+        self.queued = 0
+        self.spilled = 0
+        self.persisted_records = 0
+        self.sampled_out: dict[str, int] = {}
         self.failed = 0
         self.late = 0
         self.store_errors = 0
+        # Written by the next `_persist`, in one transaction: records sealed, decisions held
+        # and promoted, and the number of queue entries they complete.
+        self._unwritten: list[SealedRecord] = []
+        self._held: list[HeldRecord] = []
+        self._released: list[str] = []
+        self._processed = 0
+        self._signed_counters: dict[str, Any] | None = None
         self._last_checkpoint_at = time.monotonic()
+        self._last_purge = time.monotonic()
 
     @property
     def key(self) -> SigningKey:
         return self._key
 
+    def stats(self) -> WriterStats:
+        return WriterStats(self.queued, self.spilled, self.persisted_records,
+                           self.sampled_out.copy(), self.failed)
+
     # --- hot path --------------------------------------------------------------------------
 
     def submit(self, event: dict[str, Any] | DeferredEvents) -> None:
-        """Queue an event (or a deferred batch of them) for sealing. Blocks only while the
-        queue is full."""
+        """Queue an event (or a deferred batch of them) for sealing. With the `block` policy,
+        blocks only while the queue is full; with `spill`, never blocks."""
         self._enqueue(event)
 
     def rotate_key(self, key: SigningKey) -> None:
@@ -131,26 +200,70 @@ class AuditWriter:
 
     def _enqueue(self, item: dict[str, Any] | DeferredEvents | _KeyRotation) -> None:
         with self._lock:
-            if self._closed:
-                self.late += 1
-                logger.error("otel-ai-audit: event submitted after the audit chain was closed; "
-                             "it is not recorded (late events so far: %d)", self.late)
+            if not self._spills(item):
+                self._append(item)
                 return
-            while len(self._pending) >= self.max_queue and not self._stopping:
-                self._not_full.wait(0.5)
-            now = time.time_ns()
-            if now < self._last_logged:
-                now = self._last_logged
-            self._last_logged = now
-            if self._thread is None:
-                self._pending.append((_ChainOpen(), now))
-                self._submitted += 1
-                self._start_thread()
-            self._pending.append((item, now))
-            self._submitted += 1
-            queued = len(self._pending)
-        if queued >= self.batch_size:
+        self._spill_entry(item)  # type: ignore[arg-type]
+
+    def _spills(self, item: object) -> bool:
+        """Does `item` go to the spill file? (Hold `_lock`.) Once an entry is spilled, all
+        later ones are too until the writer has drained the file, so order holds. A key
+        rotation never is: a private key is not written to disk."""
+        return (self.queue_full == "spill" and not self._closed
+                and not isinstance(item, _KeyRotation)
+                and (self._spill is not None or len(self._pending) >= self.max_queue))
+
+    def _append(self, item: dict[str, Any] | DeferredEvents | _KeyRotation) -> None:
+        """Queue `item` in memory (hold `_lock`), waiting while the queue is full or entries
+        wait in the spill file (only a key rotation can meet the latter)."""
+        while ((len(self._pending) >= self.max_queue or self._spill is not None)
+               and not self._stopping):
+            self._not_full.wait(0.5)
+        if self._closed:
+            self.late += 1
+            logger.error("otel-ai-audit: event submitted after the audit chain was closed; "
+                         "it is not recorded (late events so far: %d)", self.late)
+            return
+        logged = self._stamp()
+        if self._thread is None:
+            self._pending.append((_ChainOpen(), logged))
+            self._start_thread()
+        self._pending.append((item, logged))
+        self.queued += 1
+        if len(self._pending) >= self.batch_size:
             self._wake.set()
+
+    def _spill_entry(self, item: dict[str, Any] | DeferredEvents) -> None:
+        """Build `item`'s events on the caller's thread and append them to the spill file (or
+        to the queue, if the writer drained the file and made room meanwhile)."""
+        events = to_json_data(self._expand(item))
+        if not events:
+            return
+        with self._lock:
+            if self._closed or (self._spill is None and len(self._pending) < self.max_queue):
+                self._append(_Built(events))
+                return
+            logged = self._stamp()
+            try:
+                if self._spill is None:
+                    self._spill = SpillFile(f"{self.store_path}.{self.chain.chain_id}.spill")
+                self._spill.append(logged, events)
+            except (OSError, ValueError) as error:
+                self.failed += len(events)
+                logger.error("otel-ai-audit: the queue is full and %d audit events could not be "
+                             "spilled to disk (%s); they are lost and counted as failed in the "
+                             "next checkpoint", len(events), error)
+                return
+            self.queued += 1
+            self.spilled += 1
+
+    def _stamp(self) -> int:
+        """The entry's `logged` time, never before the previous entry's (hold `_lock`)."""
+        now = time.time_ns()
+        if now < self._last_logged:
+            now = self._last_logged
+        self._last_logged = now
+        return now
 
     def _start_thread(self) -> None:
         self._thread = threading.Thread(target=self._run, name="otel-ai-audit-writer",
@@ -162,7 +275,7 @@ class AuditWriter:
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything submitted so far is persisted; False on timeout."""
         with self._lock:
-            target = self._submitted
+            target = self.queued
         self._wake.set()
         deadline = time.monotonic() + timeout
         with self._persisted_cv:
@@ -206,11 +319,15 @@ class AuditWriter:
                     batch, self._pending = self._pending, deque()
                     stopping = self._stopping
                     self._not_full.notify_all()
-                self._write_batch(batch, closing=stopping)
+                self._write_batch(batch)
+                self._drain_spill()
+                self._purge_expired_holds(now=stopping)
                 if stopping:
                     with self._lock:
-                        if not self._pending:
-                            return
+                        done = not self._pending and self._spill is None
+                    if done:
+                        self._persist(self._checkpoint(closed=True))
+                        return
         finally:
             with self._store_lock:
                 self._close_store()
@@ -251,6 +368,21 @@ class AuditWriter:
             self._store.close()
             self._store = None
 
+    def _use_store(self, action: Callable[[AuditStore], _Result], what: str) -> _Result:
+        """`action` on the open store, retried with backoff while the store fails (records
+        wait in memory meanwhile: an audit trail does not give up on them)."""
+        delay = 0.05
+        while True:
+            try:
+                with self._store_lock:
+                    return action(self._connect())
+            except StoreError as error:
+                self.store_errors += 1
+                logger.error("otel-ai-audit: %s in %s failed: %s (retrying)", what,
+                             self.store_path, error)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     def _chain_open_event(self) -> dict[str, Any]:
         return new_event(
             EventType.CHAIN_OPEN,
@@ -261,31 +393,40 @@ class AuditWriter:
             policy_hash=self.policy_hash,
         )
 
-    def _write_batch(self, batch: deque[tuple[Any, int]], closing: bool) -> None:
-        sealed: list[SealedRecord] = []
+    def _write_batch(self, batch: Iterable[tuple[Any, int]]) -> None:
         for item, logged in batch:
             if isinstance(item, _ChainOpen):
-                item = self._chain_open_event()
+                self._seal(self._chain_open_event(), logged)
+                continue  # the chain's own record, not a submitted entry
             if isinstance(item, _KeyRotation):
-                sealed.append(self._seal_event(self._rotation_event(item.key), logged))
-                self._persist(sealed, self._checkpoint(closed=False))
-                sealed = []
+                self._seal(self._rotation_event(item.key), logged)
+                self._processed += 1
+                self._persist(self._checkpoint(closed=False))
                 self._key = item.key
                 continue
             for event in self._expand(item):
-                record = self._seal_event(event, logged)
-                if record is not None:
-                    sealed.append(record)
-                if self.chain.size - self.chain.last_checkpoint_size >= self.checkpoint_every:
-                    self._persist(sealed, self._checkpoint(closed=False))
-                    sealed = []
+                self._route(event, logged)
+            self._processed += 1
         due = time.monotonic() - self._last_checkpoint_at >= self.checkpoint_interval
-        uncovered = self.chain.size > self.chain.last_checkpoint_size
-        if closing or (due and uncovered):
-            self._persist(sealed, self._checkpoint(closed=closing))
-        elif sealed:
-            self._persist(sealed, None)
-        self._mark_persisted(len(batch))
+        self._persist(self._checkpoint(closed=False) if due and self._unsigned() else None)
+
+    def _drain_spill(self) -> None:
+        """Seal what waits in the spill file, oldest first; remove the file once empty."""
+        while True:
+            with self._lock:
+                spill = self._spill
+                if spill is None:
+                    return
+                if spill.drained:  # removed under the lock: the next spill starts a new file
+                    self._spill = None
+                    self._not_full.notify_all()
+                    try:
+                        spill.remove()
+                    except OSError as error:  # its entries are persisted: only a file is left
+                        logger.warning("otel-ai-audit: could not remove the drained spill file "
+                                       "%s: %s", spill.path, error)
+                    return
+            self._write_batch([(_Built(events), logged) for events, logged in spill.read()])
 
     def _expand(self, item: dict[str, Any] | DeferredEvents) -> list[dict[str, Any]]:
         if isinstance(item, dict):
@@ -293,53 +434,130 @@ class AuditWriter:
         try:
             return item.build()
         except Exception:  # noqa: BLE001 - one bad batch must not stop the chain
-            self.failed += 1
+            self._count_failed()
             logger.exception("otel-ai-audit: building deferred audit events failed; counted as "
                              "failed in the next checkpoint")
             return []
+
+    def _route(self, event: dict[str, Any], logged: int) -> None:
+        """Seal `event`: after promoting the decision it disputes, or into the holding table
+        if sampling leaves it out of the chain."""
+        if event.get("type") == _DISPUTE:
+            event = self._resolve_dispute(event, logged)
+        elif self.sampling is not None:
+            kept = self.sampling.sample(event)
+            if kept is None:
+                self._hold(event, logged, logged + self.sampling.hold_ns)
+                return
+            event = kept
+        self._seal(event, logged)
+        if self.chain.size - self.chain.last_checkpoint_size >= self.checkpoint_every:
+            self._persist(self._checkpoint(closed=False))
+
+    def _hold(self, event: dict[str, Any], logged: int, expires: int) -> None:
+        data = self._converted(canonical_json, event)
+        if data is None:
+            return
+        self._held.append(HeldRecord(str(event["id"]), self.chain.chain_id, logged, expires,
+                                     data))
+        key = counter_key(event)
+        self.sampled_out[key] = self.sampled_out.get(key, 0) + 1
+
+    def _resolve_dispute(self, event: dict[str, Any], logged: int) -> dict[str, Any]:
+        """Promote the disputed decision into the chain if it is held; the dispute says whether
+        its decision is on the record (chained here or by another process sharing the store)."""
+        decision_id = str(event.get("decision_id"))
+        self._persist(None)  # the decision may be among the records or holds not yet written
+
+        def find(store: AuditStore) -> tuple[bool, HeldRecord | None]:
+            if store.find_record(decision_id) is not None:
+                return True, None
+            return False, store.held_record(decision_id, time.time_ns())
+
+        on_record, held = self._use_store(find, "looking up a disputed decision")
+        if held is not None:
+            self._seal(promoted_event(held), logged)
+            self._released.append(held.record_id)
+            on_record = True
+        return {**event, "decision_on_record": on_record}
 
     def _rotation_event(self, new_key: SigningKey) -> dict[str, Any]:
         return new_event(EventType.KEY_ROTATION, old_key_id=self._key.key_id,
                          new_key_id=new_key.key_id, new_public_key=new_key.public_pem)
 
-    def _seal_event(self, event: dict[str, Any], logged: int) -> SealedRecord | None:
+    def _seal(self, event: dict[str, Any], logged: int) -> None:
+        record = self._converted(lambda data: self.chain.seal(data, logged), event)
+        if record is not None:
+            self._unwritten.append(record)
+
+    def _converted(self, action: Callable[[dict[str, Any]], _Result],
+                   event: dict[str, Any]) -> _Result | None:
+        """`action(event)`; if the event is not JSON data, `action` on it converted by the
+        documented rules; None (counted as failed) if even that fails."""
         try:
-            return self.chain.seal(event, logged)
+            return action(event)
         except (CanonicalizationError, KeyError, TypeError, ValueError) as error:
             # The instrumentation converts payloads with to_json_data; reaching here means a
             # caller handed raw data. Convert by the documented rules rather than lose it.
             try:
-                return self.chain.seal(to_json_data(event), logged)
+                return action(to_json_data(event))
             except (CanonicalizationError, KeyError, TypeError, ValueError):
-                self.failed += 1
+                self._count_failed()
                 logger.error("otel-ai-audit: event could not be sealed and is counted as "
                              "failed in the next checkpoint: %s", error)
                 return None
 
-    def _checkpoint(self, closed: bool) -> SignedCheckpoint:
-        counters: dict[str, Any] = {"failed": self.failed}
+    def _count_failed(self) -> None:
+        with self._lock:  # callers that spill count here too
+            self.failed += 1
+
+    def _counters(self) -> dict[str, Any]:
+        counters: dict[str, Any] = {"failed": self.failed,
+                                    "sampled_out": dict(sorted(self.sampled_out.items()))}
         if self.counters_provider is not None:
             try:
                 counters.update(to_json_data(self.counters_provider()))
             except Exception:  # noqa: BLE001 - counters must never stop a checkpoint
                 logger.exception("otel-ai-audit: counters provider failed")
+        return counters
+
+    def _unsigned(self) -> bool:
+        """Happened since the last checkpoint: records, or only counts (decisions sampled out,
+        events lost), which a checkpoint must sign too."""
+        return (self.chain.size > self.chain.last_checkpoint_size
+                or self._counters() != self._signed_counters)
+
+    def _checkpoint(self, closed: bool) -> SignedCheckpoint:
+        counters = self._counters()
+        self._signed_counters = counters
         self._last_checkpoint_at = time.monotonic()
         return self.chain.checkpoint(self._key, time.time_ns(), closed=closed,
                                      counters=counters, policy_hash=self.policy_hash)
 
-    def _persist(self, records: list[SealedRecord], checkpoint: SignedCheckpoint | None) -> None:
-        delay = 0.05
-        while True:
-            try:
-                with self._store_lock:
-                    self._connect().write(records, checkpoint)
-                return
-            except StoreError as error:
-                self.store_errors += 1
-                logger.error("otel-ai-audit: writing %d records to %s failed: %s (retrying)",
-                             len(records), self.store_path, error)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    def _persist(self, checkpoint: SignedCheckpoint | None) -> None:
+        """Write what was sealed, held and promoted since the last write (with `checkpoint`),
+        then let `flush()` know the entries behind it are persisted."""
+        records, held, released = self._unwritten, self._held, self._released
+        if records or held or released or checkpoint is not None:
+            self._use_store(lambda store: store.write(records, checkpoint, hold=held,
+                                                      release=released),
+                            f"writing {len(records)} records")
+            self.persisted_records += len(records)
+            self._unwritten, self._held, self._released = [], [], []
+        if self._processed:
+            self._mark_persisted(self._processed)
+            self._processed = 0
+
+    def _purge_expired_holds(self, now: bool) -> None:
+        """Delete held decisions past their expiry, every `hold_purge_interval` seconds (and
+        `now`, at close). A dispute never promotes an expired one, purged or not."""
+        if not now and time.monotonic() - self._last_purge < self.hold_purge_interval:
+            return
+        self._last_purge = time.monotonic()
+        purged = self._use_store(lambda store: store.purge_held(time.time_ns()),
+                                 "purging expired held decisions")
+        if purged:
+            logger.info("otel-ai-audit: purged %d held decisions past their hold period", purged)
 
     def _mark_persisted(self, count: int) -> None:
         with self._persisted_cv:
@@ -349,6 +567,8 @@ class AuditWriter:
     # --- fork ------------------------------------------------------------------------------
 
     def _after_fork_in_child(self) -> None:
+        if self._spill is not None:
+            self._spill.close()  # the parent's file: the parent drains it
         self._parent_chain_id = self.chain.chain_id
         self._reset()
 

@@ -39,6 +39,7 @@ class EventType(str, Enum):
     ALERT = "alert"
     INCIDENT = "incident"
     DRIFT = "drift"
+    MODEL_CARD = "model_card"
     SAMPLING = "sampling"
     CHAIN_OPEN = "chain_open"
     KEY_ROTATION = "key_rotation"

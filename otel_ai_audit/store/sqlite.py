@@ -59,6 +59,34 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_append_only_delete BEFORE DELETE ON che
     BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 """
 
+_HOLD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS held (
+    record_id TEXT    PRIMARY KEY,
+    chain_id  TEXT    NOT NULL,
+    held_at   INTEGER NOT NULL,
+    expires   INTEGER NOT NULL,
+    data      BLOB    NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS held_by_expiry ON held (expires);
+"""
+"""Sampled-out decisions, held for a while so a dispute can still promote them into a chain
+(see `otel_ai_audit.pipeline.sampling`). Not part of any chain: rows are deleted when they
+expire or are promoted. Created on every writable open, so stores made before it get it too
+(readers that do not know it ignore it: no schema version change)."""
+
+_CURSOR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ship_cursors (
+    sink     TEXT    NOT NULL,
+    chain_id TEXT    NOT NULL,
+    kind     TEXT    NOT NULL,
+    seq      INTEGER NOT NULL,
+    PRIMARY KEY (sink, chain_id, kind)
+) WITHOUT ROWID;
+"""
+"""How far each shipper has delivered each chain (`kind` "records": the last seq; "checkpoints":
+the last checkpoint index). Not append-only, unlike records: a cursor only ever moves forward
+(see `set_ship_cursor`). Created on every writable open, like the holding table."""
+
 
 class StoreError(Exception):
     """The store cannot be used; the message says why in words a user can act on."""
@@ -87,6 +115,18 @@ class SealedRecord(NamedTuple):
     time: str
     type: str
     record_id: str
+    data: bytes
+
+
+class HeldRecord(NamedTuple):
+    """A sampled-out decision in the holding table: its event's canonical JSON (unchained),
+    the chain that sampled it out, when (`held_at`, the time it was sequenced) and until when
+    it is held (Unix ns)."""
+
+    record_id: str
+    chain_id: str
+    held_at: int
+    expires: int
     data: bytes
 
 
@@ -129,6 +169,9 @@ class AuditStore:
                 if not readonly:
                     self._db.execute("PRAGMA journal_mode = WAL")
                     self._db.execute("PRAGMA synchronous = NORMAL")
+            if not readonly:
+                self._db.executescript(_HOLD_SCHEMA)
+                self._db.executescript(_CURSOR_SCHEMA)
         except sqlite3.DatabaseError as error:
             raise _translate(error, self.path) from error
 
@@ -166,10 +209,15 @@ class AuditStore:
     # --- writing -------------------------------------------------------------------------
 
     def write(self, records: Iterable[SealedRecord],
-              checkpoint: SignedCheckpoint | None = None) -> None:
+              checkpoint: SignedCheckpoint | None = None, *, hold: Iterable[HeldRecord] = (),
+              release: Iterable[str] = ()) -> None:
         """Persist a batch, and optionally the checkpoint covering it, in one transaction.
 
         A batch with a checkpoint is committed with a full fsync (see the module docstring).
+        `hold` adds sampled-out decisions to the holding table and `release` removes promoted
+        ones, in the same transaction: a checkpoint that counts a decision as sampled out is
+        never on disk without the held decision, and a promoted decision is never both held
+        and chained.
         """
         durable = checkpoint is not None
         try:
@@ -180,6 +228,9 @@ class AuditStore:
                 self._db.executemany(
                     "INSERT INTO records (chain_id, seq, time, type, record_id, data) "
                     "VALUES (?, ?, ?, ?, ?, ?)", records)
+                self._db.executemany("INSERT OR IGNORE INTO held VALUES (?, ?, ?, ?, ?)", hold)
+                self._db.executemany("DELETE FROM held WHERE record_id = ?",
+                                     ((record_id,) for record_id in release))
                 if checkpoint is not None:
                     self._insert_checkpoint(checkpoint)
                 self._db.execute("COMMIT")
@@ -199,6 +250,19 @@ class AuditStore:
             (checkpoint.chain_id, checkpoint.index, checkpoint.size, checkpoint.key_id,
              checkpoint.payload, checkpoint.signature),
         )
+
+    def held_record(self, record_id: str, now_ns: int) -> HeldRecord | None:
+        """The held decision `record_id`, unless it has expired (purged or not)."""
+        rows = self._rows("SELECT record_id, chain_id, held_at, expires, data FROM held "
+                          "WHERE record_id = ? AND expires > ?", (record_id, now_ns))
+        return HeldRecord(*rows[0]) if rows else None
+
+    def purge_held(self, now_ns: int) -> int:
+        """Delete the held decisions that expired by `now_ns`; how many there were."""
+        try:
+            return self._db.execute("DELETE FROM held WHERE expires <= ?", (now_ns,)).rowcount
+        except sqlite3.DatabaseError as error:
+            raise _translate(error, self.path) from error
 
     def put_public_key(self, key_id: str, pem: str) -> None:
         """Record a signing key's public half (self-asserted: verifiers decide whom to trust)."""
@@ -255,11 +319,12 @@ class AuditStore:
         yield from self._stream("SELECT seq, time, type, record_id FROM records "
                                 "WHERE chain_id = ? ORDER BY seq", (chain_id,))
 
-    def checkpoints(self, chain_id: str) -> list[SignedCheckpoint]:
+    def checkpoints(self, chain_id: str, after: int = -1) -> list[SignedCheckpoint]:
+        """The chain's checkpoints in index order (those after index `after`)."""
         rows = self._rows(
             "SELECT CAST(idx AS INTEGER), CAST(size AS INTEGER), CAST(key_id AS TEXT), "
             "CAST(payload AS BLOB), CAST(signature AS BLOB) FROM checkpoints "
-            "WHERE chain_id = ? ORDER BY idx", (chain_id,))
+            "WHERE chain_id = ? AND idx > ? ORDER BY idx", (chain_id, after))
         return [SignedCheckpoint(bytes(payload), bytes(signature), key_id, chain_id, idx, size)
                 for idx, size, key_id, payload, signature in rows]
 
@@ -269,3 +334,50 @@ class AuditStore:
 
     def record_count(self) -> int:
         return int(self._rows("SELECT count(*) FROM records")[0][0])
+
+    # --- shipping (the store as the shippers' write-ahead spool) ----------------------------
+
+    def records_after(self, chain_id: str, seq: int, limit: int) -> list[SealedRecord]:
+        """Up to `limit` records of one chain after `seq`, in seq order, as they were written."""
+        rows = self._rows("SELECT chain_id, seq, time, type, record_id, CAST(data AS BLOB) "
+                          "FROM records WHERE chain_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                          (chain_id, seq, limit))
+        return [SealedRecord(*row) for row in rows]
+
+    def unshipped_chains(self, sink: str) -> list[str]:
+        """Chains holding records or checkpoints past `sink`'s cursors.
+
+        A skip scan over the primary key, then index seeks per chain: it costs microseconds per
+        chain however many records the store holds, so a shipper can ask every poll.
+        """
+        rows = self._rows("""
+            WITH RECURSIVE chains(id) AS (
+                SELECT (SELECT min(chain_id) FROM records)
+                UNION ALL
+                SELECT (SELECT min(chain_id) FROM records WHERE chain_id > chains.id)
+                FROM chains WHERE chains.id IS NOT NULL)
+            SELECT CAST(id AS TEXT) FROM chains WHERE id IS NOT NULL AND (
+                (SELECT max(seq) FROM records WHERE chain_id = chains.id)
+                > coalesce((SELECT seq FROM ship_cursors WHERE sink = ?1
+                            AND chain_id = chains.id AND kind = 'records'), -1)
+                OR coalesce((SELECT max(idx) FROM checkpoints WHERE chain_id = chains.id), -1)
+                > coalesce((SELECT seq FROM ship_cursors WHERE sink = ?1
+                            AND chain_id = chains.id AND kind = 'checkpoints'), -1))""",
+                          (sink,))
+        return [row[0] for row in rows]
+
+    def ship_cursor(self, sink: str, chain_id: str, kind: str) -> int:
+        """The last seq (or checkpoint index) of `kind` that `sink` delivered; -1 for none."""
+        rows = self._rows("SELECT seq FROM ship_cursors WHERE sink = ? AND chain_id = ? "
+                          "AND kind = ?", (sink, chain_id, kind))
+        return int(rows[0][0]) if rows else -1
+
+    def set_ship_cursor(self, sink: str, chain_id: str, kind: str, seq: int) -> None:
+        """Move a cursor forward, never back: two shippers of one sink (two processes sharing
+        the store) then only repeat work, which idempotent ids make harmless."""
+        try:
+            self._db.execute("INSERT INTO ship_cursors VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT DO UPDATE SET seq = max(seq, excluded.seq)",
+                             (sink, chain_id, kind, seq))
+        except sqlite3.DatabaseError as error:
+            raise _translate(error, self.path) from error

@@ -65,6 +65,15 @@ class RecordSource(Protocol):
     def public_keys(self) -> dict[str, str]: ...
 
 
+class IndexedRecordSource(RecordSource, Protocol):
+    """A source that indexes fields beside the canonical bytes (Elasticsearch): the verifier
+    asks it where those fields disagree with the bytes."""
+
+    def field_mismatches(self, chain_id: str) -> list[tuple[int, str]]:
+        """(seq, what differs) for each record whose indexed fields contradict its bytes."""
+        ...
+
+
 @dataclass
 class _Anchor:
     """A checkpoint whose signature verified: what it commits to."""
@@ -160,12 +169,27 @@ class Verifier:
         anchors, closed_at, key_ids = self._check_checkpoints(
             source, chain_id, data, store_keys, findings)
         self._check_records(source, chain_id, data, anchors, closed_at, findings)
+        self._check_indexed_fields(source, chain_id, findings)
         report.findings.extend(findings)
         valid = [anchor.checkpoint for anchor in anchors]
         report.chains.append(ChainSummary(
             chain_id=chain_id, records=data.size, checkpoints=len(anchors),
             closed=closed_at is not None, signed_size=max((c.size for c in valid), default=0),
             key_ids=sorted(key_ids)))
+
+    @staticmethod
+    def _check_indexed_fields(source: RecordSource, chain_id: str,
+                              findings: list[Finding]) -> None:
+        """INDEX_MISMATCH for each record an `IndexedRecordSource` finds contradicted by its
+        own indexed fields (once per record: the seq drift check may have named it)."""
+        mismatches = getattr(source, "field_mismatches", None)
+        if mismatches is None:
+            return
+        named = {f.seq for f in findings if f.kind is Kind.INDEX_MISMATCH}
+        for seq, detail in mismatches(chain_id):
+            if seq not in named:
+                named.add(seq)
+                findings.append(Finding(chain_id, seq, Kind.INDEX_MISMATCH, detail))
 
     def _check_checkpoints(self, source: RecordSource, chain_id: str, data: _ChainData,
                            store_keys: dict[str, Any], findings: list[Finding],

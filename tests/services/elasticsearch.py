@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -182,6 +183,13 @@ class ElasticsearchService:
                 if process.process is not None:
                     stop_process_group(process.process.pid, timeout=5)
         self.processes.clear()
+
+    def restart(self, down_for: float = 0.0, timeout: float = 240.0) -> None:
+        """Stop every node, stay down `down_for` seconds, then start new node processes on the
+        same data directories and ports: an outage that clients see at an unchanged URL."""
+        self.stop()
+        time.sleep(down_for)
+        self.start(timeout)
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(process.log_tail(lines) for process in self.processes)

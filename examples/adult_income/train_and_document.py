@@ -1,0 +1,86 @@
+"""Document your own scikit-learn model with otel-ai-audit, through the public API only.
+
+A gradient-boosted income classifier on UCI Adult that does not take sex or race as inputs,
+yet is evaluated by them: its `fit` is recorded on the audit trail by the scikit-learn
+instrumentation, and its model card (with lineage, metrics with confidence intervals and
+fairness per slice) is written and recorded on the same trail.
+
+    python examples/adult_income/train_and_document.py --data ../shared/data/uci-adult
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+from pathlib import Path
+
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+import otel_ai_audit
+from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, load_split
+from otel_ai_audit.document import (
+    Narrative,
+    build_model_card,
+    find_training_record,
+    record_model_card,
+    write_model_card,
+)
+from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
+
+SENSITIVE = ["sex", "race"]
+CATEGORIES = [column for column in CATEGORICAL if column not in SENSITIVE]
+FEATURES = CATEGORIES + NUMERIC
+
+
+def make_model() -> Pipeline:
+    return Pipeline([
+        ("encode", ColumnTransformer(
+            [("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                            encoded_missing_value=-1), CATEGORIES)],
+            remainder="passthrough")),
+        ("classify", HistGradientBoostingClassifier(
+            learning_rate=0.1, max_iter=100, max_leaf_nodes=31, early_stopping=False,
+            categorical_features=list(range(len(CATEGORIES))), random_state=0)),
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="folder with adult.data and adult.test")
+    parser.add_argument("--out", default="adult-gbt-card", type=Path)
+    args = parser.parse_args()
+    store = args.out / "audit.db"
+    args.out.mkdir(parents=True, exist_ok=True)
+    train, test = load_split("train", args.data), load_split("test", args.data)
+
+    otel_ai_audit.configure(store=str(store))
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument()
+    model = make_model().fit(train.frame[FEATURES], train.frame[TARGET])  # recorded
+    instrumentor.uninstrument()  # the evaluation's predictions are not decisions
+
+    artifact = args.out / "model.pkl"
+    artifact.write_bytes(pickle.dumps(model))
+    card = build_model_card(
+        model, find_training_record(store, model), test.frame, TARGET, SENSITIVE,
+        name="adult-income-gbt", version="1.0.0", eval_source=test.path,
+        train_frame=train.frame, train_source=train.path, artifact=artifact,
+        narrative=Narrative(
+            overview="Gradient-boosted trees predicting income above USD 50,000 from UCI "
+                     "Adult, without sex or race among its inputs.",
+            intended_uses=("An example of documenting a model with otel-ai-audit.",),
+            out_of_scope_uses=("Any decision about a real person.",)))
+    files = write_model_card(card, args.out)
+    record_id = record_model_card(card, files)
+    otel_ai_audit.shutdown()  # closes the chain with a signed checkpoint
+
+    for path in files.values():
+        print(f"wrote {path}")
+    print(f"recorded as model_card {record_id} in {store}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Elasticsearch connection options shared by `verify` and `ship`.
+
+Each flag sets the `AuditSettings` field of the same name and falls back to its
+`OTEL_AI_AUDIT_ELASTICSEARCH_*` variable, so secrets can stay out of the command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from otel_ai_audit.cli._common import fail
+from otel_ai_audit.config import AuditSettings
+from otel_ai_audit.verify.verifier import RecordSource
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+_OPTIONS = (
+    click.option("--elasticsearch", "elasticsearch_url", metavar="URL",
+                 help="Elasticsearch node URL(s), comma-separated."),
+    click.option("--index-prefix", "elasticsearch_index_prefix", metavar="NAME",
+                 help="Prefix of the index names (default: otel-ai-audit; "
+                      "$OTEL_AI_AUDIT_ELASTICSEARCH_INDEX_PREFIX)."),
+    click.option("--api-key", "elasticsearch_api_key", metavar="KEY",
+                 help="API key, encoded or id:key ($OTEL_AI_AUDIT_ELASTICSEARCH_API_KEY)."),
+    click.option("--username", "elasticsearch_username", metavar="NAME",
+                 help="Basic-auth user ($OTEL_AI_AUDIT_ELASTICSEARCH_USERNAME)."),
+    click.option("--password", "elasticsearch_password", metavar="PASSWORD",
+                 help="Basic-auth password ($OTEL_AI_AUDIT_ELASTICSEARCH_PASSWORD)."),
+    click.option("--ca-certs", "elasticsearch_ca_certs", metavar="FILE",
+                 type=click.Path(dir_okay=False),
+                 help="CA bundle to verify the server's certificate "
+                      "($OTEL_AI_AUDIT_ELASTICSEARCH_CA_CERTS)."),
+    click.option("--no-verify-certs", "elasticsearch_verify_certs", flag_value=False,
+                 default=None, help="Do not verify the server's TLS certificate (tests only)."),
+)
+
+
+def elasticsearch_options(command: Command) -> Command:
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
+
+
+def settings_from(**options: Any) -> AuditSettings:
+    """Settings from the environment, with the flags that were given on top."""
+    try:
+        return AuditSettings.from_env(**options)
+    except ValueError as error:
+        fail(str(error))
+
+
+@contextmanager
+def elasticsearch_source(**options: Any) -> Iterator[RecordSource]:
+    """The verifier's view of Elasticsearch at `--elasticsearch URL` (a snapshot in time)."""
+    from otel_ai_audit.sinks.elasticsearch import connect
+    from otel_ai_audit.verify.elasticsearch_source import ElasticsearchSource
+
+    settings = settings_from(**options)
+    try:
+        client = connect(settings)
+        source = ElasticsearchSource(client, index_prefix=settings.elasticsearch_index_prefix)
+    except ValueError as error:
+        fail(str(error))
+    try:
+        with source:
+            yield source
+    finally:
+        client.close()

@@ -1,0 +1,135 @@
+"""OpenTelemetry metrics of the audit pipeline: queued, persisted, sampled out, lost, shipped.
+
+The writer's numbers are observable counters whose callbacks read `AuditWriter.stats()` when a
+reader collects: the hot path pays nothing for them. Shippers count with the synchronous
+counters (`shipped`, `retried`, `failed`, one `add` per bulk request):
+
+    from otel_ai_audit.pipeline.metrics import pipeline_metrics
+    pipeline_metrics().shipped("elasticsearch", len(batch))
+
+Instruments of meter `otel_ai_audit` (documented in docs/semantic-conventions.md):
+
+=================================  =====================  ===========  =======================
+name                               kind                   unit         attributes
+=================================  =====================  ===========  =======================
+ai_audit.pipeline.queued           observable counter     {entry}
+ai_audit.pipeline.spilled          observable counter     {entry}
+ai_audit.pipeline.persisted        observable counter     {record}
+ai_audit.pipeline.sampled_out      observable counter     {decision}   model name, risk level
+ai_audit.pipeline.failed           observable counter     {event}
+ai_audit.sink.shipped              counter                {record}     sink name
+ai_audit.sink.retried              counter                {record}     sink name
+ai_audit.sink.failed               counter                {record}     sink name
+=================================  =====================  ===========  =======================
+
+The instruments go to the global MeterProvider unless one is given; without an SDK provider the
+API's no-op one makes all of this free.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+from otel_ai_audit import semconv
+from otel_ai_audit.pipeline.writer import AuditWriter, WriterStats
+from otel_ai_audit.version import __version__
+
+METER_NAME = "otel_ai_audit"
+SINK_NAME = "ai_audit.sink.name"
+"""Attribute naming the sink of a shipping count (`elasticsearch`, `splunk`, `otlp`)."""
+
+_WRITER_COUNTERS: tuple[tuple[str, str, str, Callable[[WriterStats], int]], ...] = (
+    ("ai_audit.pipeline.queued", "{entry}",
+     "entries accepted by the audit writer (an event, or a model call however many rows it has)",
+     lambda stats: stats.queued),
+    ("ai_audit.pipeline.spilled", "{entry}",
+     "entries that went through the spill file because the queue was full",
+     lambda stats: stats.spilled),
+    ("ai_audit.pipeline.persisted", "{record}", "records written to the audit chain",
+     lambda stats: stats.persisted),
+    ("ai_audit.pipeline.failed", "{event}",
+     "events lost before sealing (each logged, and counted in the signed checkpoints)",
+     lambda stats: stats.failed),
+)
+
+
+class PipelineMetrics:
+    """The pipeline's instruments on one MeterProvider, observing the writers given to
+    `observe` for as long as they live."""
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        meter = metrics.get_meter(METER_NAME, __version__, meter_provider=meter_provider)
+        self._writers: weakref.WeakSet[AuditWriter] = weakref.WeakSet()
+        for name, unit, description, read in _WRITER_COUNTERS:
+            meter.create_observable_counter(name, [self._total(read)], unit, description)
+        meter.create_observable_counter(
+            "ai_audit.pipeline.sampled_out", [self._sampled_out], "{decision}",
+            "inference decisions held instead of chained by risk-based sampling (also in the "
+            "signed checkpoints)")
+        self._shipped = meter.create_counter(
+            "ai_audit.sink.shipped", "{record}", "records a sink acknowledged")
+        self._retried = meter.create_counter(
+            "ai_audit.sink.retried", "{record}", "records sent again after a failed attempt")
+        self._failed = meter.create_counter(
+            "ai_audit.sink.failed", "{record}", "records a sink rejected or gave up on")
+
+    def observe(self, writer: AuditWriter) -> None:
+        self._writers.add(writer)
+
+    def shipped(self, sink: str, records: int) -> None:
+        self._shipped.add(records, {SINK_NAME: sink})
+
+    def retried(self, sink: str, records: int) -> None:
+        self._retried.add(records, {SINK_NAME: sink})
+
+    def failed(self, sink: str, records: int) -> None:
+        self._failed.add(records, {SINK_NAME: sink})
+
+    def _stats(self) -> list[WriterStats]:
+        return [writer.stats() for writer in list(self._writers)]
+
+    def _total(self, read: Callable[[WriterStats], int],
+               ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(sum(read(stats) for stats in self._stats()))]
+
+        return callback
+
+    def _sampled_out(self, options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[str, int] = {}
+        for stats in self._stats():
+            for key, count in stats.sampled_out.items():
+                totals[key] = totals.get(key, 0) + count
+        observations = []
+        for key, count in totals.items():
+            model, _, risk = key.rpartition("|")
+            observations.append(Observation(count, {semconv.MODEL_NAME: model,
+                                                    semconv.RISK_LEVEL: risk}))
+        return observations
+
+
+_global: PipelineMetrics | None = None
+_per_provider: weakref.WeakKeyDictionary[Any, PipelineMetrics] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def pipeline_metrics(meter_provider: MeterProvider | None = None) -> PipelineMetrics:
+    """The pipeline's instruments on `meter_provider` (default: the global provider, also one
+    set later). Made once per provider: an instrument cannot be created again with new
+    callbacks, so every runtime of the process shares them."""
+    global _global
+    with _lock:
+        if meter_provider is None:
+            if _global is None:
+                _global = PipelineMetrics()
+            return _global
+        found = _per_provider.get(meter_provider)
+        if found is None:
+            found = _per_provider[meter_provider] = PipelineMetrics(meter_provider)
+        return found

@@ -1,0 +1,26 @@
+"""Sinks beyond the embedded store, fed by shippers that read the store as a write-ahead spool.
+
+A `Sink` only delivers batches; a `Shipper` owns the reading, the cursors and the retries
+(like exporters and processors in the OpenTelemetry SDK).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from otel_ai_audit.sinks.shipper import DeliveryError, Shipper, ShipperStats, Sink
+
+if TYPE_CHECKING:
+    from otel_ai_audit.config import AuditSettings
+
+__all__ = ["DeliveryError", "Shipper", "ShipperStats", "Sink", "configured_sinks"]
+
+
+def configured_sinks(settings: AuditSettings) -> list[Sink]:
+    """The sinks the settings turn on (each client library is imported only when used)."""
+    sinks: list[Sink] = []
+    if settings.elasticsearch_url:
+        from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink
+
+        sinks.append(ElasticsearchSink.from_settings(settings))
+    return sinks
