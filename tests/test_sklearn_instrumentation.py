@@ -131,6 +131,7 @@ def test_a_failure_inside_the_instrumentation_never_reaches_the_caller(
     before = model_call.InstrumentationErrors.count
     assert np.array_equal(model.predict(features), expected)
     assert model_call.InstrumentationErrors.count == before + 1
+    assert audited.runtime.writer.stats().failed == 1, "the lost decision is counted"
 
 
 def test_a_model_error_is_recorded_and_re_raised_unchanged(audited: AuditedProcess) -> None:
@@ -220,3 +221,15 @@ def test_each_method_is_wrapped_exactly_once(audited: AuditedProcess) -> None:
     wrapped = LinearClassifierMixin.__dict__["predict"]
     assert hasattr(wrapped, "__wrapped__")
     assert not hasattr(wrapped.__wrapped__, "__wrapped__"), "a method was wrapped twice"
+
+
+def test_fingerprint_is_the_same_for_a_pickled_copy(
+        adult: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """Deployed copies of a model must carry the fingerprint of the model that was fitted."""
+    import pickle
+
+    from otel_ai_audit.instrumentation.sklearn.identity import fingerprint
+
+    train, _ = adult
+    model = adult_pipeline().fit(train[FEATURES].head(3000), train[TARGET].head(3000))
+    assert fingerprint(pickle.loads(pickle.dumps(model))) == fingerprint(model)

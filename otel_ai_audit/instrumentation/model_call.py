@@ -34,8 +34,12 @@ class InstrumentationErrors:
     count = 0
 
     @classmethod
-    def record(cls, what: str) -> None:
+    def record(cls, what: str, runtime: AuditRuntime | None = None) -> None:
+        """Log and count a failure; with `runtime`, a decision went unrecorded, which the
+        signed checkpoints then count as failed."""
         cls.count += 1
+        if runtime is not None:
+            runtime.writer.count_failed()
         logger.warning("otel-ai-audit instrumentation: %s failed (the model call was not "
                        "affected)", what, exc_info=True)
 
@@ -73,7 +77,7 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
         call_facts = (identity, ids, risk, info.risk_fn,
                       snapshot(features) if snapshot else features)
     except Exception:  # noqa: BLE001
-        InstrumentationErrors.record("preparing the audit record")
+        InstrumentationErrors.record("preparing the audit record", runtime)
     try:
         result = call()
     except BaseException as error:
@@ -102,4 +106,4 @@ def _finish(runtime: AuditRuntime, span: Any, call_facts: tuple[Any, ...] | None
         runtime.processor.register(span.get_span_context().span_id, batch)
         span.end(end_time=ended)
     except Exception:  # noqa: BLE001
-        InstrumentationErrors.record("recording the audit record")
+        InstrumentationErrors.record("recording the audit record", runtime)

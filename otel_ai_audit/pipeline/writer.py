@@ -434,7 +434,7 @@ class AuditWriter:
         try:
             return item.build()
         except Exception:  # noqa: BLE001 - one bad batch must not stop the chain
-            self._count_failed()
+            self.count_failed()
             logger.exception("otel-ai-audit: building deferred audit events failed; counted as "
                              "failed in the next checkpoint")
             return []
@@ -502,14 +502,16 @@ class AuditWriter:
             try:
                 return action(to_json_data(event))
             except (CanonicalizationError, KeyError, TypeError, ValueError):
-                self._count_failed()
+                self.count_failed()
                 logger.error("otel-ai-audit: event could not be sealed and is counted as "
                              "failed in the next checkpoint: %s", error)
                 return None
 
-    def _count_failed(self) -> None:
-        with self._lock:  # callers that spill count here too
-            self.failed += 1
+    def count_failed(self, count: int = 1) -> None:
+        """Count events lost before they could be sealed: the signed checkpoints carry it, so
+        a loss is on the record even when the record itself is not."""
+        with self._lock:  # callers that spill, and instrumentations, count here too
+            self.failed += count
 
     def _counters(self) -> dict[str, Any]:
         counters: dict[str, Any] = {"failed": self.failed,

@@ -131,7 +131,7 @@ def _begin(scope: Scope) -> Exchange | None:
     try:
         return Exchange(runtime, patterns, scope)
     except Exception:  # noqa: BLE001
-        InstrumentationErrors.record("starting the request record")
+        InstrumentationErrors.record("starting the request record", runtime)
         return None
 
 
@@ -236,7 +236,7 @@ class Exchange:
                 error=None if error is None else type(error).__qualname__,
                 trace=self.trace, service={"name": _service_name(self.span, self.runtime)}))
         except Exception:  # noqa: BLE001
-            InstrumentationErrors.record("recording the request record")
+            InstrumentationErrors.record("recording the request record", self.runtime)
 
 
 def client_identity(runtime: AuditRuntime, headers: dict[str, str],

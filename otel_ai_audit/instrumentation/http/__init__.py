@@ -128,7 +128,7 @@ def _begin(tracer: trace.Tracer, request: Any, describe: Describe) -> RemoteCall
             return None
         return RemoteCall(tracer, runtime, method, *target, body, content_type)
     except Exception:  # noqa: BLE001
-        InstrumentationErrors.record("preparing the remote inference record")
+        InstrumentationErrors.record("preparing the remote inference record", runtime)
         return None
 
 
@@ -188,7 +188,7 @@ class RemoteCall:
             self.runtime.processor.register(self.span.get_span_context().span_id, record)
             self.span.end(end_time=record.end_time_ns)
         except Exception:  # noqa: BLE001
-            InstrumentationErrors.record("recording the remote inference record")
+            InstrumentationErrors.record("recording the remote inference record", self.runtime)
 
 
 @dataclass

@@ -208,7 +208,7 @@ def _fit_wrapper(instrumentor: SklearnInstrumentor) -> Any:
             runtime.processor.register(span.get_span_context().span_id, record)
             span.end(end_time=record.ended_ns)
         except Exception:  # noqa: BLE001
-            InstrumentationErrors.record("recording the training record")
+            InstrumentationErrors.record("recording the training record", runtime)
         return result
 
     return wrapper

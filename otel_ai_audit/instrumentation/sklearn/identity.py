@@ -58,12 +58,17 @@ def _feed(digest: Any, value: Any, depth: int) -> None:
             digest.update(name.encode())
             _feed(digest, vars(value)[name], depth + 1)
         return
+    if isinstance(value, type):
+        # A class as a parameter (OneHotEncoder(dtype=np.float64)): its name is its identity.
+        digest.update(f"{value.__module__}.{value.__qualname__}".encode())
+        return
     if hasattr(value, "tobytes") and hasattr(value, "dtype"):
         digest.update(str(value.dtype).encode() + str(getattr(value, "shape", "")).encode())
-        try:
-            digest.update(value.tobytes())
-        except (TypeError, ValueError):
+        if getattr(value.dtype, "hasobject", False):
+            # Object arrays (feature names, categories) hold pointers: hash their values.
             digest.update(canonical_json(to_json_data(value)))
+        else:
+            digest.update(value.tobytes())
         return
     if isinstance(value, (list, tuple)):
         for item in value:
