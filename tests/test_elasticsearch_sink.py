@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -336,6 +337,43 @@ def test_cursors_survive_old_stores_and_never_move_back(tmp_path: Path) -> None:
         opened.set_ship_cursor("sink", "c", "records", 7)
         opened.set_ship_cursor("sink", "c", "records", 3)
         assert opened.ship_cursor("sink", "c", "records") == 7
+
+
+def test_a_forked_worker_chain_is_shipped_by_the_parent(
+        tmp_path: Path, key: tuple[SigningKey, Path], elasticsearch: ElasticsearchService) -> None:
+    """The worker writes its own chain into the shared store and ships nothing itself; the
+    parent's shipper, whose connection was closed around the fork, delivers both chains."""
+    store = tmp_path / "audit.db"
+    prefix = new_prefix()
+    writer = AuditWriter(str(store), key[0], checkpoint_interval=3600.0)
+    shipper = Shipper(str(store), ElasticsearchSink(Elasticsearch(elasticsearch.url),
+                                                    index_prefix=prefix), poll_interval=0.05)
+    shipper.start()
+    for i in range(200):
+        writer.submit(decision(i))
+    assert writer.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for i in range(300):
+                writer.submit(decision(i))
+            code = 0 if writer.close() and shipper.close() else 1
+        finally:
+            os._exit(code)
+    for i in range(200, 400):
+        writer.submit(decision(i))
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert writer.close()
+    assert shipper.close(timeout=60)
+    records, checkpoints = store_counts(store)
+    assert records == 401 + 301
+    records_index, checkpoints_index, _ = index_names(prefix)
+    client = Elasticsearch(elasticsearch.url)
+    assert count(client, records_index) == records
+    assert count(client, checkpoints_index) == checkpoints
+    code, report = verify_es(elasticsearch.url, prefix, key[1])
+    assert code == 0 and report["chains"] == 2, report["findings"]
 
 
 @pytest.mark.slow

@@ -133,6 +133,7 @@ class Shipper:
         self._deadline = math.inf
         self._caught_up = False
         """The thread's last pass delivered everything it found."""
+        self._closed = False
 
     # --- control ---------------------------------------------------------------------------
 
@@ -145,7 +146,11 @@ class Shipper:
 
     def close(self, timeout: float = 10.0) -> bool:
         """Deliver what the store holds now (close the writer first), then stop; False if
-        something was still undelivered after `timeout` seconds (it stays in the store)."""
+        something was still undelivered after `timeout` seconds (it stays in the store).
+        Idempotent; in a forked child it does nothing (the sink is the parent's)."""
+        if self._closed:
+            return True
+        self._closed = True
         thread = self._thread
         delivered = True
         if thread is not None:
@@ -389,6 +394,7 @@ def _reset_in_child() -> None:
     _forking.clear()
     for shipper in list(_shippers):
         shipper._reset()
+        shipper._closed = True
 
 
 if hasattr(os, "register_at_fork"):
