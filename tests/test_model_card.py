@@ -19,9 +19,9 @@ from click.testing import CliRunner, Result
 from sklearn import metrics
 
 from otel_ai_audit.cli import main
-from otel_ai_audit.demo.adult import TARGET, find_data_dir, load_split
+from otel_ai_audit.demo.adult import TARGET, adult_pipeline, find_data_dir, load_split
 from otel_ai_audit.document import build_model_card, find_training_record
-from otel_ai_audit.document.adult import FEATURES, SENSITIVE, adult_pipeline
+from otel_ai_audit.document.adult import FEATURES, SENSITIVE
 from otel_ai_audit.integrity.keys import load_trusted_keys
 from otel_ai_audit.monitoring.fairness import MISSING, attribute_fairness
 from otel_ai_audit.store.sqlite import AuditStore

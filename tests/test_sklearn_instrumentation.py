@@ -14,12 +14,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.pipeline import make_pipeline
 
-from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, load_split
+from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
 from otel_ai_audit.instrumentation import model_call
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.record.canonical import to_json_data
@@ -33,17 +31,6 @@ FEATURES = NUMERIC + CATEGORICAL
 def audited(tmp_path: Path) -> Iterator[AuditedProcess]:
     with instrumented(tmp_path, SklearnInstrumentor) as process:
         yield process
-
-
-def adult_pipeline() -> Pipeline:
-    return Pipeline([
-        ("prepare", ColumnTransformer([
-            ("numeric", StandardScaler(), NUMERIC),
-            ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                          OneHotEncoder(handle_unknown="ignore")), CATEGORICAL),
-        ])),
-        ("classify", LogisticRegression(max_iter=500)),
-    ])
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +51,7 @@ def test_adult_pipeline_records_training_and_one_decision_per_row(
     decisions = audited.events("inference")
     assert len(training) == 1, "a Pipeline fit is one training record, not one per step"
     assert training[0]["training"]["data"]["features"]["shape"] == [len(train), len(FEATURES)]
-    assert training[0]["training"]["hyperparameters"]["classify__max_iter"] == 500
+    assert training[0]["training"]["hyperparameters"]["classify__max_iter"] == 1000
     assert len(decisions) == 201, "one decision per row, nested steps not recorded"
     first = decisions[0]
     assert first["model"]["name"] == "adult-income" and first["model"]["version"] == "2.1.0"

@@ -6,6 +6,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ADULT_DATA_ENV = "OTEL_AI_AUDIT_ADULT_DATA"
 COLUMNS = [
@@ -86,3 +87,21 @@ def load_split(name: str, data_dir: str | os.PathLike[str] | None = None) -> Adu
     frame = frame.dropna(subset=[TARGET])
     frame[TARGET] = frame[TARGET].str.rstrip(".").eq(">50K").astype(int)
     return AdultSplit(frame=frame.reset_index(drop=True), path=path, sha256=digest)
+
+
+def adult_pipeline() -> Any:
+    """The classifier, with every hyper-parameter that matters spelled out."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    return Pipeline([
+        ("prepare", ColumnTransformer([
+            ("numeric", StandardScaler(), NUMERIC),
+            ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                          OneHotEncoder(handle_unknown="ignore")), CATEGORICAL),
+        ])),
+        ("classify", LogisticRegression(C=1.0, solver="lbfgs", max_iter=1000)),
+    ])

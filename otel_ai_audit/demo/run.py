@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, load_split
+from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
 from otel_ai_audit.integrity.keys import SigningKey, load_trusted_keys
 from otel_ai_audit.pipeline.writer import AuditWriter
 from otel_ai_audit.record.canonical import canonical_json, to_json_data
@@ -23,12 +23,6 @@ from otel_ai_audit.verify.verifier import Verifier
 
 
 def run_demo(out: Path, data_dir: str | None, decisions: int, log: TextIO) -> Report:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "audit.db"
     for stale in out.glob("audit.db*"):
@@ -40,14 +34,7 @@ def run_demo(out: Path, data_dir: str | None, decisions: int, log: TextIO) -> Re
 
     train, test = load_split("train", data_dir), load_split("test", data_dir)
     features = NUMERIC + CATEGORICAL
-    model = Pipeline([
-        ("prepare", ColumnTransformer([
-            ("numeric", StandardScaler(), NUMERIC),
-            ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                          OneHotEncoder(handle_unknown="ignore")), CATEGORICAL),
-        ])),
-        ("classify", LogisticRegression(max_iter=1000)),
-    ])
+    model = adult_pipeline()
     started = time.perf_counter()
     model.fit(train.frame[features], train.frame[TARGET])
     log.write(f"trained {type(model[-1]).__name__} on {len(train.frame)} rows of {train.path} "

@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_ai_audit import runtime
-from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, load_split
+from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
 from otel_ai_audit.document.card import ModelCard, Narrative, build_model_card
 from otel_ai_audit.document.render import write_model_card
 from otel_ai_audit.document.trail import find_training_record, record_model_card
@@ -77,24 +77,6 @@ class DocumentedModel:
     """The card's files and the model artifact, by file name."""
     record_id: str
     """Id of the `model_card` audit record."""
-
-
-def adult_pipeline() -> Any:
-    """The classifier, with every hyper-parameter that matters spelled out."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    return Pipeline([
-        ("prepare", ColumnTransformer([
-            ("numeric", StandardScaler(), NUMERIC),
-            ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                          OneHotEncoder(handle_unknown="ignore")), CATEGORICAL),
-        ])),
-        ("classify", LogisticRegression(C=1.0, solver="lbfgs", max_iter=1000)),
-    ])
 
 
 def document_adult(data_dir: str | Path | None, out: Path, store: Path) -> DocumentedModel:

@@ -29,7 +29,6 @@ import os
 import socket
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -37,6 +36,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from otel_ai_audit.integrity.chain import Chain
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 from otel_ai_audit.integrity.keys import SigningKey
+from otel_ai_audit.pipeline import forks
 from otel_ai_audit.pipeline.sampling import SamplingPolicy, counter_key, promoted_event
 from otel_ai_audit.pipeline.spill import SpillFile
 from otel_ai_audit.record.canonical import CanonicalizationError, canonical_json, to_json_data
@@ -141,7 +141,7 @@ class AuditWriter:
         self._key = key
         self._parent_chain_id: str | None = None
         self._reset()
-        _track_for_fork(self)
+        forks.track(self)
 
     def _reset(self) -> None:
         """Fresh state: at construction and in a forked child."""
@@ -573,40 +573,3 @@ class AuditWriter:
             self._spill.close()  # the parent's file: the parent drains it
         self._parent_chain_id = self.chain.chain_id
         self._reset()
-
-
-_writers: weakref.WeakSet[AuditWriter] = weakref.WeakSet()
-
-
-def _track_for_fork(writer: AuditWriter) -> None:
-    _writers.add(writer)
-
-
-_forking: list[AuditWriter] = []
-"""The writers whose store lock `_close_stores_before_fork` holds until the fork is done."""
-
-
-def _close_stores_before_fork() -> None:
-    """Wait for writes in progress, close the connections, and hold them closed over fork."""
-    _forking[:] = list(_writers)
-    for writer in _forking:
-        writer._store_lock.acquire()
-        writer._close_store()
-
-
-def _reopen_stores_in_parent() -> None:
-    for writer in _forking:
-        writer._store_lock.release()
-    _forking.clear()
-
-
-def _reset_writers_in_child() -> None:
-    _forking.clear()
-    for writer in list(_writers):
-        writer._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_close_stores_before_fork,
-                        after_in_parent=_reopen_stores_in_parent,
-                        after_in_child=_reset_writers_in_child)

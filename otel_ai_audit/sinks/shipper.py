@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
+from otel_ai_audit.pipeline import forks
 from otel_ai_audit.pipeline.metrics import PipelineMetrics
 from otel_ai_audit.store.sqlite import AuditStore, SealedRecord, StoreError
 
@@ -119,7 +118,7 @@ class Shipper:
         self._rejections: dict[str, int] = {}
         self._held_until: dict[str, float] = {}
         self._reset()
-        _track_for_fork(self)
+        forks.track(self)
 
     def _reset(self) -> None:
         """Fresh thread state: at construction and in a forked child (which never ships: the
@@ -365,39 +364,7 @@ class Shipper:
             self._store.close()
             self._store = None
 
-
-# A connection open across fork() corrupts the child's writes to the same file (see
-# otel_ai_audit.pipeline.writer): the shipper closes its connection around every fork.
-
-_shippers: weakref.WeakSet[Shipper] = weakref.WeakSet()
-_forking: list[Shipper] = []
-
-
-def _track_for_fork(shipper: Shipper) -> None:
-    _shippers.add(shipper)
-
-
-def _close_stores_before_fork() -> None:
-    _forking[:] = list(_shippers)
-    for shipper in _forking:
-        shipper._store_lock.acquire()
-        shipper._close_store()
-
-
-def _release_after_fork_in_parent() -> None:
-    for shipper in _forking:
-        shipper._store_lock.release()
-    _forking.clear()
-
-
-def _reset_in_child() -> None:
-    _forking.clear()
-    for shipper in list(_shippers):
-        shipper._reset()
-        shipper._closed = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_close_stores_before_fork,
-                        after_in_parent=_release_after_fork_in_parent,
-                        after_in_child=_reset_in_child)
+    def _after_fork_in_child(self) -> None:
+        """A forked child never ships: the parent ships the child's chain too."""
+        self._reset()
+        self._closed = True
