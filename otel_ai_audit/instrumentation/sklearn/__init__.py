@@ -34,7 +34,7 @@ from otel_ai_audit.instrumentation.sklearn.identity import (
 )
 from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.record.schema import EventType, new_event
-from otel_ai_audit.runtime import get_runtime
+from otel_ai_audit.runtime import AuditRuntime, get_runtime
 from otel_ai_audit.version import __version__
 
 INFERENCE_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function",
@@ -110,11 +110,19 @@ class SklearnInstrumentor(BaseInstrumentor):
             self._patched.append((cls, name))
 
 
+def _outermost_audited_call(instrumentor: SklearnInstrumentor) -> AuditRuntime | None:
+    """The runtime, when this call is to be audited: instrumented, configured, outermost."""
+    runtime = get_runtime()
+    if runtime is None or _in_model_call.get() or instrumentor._tracer is None:
+        return None
+    return runtime
+
+
 def _predict_wrapper(instrumentor: SklearnInstrumentor, operation: str) -> Any:
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
-        runtime = get_runtime()
-        if runtime is None or _in_model_call.get() or instrumentor._tracer is None:
+        runtime = _outermost_audited_call(instrumentor)
+        if runtime is None:
             return wrapped(*args, **kwargs)
         token = _in_model_call.set(True)
         try:
@@ -187,8 +195,8 @@ def data_fingerprint(data: Any) -> dict[str, Any] | None:
 def _fit_wrapper(instrumentor: SklearnInstrumentor) -> Any:
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
-        runtime = get_runtime()
-        if runtime is None or _in_model_call.get() or instrumentor._tracer is None:
+        runtime = _outermost_audited_call(instrumentor)
+        if runtime is None:
             return wrapped(*args, **kwargs)
         token = _in_model_call.set(True)
         started = time.time_ns()
