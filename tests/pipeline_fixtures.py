@@ -16,19 +16,14 @@ from sklearn.linear_model import LogisticRegression
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.integrity.checkpoint import Checkpoint
 from otel_ai_audit.store.sqlite import AuditStore, HeldRecord
-from tests.instrumentation_fixtures import AuditedProcess, audited_process
+from tests.instrumentation_fixtures import AuditedProcess, instrumented
 
 
 @contextmanager
 def audited_sklearn(tmp_path: Path, **settings: Any) -> Iterator[AuditedProcess]:
     """An audit runtime configured with `settings`, scikit-learn instrumented into it."""
-    with contextmanager(audited_process)(tmp_path, **settings) as process:
-        instrumentor = SklearnInstrumentor()
-        instrumentor.instrument(tracer_provider=process.provider)
-        try:
-            yield process
-        finally:
-            instrumentor.uninstrument()
+    with instrumented(tmp_path, SklearnInstrumentor, **settings) as process:
+        yield process
 
 
 def trained_model(seed: int) -> tuple[LogisticRegression, np.ndarray]:

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 import otel_ai_audit
 from otel_ai_audit.instrumentation.fastapi import FastAPIAuditInstrumentor
 from otel_ai_audit.instrumentation.http import HTTPInferenceInstrumentor
-from tests.instrumentation_fixtures import AuditedProcess, audited_process
+from tests.instrumentation_fixtures import AuditedProcess, instrumented
 from tests.services.base import free_port
 
 JSON = {"content-type": "application/json"}
@@ -82,14 +82,10 @@ def model_server() -> Iterator[str]:
 
 @pytest.fixture
 def audited(tmp_path: Path) -> Iterator[AuditedProcess]:
-    for process in audited_process(tmp_path, http_model_urls=(
-            "churn=http://127.0.0.1:*/v1/models/churn:*", "http://127.0.0.1:*/v1/models/broken:*")):
-        instrumentor = HTTPInferenceInstrumentor()
-        instrumentor.instrument(tracer_provider=process.provider)
-        try:
-            yield process
-        finally:
-            instrumentor.uninstrument()
+    with instrumented(tmp_path, HTTPInferenceInstrumentor, http_model_urls=(
+            "churn=http://127.0.0.1:*/v1/models/churn:*",
+            "http://127.0.0.1:*/v1/models/broken:*")) as process:
+        yield process
 
 
 def keyed(store: Path, data: bytes) -> str:
