@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from otel_ai_audit.sinks.elasticsearch import (
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.audit_fixtures import chain_ids, edit_event, inference_event, rows, tamper
 from tests.instrumentation_fixtures import instrumented
-from tests.services.base import free_port, wait_until
+from tests.services.base import free_port, http_server, wait_until
 from tests.services.elasticsearch import ElasticsearchService
 from tests.test_zero_code import APP, BIN, run_environment
 
@@ -536,11 +536,8 @@ class _Refusing(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def refusing_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with http_server(_Refusing) as url:
+        yield url
 
 
 def test_unusable_elasticsearch_is_a_one_line_error(

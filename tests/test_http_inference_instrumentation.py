@@ -6,9 +6,8 @@ import asyncio
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import otel_ai_audit
 from otel_ai_audit.instrumentation.fastapi import FastAPIAuditInstrumentor
 from otel_ai_audit.instrumentation.http import HTTPInferenceInstrumentor
 from tests.instrumentation_fixtures import AuditedProcess, instrumented
-from tests.services.base import free_port
+from tests.services.base import free_port, http_server
 
 JSON = {"content-type": "application/json"}
 PAYLOAD = json.dumps({"instances": [[1.5, 2.0, 3.25]]}).encode()
@@ -72,12 +71,8 @@ class ModelHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def model_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ModelHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(ModelHandler) as url:
+        yield url
 
 
 @pytest.fixture
