@@ -1,69 +1,94 @@
-"""The audit span processor: turns ended audit spans into records for the writer.
+"""The audit span processor, and the audit spans it emits off the hot path.
 
-`on_end` receives a read-only span, so chain fields cannot live on it: the processor looks up
-the decision batch the instrumentation registered for that span and hands it to the writer's
-queue. That is all it does on the calling thread; hashing, chaining and persistence happen on
-the writer thread.
+An instrumentation hands each audited call to the processor as an `AuditSpan`: the facts of
+the span (name, parent context, times, attributes) and its deferred records. The writer thread
+later builds the records and emits the span with those same times and parent, so the calling
+thread pays for neither the SDK span nor the hashing and chaining.
+
+Records do not travel through `on_end`: the SDK calls `on_end` only for sampled spans, and an
+audit trail must not depend on trace sampling (`OTEL_TRACES_SAMPLER=traceidratio` would
+otherwise drop decisions). The processor sits in the TracerProvider so that the provider's
+`force_flush` and `shutdown` flush and close the audit chain.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import Status, StatusCode
 
-from otel_ai_audit.pipeline.writer import AuditWriter, DeferredEvents
+from otel_ai_audit.pipeline.writer import AuditWriter
 
 logger = logging.getLogger(__name__)
 
 
-class _SpanRecords:
-    """A span's deferred records, given the span's identity when built (off the hot path)."""
+class TracedEvents(Protocol):
+    """Deferred records that carry the trace and service of the span they belong to."""
 
-    __slots__ = ("records", "trace_id", "span_id", "resource")
+    trace: dict[str, str]
+    service: dict[str, Any]
 
-    def __init__(self, records: DeferredEvents, trace_id: int, span_id: int,
-                 resource: Any) -> None:
-        self.records, self.trace_id, self.span_id, self.resource = (
-            records, trace_id, span_id, resource)
+    def build(self) -> list[dict[str, Any]]: ...
+
+
+class AuditSpan:
+    """An audited call's span, emitted when its records are built (on the writer thread)."""
+
+    __slots__ = ("tracer", "name", "parent", "start_ns", "end_ns", "attributes", "error",
+                 "records", "fallback_service")
+
+    def __init__(self, tracer: trace.Tracer, name: str, parent: Context, start_ns: int,
+                 attributes: dict[str, Any], records: TracedEvents,
+                 fallback_service: str) -> None:
+        self.tracer, self.name, self.parent, self.start_ns = tracer, name, parent, start_ns
+        self.attributes, self.records, self.fallback_service = (
+            attributes, records, fallback_service)
+        self.end_ns = start_ns
+        self.error: str | None = None
 
     def build(self) -> list[dict[str, Any]]:
-        self.records.trace = {  # type: ignore[attr-defined]
-            "trace_id": f"{self.trace_id:032x}", "span_id": f"{self.span_id:016x}"}
-        service = self.resource.attributes.get("service.name")
-        if service is not None:
-            self.records.service = {"name": str(service)}  # type: ignore[attr-defined]
+        try:
+            self._emit()
+        except Exception:  # noqa: BLE001 - a tracing failure must not cost the records
+            logger.exception("otel-ai-audit: could not emit the span of an audited call")
         return self.records.build()
+
+    def _emit(self) -> None:
+        span = self.tracer.start_span(self.name, context=self.parent, start_time=self.start_ns,
+                                      attributes=self.attributes)
+        if self.error is not None:
+            span.set_status(Status(StatusCode.ERROR, self.error))
+        context = span.get_span_context()
+        self.records.trace = {"trace_id": f"{context.trace_id:032x}",
+                              "span_id": f"{context.span_id:016x}"}
+        self.records.service = {"name": service_name(span, self.tracer, self.fallback_service)}
+        span.end(end_time=self.end_ns)
+
+
+def service_name(span: Any, tracer: Any, fallback: str) -> str:
+    """`service.name` of the span's resource (or its tracer's, for an unsampled span)."""
+    resource = getattr(span, "resource", None) or getattr(tracer, "resource", None)
+    name = resource.attributes.get("service.name") if resource is not None else None
+    return str(name or fallback)
 
 
 class AuditSpanProcessor(SpanProcessor):
     def __init__(self, writer: AuditWriter) -> None:
         self.writer = writer
-        self._pending: dict[int, DeferredEvents] = {}
-        self.errors = 0
 
-    def register(self, span_id: int, batch: DeferredEvents) -> None:
-        """Attach the records of a span that is about to end (built later, off-thread)."""
-        self._pending[span_id] = batch
+    def audit(self, span: AuditSpan) -> None:
+        """Queue an audited call for the writer: its records, then its span."""
+        self.writer.submit(span)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is None:
-            return
-        batch = self._pending.pop(context.span_id, None)
-        if batch is None:
-            return
-        try:
-            self.writer.submit(_SpanRecords(batch, context.trace_id, context.span_id,
-                                            span.resource))
-        except Exception:  # noqa: BLE001 - never raise into the application
-            self.errors += 1
-            logger.exception("otel-ai-audit: could not queue an audit record")
+        return None
 
     def shutdown(self) -> None:
         self.writer.close()

@@ -47,9 +47,10 @@ class AuditedProcess:
 
 @contextmanager
 def instrumented(tmp_path: Path, *instrumentors: type[BaseInstrumentor],
+                 tracer_provider: TracerProvider | None = None,
                  **settings: Any) -> Iterator[AuditedProcess]:
     """An audited process with the given instrumentations on, off again afterwards."""
-    for process in audited_process(tmp_path, **settings):
+    for process in audited_process(tmp_path, tracer_provider=tracer_provider, **settings):
         active = [kind() for kind in instrumentors]
         for instrumentor in active:
             instrumentor.instrument(tracer_provider=process.provider)
@@ -60,11 +61,13 @@ def instrumented(tmp_path: Path, *instrumentors: type[BaseInstrumentor],
                 instrumentor.uninstrument()
 
 
-def audited_process(tmp_path: Path, **settings: Any) -> Iterator[AuditedProcess]:
-    """Configure the audit runtime on a fresh store; shut it down afterwards."""
+def audited_process(tmp_path: Path, tracer_provider: TracerProvider | None = None,
+                    **settings: Any) -> Iterator[AuditedProcess]:
+    """Configure the audit runtime on a fresh store (and a fresh TracerProvider unless one is
+    given); shut both down afterwards."""
     audit_runtime.shutdown()
     tmp_path.mkdir(parents=True, exist_ok=True)
-    provider = TracerProvider()
+    provider = tracer_provider or TracerProvider()
     store = tmp_path / "audit.db"
     runtime = audit_runtime.configure(provider, store=str(store), **settings)
     try:

@@ -1,9 +1,9 @@
 """The audited model call shared by every framework instrumentation.
 
-Hot path: resolve the model's identity (cached fingerprint), allocate decision ids, start a span
-with the audit attributes, call the model, register the decision batch with the audit processor
-and end the span. Building the records happens later on the writer thread. Any failure of ours
-is logged and counted; the model's result or exception reaches the caller untouched.
+Hot path: resolve the model's identity (cached fingerprint), allocate decision ids, note the
+parent context and the time, call the model, and queue the decision batch with the facts of its
+span. The writer thread builds the records and emits the span later (`AuditSpan`). Any failure
+of ours is logged and counted; the model's result or exception reaches the caller untouched.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry import context, trace
 
 from otel_ai_audit import semconv
 from otel_ai_audit.decisions import DecisionBatch, new_decision_ids, row_count
 from otel_ai_audit.instrumentation.context import request_context
+from otel_ai_audit.processor import AuditSpan
 from otel_ai_audit.record.schema import EventType
 from otel_ai_audit.runtime import AuditRuntime
 
@@ -54,7 +54,7 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
     reads them (tensors); arrays and frames are read as they are.
     """
     started = time.time_ns()
-    span = call_facts = None
+    audit = None
     try:
         info = runtime.model_info(model)
         settings = runtime.settings
@@ -63,7 +63,10 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
             identity = {**identity, "source": info.source}
         ids = new_decision_ids(row_count(features))
         risk = info.risk or settings.default_risk
-        span = tracer.start_span(f"{framework} {operation}", attributes={
+        batch = DecisionBatch(runtime.capture, identity, operation,
+                              snapshot(features) if snapshot else features, None, ids, started, 0,
+                              risk, info.risk_fn, settings.decision_mode)
+        audit = AuditSpan(tracer, f"{framework} {operation}", context.get_current(), started, {
             semconv.EVENT_TYPE: EventType.INFERENCE.value,
             semconv.MODEL_NAME: identity["name"],
             semconv.MODEL_VERSION: identity["version"],
@@ -73,37 +76,33 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
             semconv.DECISION_ID: ids.batch_id,
             semconv.DECISION_COUNT: ids.count,
             semconv.RISK_LEVEL: risk,
-        })
-        call_facts = (identity, ids, risk, info.risk_fn,
-                      snapshot(features) if snapshot else features)
+        }, batch, runtime.writer.service_name)
     except Exception:  # noqa: BLE001
         InstrumentationErrors.record("preparing the audit record", runtime)
     try:
         result = call()
     except BaseException as error:
-        _finish(runtime, span, call_facts, operation, started, None, error)
+        _finish(runtime, audit, None, error)
         raise
-    if call_facts is not None:
-        _finish(runtime, span, call_facts, operation, started,
-                snapshot(result) if snapshot else result, None)
+    if audit is not None:
+        _finish(runtime, audit, snapshot(result) if snapshot else result, None)
     return result
 
 
-def _finish(runtime: AuditRuntime, span: Any, call_facts: tuple[Any, ...] | None,
-            operation: str, started: int, outputs: Any, error: BaseException | None) -> None:
-    if span is None or call_facts is None:
+def _finish(runtime: AuditRuntime, audit: AuditSpan | None, outputs: Any,
+            error: BaseException | None) -> None:
+    if audit is None:
         return
     try:
         ended = time.time_ns()
-        identity, ids, risk, risk_fn, inputs = call_facts
-        batch = DecisionBatch(runtime.capture, identity, operation, inputs, outputs, ids, ended,
-                              ended - started, risk, risk_fn, runtime.settings.decision_mode)
+        batch: DecisionBatch = audit.records  # type: ignore[assignment]
+        batch.outputs, batch.end_time_ns, batch.duration_ns = outputs, ended, ended - audit.start_ns
+        audit.end_ns = ended
         if error is not None:
             batch.error = type(error).__qualname__
-            span.set_attribute(semconv.ERROR_TYPE, batch.error)
-            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+            audit.attributes[semconv.ERROR_TYPE] = batch.error
+            audit.error = str(error)[:200]
         batch.context = request_context(batch.record_ids)
-        runtime.processor.register(span.get_span_context().span_id, batch)
-        span.end(end_time=ended)
+        runtime.processor.audit(audit)
     except Exception:  # noqa: BLE001
         InstrumentationErrors.record("recording the audit record", runtime)

@@ -39,6 +39,7 @@ from otel_ai_audit import semconv
 from otel_ai_audit.instrumentation.body import BodyCapture
 from otel_ai_audit.instrumentation.context import current_request
 from otel_ai_audit.instrumentation.model_call import InstrumentationErrors
+from otel_ai_audit.processor import service_name
 from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.runtime import AuditRuntime, get_runtime
 
@@ -234,7 +235,8 @@ class Exchange:
                 response_body=self.response_body, started_ns=self.started, ended_ns=ended,
                 decision_ids=list(self.decision_ids),
                 error=None if error is None else type(error).__qualname__,
-                trace=self.trace, service={"name": _service_name(self.span, self.runtime)}))
+                trace=self.trace,
+                service={"name": service_name(self.span, None, self.runtime.writer.service_name)}))
         except Exception:  # noqa: BLE001
             InstrumentationErrors.record("recording the request record", self.runtime)
 
@@ -253,12 +255,6 @@ def client_identity(runtime: AuditRuntime, headers: dict[str, str],
         return {"pseudo_id": runtime.capture.pseudonym(f"address:{client[0]}"),
                 "source": "address"}
     return {}
-
-
-def _service_name(span: Any, runtime: AuditRuntime) -> str:
-    resource = getattr(span, "resource", None)
-    name = resource.attributes.get("service.name") if resource is not None else None
-    return str(name or runtime.writer.service_name)
 
 
 @dataclass

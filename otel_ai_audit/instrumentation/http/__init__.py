@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import wrapt
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.semconv.attributes.http_attributes import (
@@ -37,13 +37,13 @@ from opentelemetry.semconv.attributes.http_attributes import (
     HTTP_RESPONSE_STATUS_CODE,
 )
 from opentelemetry.semconv.attributes.url_attributes import URL_FULL
-from opentelemetry.trace import Status, StatusCode
 
 from otel_ai_audit import semconv
 from otel_ai_audit.decisions import new_decision_ids
 from otel_ai_audit.instrumentation.body import BodyCapture, UnseenBody, response_mode
 from otel_ai_audit.instrumentation.context import request_context
 from otel_ai_audit.instrumentation.model_call import InstrumentationErrors
+from otel_ai_audit.processor import AuditSpan
 from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.runtime import AuditRuntime, get_runtime
 from otel_ai_audit.version import __version__
@@ -149,7 +149,8 @@ class RemoteCall:
             decision_id=ids.batch_id, model={"name": name, "framework": FRAMEWORK,
                                              "endpoint": url},
             method=method, request_body=request_body, risk=risk)
-        self.span = tracer.start_span(f"{FRAMEWORK} {method}", start_time=self.started, attributes={
+        self.audit = AuditSpan(tracer, f"{FRAMEWORK} {method}", context.get_current(),
+                               self.started, {
             semconv.EVENT_TYPE: EventType.INFERENCE.value,
             semconv.MODEL_NAME: name,
             semconv.MODEL_FRAMEWORK: FRAMEWORK,
@@ -159,10 +160,10 @@ class RemoteCall:
             semconv.RISK_LEVEL: risk,
             HTTP_REQUEST_METHOD: method,
             URL_FULL: url,
-        })
+        }, self.record, runtime.writer.service_name)
 
     def end(self, outcome: Outcome | None = None, error: BaseException | None = None) -> None:
-        """Register the record with the span and end it; never raises."""
+        """Queue the record and its span for the writer; never raises."""
         try:
             record = self.record
             record.end_time_ns = time.time_ns()
@@ -170,7 +171,7 @@ class RemoteCall:
             if outcome is not None:
                 status, content, content_type = outcome()
                 record.status_code = status
-                self.span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
+                self.audit.attributes[HTTP_RESPONSE_STATUS_CODE] = status
                 if content is None:
                     record.response_body = UnseenBody(response_mode(self.runtime.capture, status))
                 else:
@@ -182,11 +183,11 @@ class RemoteCall:
             if error is not None:
                 record.error = type(error).__qualname__
             if record.error is not None:
-                self.span.set_attribute(semconv.ERROR_TYPE, record.error)
-                self.span.set_status(Status(StatusCode.ERROR, record.error))
+                self.audit.attributes[semconv.ERROR_TYPE] = record.error
+                self.audit.error = record.error
             record.context = request_context(lambda: [record.decision_id])
-            self.runtime.processor.register(self.span.get_span_context().span_id, record)
-            self.span.end(end_time=record.end_time_ns)
+            self.audit.end_ns = record.end_time_ns
+            self.runtime.processor.audit(self.audit)
         except Exception:  # noqa: BLE001
             InstrumentationErrors.record("recording the remote inference record", self.runtime)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import wrapt
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
@@ -32,6 +32,7 @@ from otel_ai_audit.instrumentation.sklearn.identity import (
     forget_fingerprint,
     identity,
 )
+from otel_ai_audit.processor import AuditSpan
 from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.runtime import AuditRuntime, get_runtime
@@ -199,6 +200,7 @@ def _fit_wrapper(instrumentor: SklearnInstrumentor) -> Any:
         if runtime is None:
             return wrapped(*args, **kwargs)
         token = _in_model_call.set(True)
+        parent = context.get_current()
         started = time.time_ns()
         try:
             result = wrapped(*args, **kwargs)
@@ -209,12 +211,12 @@ def _fit_wrapper(instrumentor: SklearnInstrumentor) -> Any:
             features = args[0] if args else kwargs.get("X")
             target = args[1] if len(args) > 1 else kwargs.get("y")
             record = TrainingRecord(instance, features, target, started, time.time_ns())
-            span = instrumentor._tracer.start_span("sklearn fit", start_time=started, attributes={
+            audit = AuditSpan(instrumentor._tracer, "sklearn fit", parent, started, {
                 semconv.EVENT_TYPE: EventType.TRAINING.value,
                 semconv.MODEL_CLASS: estimator_name(instance),
-                semconv.MODEL_FRAMEWORK: "sklearn"})
-            runtime.processor.register(span.get_span_context().span_id, record)
-            span.end(end_time=record.ended_ns)
+                semconv.MODEL_FRAMEWORK: "sklearn"}, record, runtime.writer.service_name)
+            audit.end_ns = record.ended_ns
+            runtime.processor.audit(audit)
         except Exception:  # noqa: BLE001
             InstrumentationErrors.record("recording the training record", runtime)
         return result
