@@ -21,7 +21,7 @@ $(PY):
 	$(PIP) --upgrade pip
 
 $(VENV)/.installed-base: pyproject.toml | $(PY)
-	$(PIP) -e '.[ml]'
+	$(PIP) -e '.[demo]'
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)

@@ -11,7 +11,8 @@ import time
 from benchmarks import Result
 
 MODULES = ["benchmarks.bench_core", "benchmarks.bench_instrumentation", "benchmarks.bench_sampling",
-           "benchmarks.bench_elasticsearch"]
+           "benchmarks.bench_elasticsearch", "benchmarks.bench_drift", "benchmarks.bench_delivery",
+           "benchmarks.bench_evidence"]
 """Modules with a `run() -> list[Result]`; later issues append theirs."""
 
 

@@ -17,6 +17,7 @@ from otel_ai_audit.runtime import (
     record_outcome,
     record_oversight,
     register_model,
+    register_reference,
     shutdown,
 )
 from otel_ai_audit.version import __version__
@@ -29,5 +30,6 @@ __all__ = [
     "record_outcome",
     "record_oversight",
     "register_model",
+    "register_reference",
     "shutdown",
 ]

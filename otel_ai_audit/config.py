@@ -43,6 +43,17 @@ class AuditSettings:
     sampling_policy: str | None = None
     sampling_hold_hours: float = 72.0
     decision_mode: str = "per_row"
+    monitor_features: tuple[str, ...] = ("all",)
+    """Features of a profiled model kept (binned) in each decision: all, none, or names."""
+    monitor_bins: int = 20
+    monitor_top_categories: int = 20
+    drift_numeric_method: str = "auto"
+    drift_categorical_method: str = "auto"
+    drift_small_reference: int = 1000
+    drift_p_value: float = 0.05
+    drift_psi_threshold: float = 0.1
+    drift_js_threshold: float = 0.1
+    drift_share: float = 0.5
     fastapi_routes: tuple[str, ...] = field(default_factory=tuple)
     fastapi_identity_headers: tuple[str, ...] = ("authorization", "x-api-key")
     http_model_urls: tuple[str, ...] = field(default_factory=tuple)
@@ -55,6 +66,27 @@ class AuditSettings:
     elasticsearch_verify_certs: bool = True
     elasticsearch_index_prefix: str = ELASTICSEARCH_INDEX_PREFIX
     elasticsearch_retention: str = ELASTICSEARCH_RETENTION
+    splunk_hec_url: str | None = None
+    """Base URL of a Splunk HTTP Event Collector (https://splunk:8088); turns shipping to it on."""
+    splunk_hec_token: str | None = None
+    splunk_hec_index: str | None = None
+    """Index for the events; none: the token's default index."""
+    splunk_hec_source: str = "otel-ai-audit"
+    splunk_hec_host: str | None = None
+    """The events' host field; none: this machine's host name."""
+    splunk_hec_ack: bool = False
+    """Use indexer acknowledgement (the token must have it on): a batch counts as delivered
+    only once Splunk says it is indexed, not when HEC accepted it."""
+    splunk_hec_ca_certs: str | None = None
+    splunk_hec_verify_certs: bool = True
+    otlp_endpoint: str | None = None
+    """OTLP endpoint of a Collector that takes the audit records as spans; turns shipping on.
+    Its own setting, apart from OTEL_EXPORTER_OTLP_*, so audit spans reach the Collector's
+    audit pipeline and never the sampled one of ordinary traces."""
+    otlp_protocol: str = "grpc"
+    """grpc or http/protobuf, as OTEL_EXPORTER_OTLP_PROTOCOL."""
+    otlp_headers: str | None = None
+    """key=value pairs, comma-separated, as OTEL_EXPORTER_OTLP_HEADERS."""
     ship_shutdown_timeout: float = 10.0
     """Seconds the shippers may take at exit to deliver what the writer persisted last."""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_ai_audit.capture import CapturePolicy
+from otel_ai_audit.monitoring.profile import monitor_views
 from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.record.schema import EventType, new_event
 
@@ -108,16 +109,20 @@ class DecisionBatch:
             return [self._summary(common)]
         inputs = rows(self.inputs, self.ids.count)
         outputs = rows(self.outputs, self.ids.count)
+        views = monitor_views(self.model, inputs, outputs)
         events = []
         for index, decision_id in enumerate(self.ids.as_list()):
             output = outputs[index] if index < len(outputs) else None
-            events.append(new_event(
+            event = new_event(
                 EventType.INFERENCE, event_id=decision_id, time_ns=self.end_time_ns,
                 input=self.capture.capture_input(inputs[index] if index < len(inputs) else None),
                 output=self.capture.capture_output(output),
                 risk={"level": self._risk(output)},
                 batch={"size": self.ids.count, "index": index},
-                **common))
+                **common)
+            if views is not None and index < len(views):
+                event["monitor"] = views[index]
+            events.append(event)
         return events
 
     def record_ids(self) -> list[str]:

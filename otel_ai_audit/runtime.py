@@ -24,6 +24,12 @@ from otel_ai_audit.config import AuditSettings
 from otel_ai_audit.decisions import RiskFunction
 from otel_ai_audit.integrity.checkpoint import combined_policy_hash
 from otel_ai_audit.integrity.keys import SigningKey
+from otel_ai_audit.monitoring.profile import (
+    build_profile,
+    profile_options,
+    reference_event,
+    references,
+)
 from otel_ai_audit.pipeline.metrics import pipeline_metrics
 from otel_ai_audit.pipeline.sampling import SamplingPolicy
 from otel_ai_audit.pipeline.writer import AuditWriter
@@ -134,6 +140,7 @@ def configure(tracer_provider: TracerProvider | None = None, *,
             max_bytes=settings.capture_max_bytes, redact_fields=settings.redact_fields,
             hmac_key=load_hmac_key(settings.hmac_key, settings.hmac_key_file, settings.store))
         sampling = SamplingPolicy.from_settings(settings)
+        references.select(settings.monitor_features)
         service = os.environ.get("OTEL_SERVICE_NAME", "unknown_service")
         writer = AuditWriter(
             settings.store, load_signing_key(settings), service_name=service,
@@ -202,6 +209,43 @@ def note_registry_identity(model: Any, *, name: str | None, version: str | None,
                                         source=source)
     except TypeError:
         pass
+
+
+def register_reference(model: Any, data: Any, predictions: Any = None, *,
+                       categorical: tuple[str, ...] = (), classes: tuple[Any, ...] = (),
+                       fingerprint: str | None = None) -> str:
+    """Record the reference profile of a model trained elsewhere (scikit-learn models get one
+    at `fit`): `data` is its training data (a DataFrame, or a 2-D array or tensor whose columns
+    are then named x0, x1, ...), `predictions` the model's outputs on it (class scores are
+    read as the best class, named by `classes`). From then on, this process's decisions of
+    the model carry their monitoring view. Returns the profile id.
+
+    The profile is tied to the model's fingerprint (or `fingerprint`, for a model this process
+    only calls over HTTP) and written to the trail as a `reference` record.
+    """
+    runtime = configure()
+    digest = fingerprint or _fingerprint(model)
+    profile = build_profile(digest, data, predictions, categorical=categorical, classes=classes,
+                            **profile_options(runtime.settings))
+    references.register(profile)
+    name, version = runtime.model_info(model).resolve(runtime.settings)
+    identity = {"fingerprint": digest, "name": name, "version": version}
+    runtime.processor.submit_event(reference_event(
+        profile, {key: value for key, value in identity.items() if value is not None}))
+    return profile.id
+
+
+def _fingerprint(model: Any) -> str:
+    """The fingerprint the instrumentation gives `model`'s decisions."""
+    if hasattr(model, "get_params"):
+        from otel_ai_audit.instrumentation.sklearn.identity import fingerprint
+
+        return fingerprint(model)
+    if hasattr(model, "state_dict"):
+        from otel_ai_audit.instrumentation.torch import fingerprint as torch_fingerprint
+
+        return torch_fingerprint(model)
+    raise ValueError(f"cannot fingerprint a {type(model).__name__}: pass fingerprint=")
 
 
 def _submit(event_type: EventType, **fields: Any) -> str:

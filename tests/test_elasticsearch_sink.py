@@ -550,7 +550,7 @@ def test_unusable_elasticsearch_is_a_one_line_error(
         (["verify", "--elasticsearch", refusing_server, "--api-key", "id:wrong"],
          "refused the credentials (HTTP 401)"),
         (["verify", str(small_store), "--elasticsearch", elasticsearch.url],
-         "give either a STORE file or --elasticsearch URL"),
+         "give one of a STORE file, --elasticsearch URL"),
         (["ship", "--store", str(small_store), "--elasticsearch", down, "--once"],
          "Connection refused"),
         (["ship", "--store", str(small_store), "--elasticsearch", refusing_server,

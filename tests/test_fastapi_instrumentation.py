@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import importlib.util
 import json
 import os
 import signal
@@ -29,7 +30,7 @@ from otel_ai_audit.store.sqlite import AuditStore
 from tests.instrumentation_fixtures import AuditedProcess, audited_process
 from tests.services.base import free_port, wait_until
 
-APPS = Path(__file__).parent / "apps"
+CHURN_API = Path(__file__).parent.parent / "examples" / "churn_api"
 BIN = Path(sys.executable).parent
 TOKEN = "Bearer s3cret-token-of-customer-care"
 CUSTOMERS = [{"tenure_months": 2.0 + 7 * i, "monthly_charges": 30.0 + 9 * i,
@@ -77,8 +78,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                 "OTEL_AI_AUDIT_STORE": str(store), "OTEL_SERVICE_NAME": "churn-api"})
     log = (tmp / "server.log").open("w+")
     server = subprocess.Popen(
-        [str(BIN / "opentelemetry-instrument"), "uvicorn", "churn_app:app", "--app-dir",
-         str(APPS), "--host", "127.0.0.1", "--port", str(port)],
+        [str(BIN / "opentelemetry-instrument"), "uvicorn", "app:app", "--app-dir",
+         str(CHURN_API), "--host", "127.0.0.1", "--port", str(port)],
         cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -164,7 +165,11 @@ def test_client_identity_is_only_a_keyed_pseudonym(served: dict[str, Any]) -> No
 
 
 def test_responses_are_those_of_the_uninstrumented_app(served: dict[str, Any]) -> None:
-    from tests.apps.churn_app import app
+    spec = importlib.util.spec_from_file_location("churn_api_app", CHURN_API / "app.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    app = example.app
 
     async def plain() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)

@@ -1,7 +1,9 @@
 """An unmodified churn-scoring API: no otel-ai-audit import anywhere.
 
-A logistic regression trained at import on synthetic customers; `POST /predict` scores one
-customer, `GET /health` is a probe. Run: uvicorn tests.apps.churn_app:app
+A logistic regression trained at start-up on synthetic customers (seeded, so every run serves
+the same model); `POST /predict` scores one customer, `GET /health` is a probe.
+
+    opentelemetry-instrument uvicorn app:app --app-dir examples/churn_api
 """
 
 import numpy as np
@@ -16,7 +18,7 @@ calls = rng.poisson(2, 600)
 churned = (0.04 * charges + 0.5 * calls - 0.08 * tenure + rng.normal(0, 1, 600)) > 1.5
 model = LogisticRegression(max_iter=1000).fit(np.column_stack([tenure, charges, calls]), churned)
 
-app = FastAPI()
+app = FastAPI(title="churn scoring")
 
 
 class Customer(BaseModel):

@@ -6,10 +6,15 @@ import click
 
 from otel_ai_audit.cli.demo import demo
 from otel_ai_audit.cli.document import document
+from otel_ai_audit.cli.drift import drift
+from otel_ai_audit.cli.evidence import evidence
+from otel_ai_audit.cli.fairness import fairness
 from otel_ai_audit.cli.keys import keygen
+from otel_ai_audit.cli.kibana import kibana
 from otel_ai_audit.cli.prove import prove, verify_proof
 from otel_ai_audit.cli.ship import ship
 from otel_ai_audit.cli.verify import verify
+from otel_ai_audit.cli.verify_bundle import verify_bundle
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,5 +23,6 @@ def main() -> None:
     """Tamper-evident audit trails for ML decisions, built on OpenTelemetry."""
 
 
-for command in (verify, ship, keygen, prove, verify_proof, demo, document):
+for command in (verify, ship, keygen, prove, verify_proof, demo, document, kibana,
+                drift, fairness, evidence, verify_bundle):
     main.add_command(command)

@@ -16,16 +16,24 @@ from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),
               help="Folder with the UCI Adult files (default: $OTEL_AI_AUDIT_ADULT_DATA or "
                    "shared/data/uci-adult beside the working directory).")
-@click.option("--decisions", default=2000, show_default=True, help="Test rows to score.")
-def demo(out: str, data_dir: str | None, decisions: int) -> None:
-    """Run the main job on the embedded store and verify the result."""
+@click.option("--decisions", default=2000, show_default=True,
+              help="adult.test applicants to score as audited decisions.")
+@click.option("--requests", default=300, show_default=True,
+              help="Requests the load script sends to the churn API.")
+def demo(out: str, data_dir: str | None, decisions: int, requests: int) -> None:
+    """Run the three scenarios on the embedded store and verify the result: a model card for
+    UCI Adult, an audited churn API, a 48-hour evidence bundle for a triage system.
+
+    Exit 0: everything verified; 1: verification failed; 2: the demo could not run.
+    """
     try:
         from otel_ai_audit.demo.adult import DatasetError
+        from otel_ai_audit.demo.churn import ScenarioError
         from otel_ai_audit.demo.run import run_demo
     except ImportError as error:
-        fail(f"the demo needs the ml extra: pip install 'otel-ai-audit[ml]' ({error})")
+        fail(f"the demo needs the demo extra: pip install 'otel-ai-audit[demo]' ({error})")
     try:
-        report = run_demo(Path(out), data_dir, decisions, sys.stdout)
-    except DatasetError as error:
+        result = run_demo(Path(out), data_dir, decisions, requests, sys.stdout)
+    except (DatasetError, ScenarioError, OSError) as error:
         fail(str(error))
-    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+    sys.exit(EXIT_OK if result.report.ok and result.bundle_ok else EXIT_FAILED)

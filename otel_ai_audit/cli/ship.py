@@ -1,8 +1,9 @@
-"""`otel-ai-audit ship`: deliver what a store holds to Elasticsearch, from any process.
+"""`otel-ai-audit ship`: deliver what a store holds to its sinks, from any process.
 
-An application with OTEL_AI_AUDIT_ELASTICSEARCH_URL ships while it runs. This command ships a
-store from outside: after a crash left records undelivered, from a sidecar, or on a schedule.
-It continues from the same durable cursors, so nothing is shipped twice or skipped.
+An application with OTEL_AI_AUDIT_ELASTICSEARCH_URL (or _SPLUNK_HEC_URL, _OTLP_ENDPOINT) ships
+while it runs. This command ships a store from outside: after a crash left records
+undelivered, from a sidecar, or on a schedule. It continues from the same durable cursors, so
+nothing is shipped twice or skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import click
 
 from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
 from otel_ai_audit.cli._elasticsearch import elasticsearch_options, settings_from
-from otel_ai_audit.sinks import DeliveryError, Shipper
+from otel_ai_audit.sinks import DeliveryError, Shipper, Sink, configured_sinks
 from otel_ai_audit.store.sqlite import STORE_ENV, AuditStore, StoreError
 
 
@@ -28,53 +29,75 @@ from otel_ai_audit.store.sqlite import STORE_ENV, AuditStore, StoreError
 @click.option("--retention", "elasticsearch_retention", metavar="AGE",
               help="Retention of new data streams, e.g. 400d (default 190d; "
                    "$OTEL_AI_AUDIT_ELASTICSEARCH_RETENTION).")
+@click.option("--splunk-hec", "splunk_hec_url", metavar="URL",
+              help="Splunk HTTP Event Collector base URL ($OTEL_AI_AUDIT_SPLUNK_HEC_URL); the "
+                   "token comes from $OTEL_AI_AUDIT_SPLUNK_HEC_TOKEN.")
+@click.option("--splunk-index", "splunk_hec_index", metavar="NAME",
+              help="Splunk index ($OTEL_AI_AUDIT_SPLUNK_HEC_INDEX; default: the token's).")
+@click.option("--otlp-endpoint", "otlp_endpoint", metavar="URL",
+              help="OpenTelemetry Collector OTLP endpoint for the audit pipeline "
+                   "($OTEL_AI_AUDIT_OTLP_ENDPOINT).")
 @click.option("--once", is_flag=True,
               help="Ship what the store holds now, then exit. Default: keep shipping until "
                    "SIGTERM or Ctrl-C.")
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               help="Seconds to keep retrying with --once, and to finish after a signal.")
-def ship(store: str, once: bool, timeout: float, **elasticsearch: Any) -> None:
-    """Ship a store's records, checkpoints and keys to Elasticsearch.
+def ship(store: str, once: bool, timeout: float, **destinations: Any) -> None:
+    """Ship a store's records, checkpoints and keys to Elasticsearch, Splunk HEC and/or an
+    OpenTelemetry Collector: every destination given by a flag or its variable.
 
-    The URL comes from --elasticsearch or $OTEL_AI_AUDIT_ELASTICSEARCH_URL. Exit 0: everything
-    in the store is delivered; 1: some remains (it stays in the store: run again); 2: usage
-    error, or Elasticsearch unreachable or refusing the credentials.
+    Exit 0: everything in the store is delivered everywhere; 1: some remains (it stays in the
+    store: run again); 2: usage error, or a destination unreachable or refusing the
+    credentials.
     """
-    from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink  # imports the client
-
-    settings = settings_from(**elasticsearch)
-    if not settings.elasticsearch_url:
-        fail("no Elasticsearch URL: pass --elasticsearch URL or set "
-             "OTEL_AI_AUDIT_ELASTICSEARCH_URL")
+    settings = settings_from(**destinations)
     try:
         AuditStore(store, create=False).close()
-        sink = ElasticsearchSink.from_settings(settings)
+        sinks = configured_sinks(settings)
     except (StoreError, ValueError) as error:
         fail(str(error))
+    if not sinks:
+        fail("nowhere to ship: pass --elasticsearch URL, --splunk-hec URL or --otlp-endpoint "
+             "URL (or set their OTEL_AI_AUDIT_* variables)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
-    try:
-        sink.install()
-    except DeliveryError as error:
-        fail(f"cannot ship to {sink.name}: {error}")
-    shipper = Shipper(store, sink, create_store=False)
+    for sink in sinks:
+        _install(sink)
+    shippers = [Shipper(store, sink, create_store=False) for sink in sinks]
     if once:
-        delivered = shipper.drain(timeout)
-        shipper.close()
+        delivered = all([shipper.drain(timeout) for shipper in shippers])
+        for shipper in shippers:
+            shipper.close()
     else:
-        delivered = _ship_until_signalled(shipper, timeout)
-    stats = shipper.stats
-    click.echo(f"{store}: shipped {stats.shipped_records} record(s), "
-               f"{stats.shipped_checkpoints} checkpoint(s) and {stats.shipped_keys} key(s) to "
-               f"{sink.name}" + ("" if delivered else "; some remain undelivered: run again"))
+        delivered = _ship_until_signalled(shippers, timeout)
+    for shipper, sink in zip(shippers, sinks, strict=True):
+        stats = shipper.stats
+        click.echo(f"{store}: shipped {stats.shipped_records} record(s), "
+                   f"{stats.shipped_checkpoints} checkpoint(s) and {stats.shipped_keys} key(s) "
+                   f"to {sink.name}")
+    if not delivered:
+        click.echo("some records remain undelivered: run again")
     sys.exit(EXIT_OK if delivered else EXIT_FAILED)
 
 
-def _ship_until_signalled(shipper: Shipper, timeout: float) -> bool:
+def _install(sink: Sink) -> None:
+    """Prepare the destination where it needs it (Elasticsearch index templates), failing fast
+    on a wrong URL or credentials."""
+    install = getattr(sink, "install", None)
+    if install is None:
+        return
+    try:
+        install()
+    except DeliveryError as error:
+        fail(f"cannot ship to {sink.name}: {error}")
+
+
+def _ship_until_signalled(shippers: list[Shipper], timeout: float) -> bool:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    shipper.start()
+    for shipper in shippers:
+        shipper.start()
     while not stop.wait(1.0):
         pass
-    return shipper.close(timeout)
+    return all([shipper.close(timeout) for shipper in shippers])

@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import click
 
 from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
-from otel_ai_audit.cli._elasticsearch import elasticsearch_options, elasticsearch_source
+from otel_ai_audit.cli._elasticsearch import (
+    elasticsearch_options,
+    elasticsearch_source,
+    settings_from,
+)
 from otel_ai_audit.integrity.keys import KeyFileError, load_trusted_keys
 from otel_ai_audit.store.sqlite import AuditStore, StoreError
 from otel_ai_audit.verify.findings import Report
@@ -29,10 +33,25 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
 @click.option("--allow-self-asserted", is_flag=True,
               help="Accept the keys the store itself holds (integrity only, not authenticity).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--publish-findings", is_flag=True,
+              help="Write each finding and a summary of this run into <index prefix>-findings "
+                   "in Elasticsearch, for the integrity alert rules and dashboards.")
+@click.option("--publish-to", metavar="URL",
+              help="With --publish-findings, when the trail is not read from Elasticsearch: "
+                   "the Elasticsearch to publish into (default: $OTEL_AI_AUDIT_ELASTICSEARCH_URL;"
+                   " credentials from the options below).")
+@click.option("--splunk-export", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Verify a Splunk export: search results as JSON lines "
+                   "(/services/search/jobs/export?output_mode=json) or the HEC events sent.")
+@click.option("--otlp-export", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Verify the audit spans in a Collector file exporter's output (OTLP/JSON).")
 @elasticsearch_options
 def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted: bool,
-           as_json: bool, **elasticsearch: Any) -> None:
-    """Verify every chain in STORE, or in Elasticsearch with --elasticsearch URL.
+           as_json: bool, publish_findings: bool, publish_to: str | None,
+           splunk_export: str | None, otlp_export: str | None,
+           **elasticsearch: Any) -> None:
+    """Verify every chain in STORE, in Elasticsearch with --elasticsearch URL, or in an export
+    file from Splunk (--splunk-export) or a Collector (--otlp-export).
 
     Exit 0: intact and complete; 1: tampered, incomplete or untrusted; 2: usage or I/O error.
     """
@@ -42,27 +61,73 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
         trusted = load_trusted_keys(key_files)
     except KeyFileError as error:
         fail(str(error))
-    if (store is None) == (elasticsearch["elasticsearch_url"] is None):
-        fail("give either a STORE file or --elasticsearch URL")
+    sources = [store, elasticsearch["elasticsearch_url"], splunk_export, otlp_export]
+    if sources.count(None) != len(sources) - 1:
+        fail("give one of a STORE file, --elasticsearch URL, --splunk-export FILE or "
+             "--otlp-export FILE")
+    from_elasticsearch = elasticsearch["elasticsearch_url"] is not None
+    if publish_to and (from_elasticsearch or not publish_findings):
+        fail("--publish-to goes with --publish-findings, for a trail not read from "
+             "Elasticsearch (which publishes where it reads)")
     try:
-        with _open(store, elasticsearch) as source:
+        with _open(store, elasticsearch, splunk_export, otlp_export) as source:
             report = Verifier(trusted, allow_self_asserted=allow_self_asserted).verify(source)
+            _note_repeats(report, source)
     except StoreError as error:
         fail(str(error))
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         print_report(report)
+    if publish_findings:
+        _publish(report, elasticsearch if from_elasticsearch
+                 else {**elasticsearch, "elasticsearch_url": publish_to})
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
-def _open(store: str | None, elasticsearch: dict[str, Any],
-          ) -> AbstractContextManager[RecordSource]:
+def _open(store: str | None, elasticsearch: dict[str, Any], splunk_export: str | None = None,
+          otlp_export: str | None = None) -> AbstractContextManager[RecordSource]:
+    if splunk_export is not None:
+        from otel_ai_audit.verify.splunk_source import read_splunk_export
+
+        return nullcontext(read_splunk_export(splunk_export))
+    if otlp_export is not None:
+        from otel_ai_audit.verify.otlp_source import read_otlp_export
+
+        return nullcontext(read_otlp_export(otlp_export))
     if store is None:
         return elasticsearch_source(**elasticsearch)
     source = AuditStore(store, create=False, readonly=True)
     source.description = store
     return source
+
+
+def _publish(report: Report, elasticsearch: dict[str, Any]) -> None:
+    from otel_ai_audit.sinks.elasticsearch import connect
+    from otel_ai_audit.verify.publish import PublishError, findings_index, publish_findings
+
+    settings = settings_from(**elasticsearch)
+    if not settings.elasticsearch_url:
+        fail("--publish-findings needs an Elasticsearch to publish into: --publish-to URL or "
+             "$OTEL_AI_AUDIT_ELASTICSEARCH_URL")
+    try:
+        client = connect(settings)
+        run_id = publish_findings(client, report,
+                                  index_prefix=settings.elasticsearch_index_prefix)
+    except (ValueError, PublishError) as error:
+        fail(str(error))
+    client.close()
+    click.echo(f"published {len(report.findings)} finding(s) and the summary of run {run_id} "
+               f"to {findings_index(settings.elasticsearch_index_prefix)}", err=True)
+
+
+def _note_repeats(report: Report, source: RecordSource) -> None:
+    """Say how many repeats of a delivered event an export held (kept once, see
+    `otel_ai_audit.verify.export_source`)."""
+    repeats = getattr(source, "repeats", 0)
+    if repeats:
+        report.notices.append(f"{repeats} event(s) were delivered more than once, identical; "
+                              "each was verified once")
 
 
 def print_report(report: Report) -> None:

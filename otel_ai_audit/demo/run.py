@@ -1,73 +1,145 @@
-"""`otel-ai-audit demo`: the main job on the embedded store, end to end.
+"""`otel-ai-audit demo`: the three scenarios end to end on the embedded store.
 
-Trains a classifier on UCI Adult, records one audit decision per scored applicant in the
-embedded store (hash-chained, checkpoints signed with a fresh demo key), then verifies the
+1. Document a trained model: the UCI Adult classifier is trained under the scikit-learn
+   instrumentation (its training record is captured at `fit`), its model card is written and
+   recorded, and applicants from adult.test are scored as audited decisions.
+2. An audited churn API: the unmodified `examples/churn_api` app served by uvicorn under
+   `opentelemetry-instrument`, loaded by its load script, stopped with SIGTERM.
+3. A 48-hour evidence bundle for a high-risk triage system (`examples/triage`), built and
+   verified offline.
+
+Every output lands under one folder: one store that all three scenarios write to (each process
+its own chain), its public key, the model card, the bundle. The demo ends by verifying the
 store the way an auditor would.
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
+import sys
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from types import ModuleType
+from typing import TextIO
 
-from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
+from otel_ai_audit import runtime
+from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, load_split
+from otel_ai_audit.demo.churn import ScenarioError, run_churn_api
 from otel_ai_audit.integrity.keys import SigningKey, load_trusted_keys
-from otel_ai_audit.pipeline.writer import AuditWriter
-from otel_ai_audit.record.canonical import canonical_json, to_json_data
-from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.findings import Report
 from otel_ai_audit.verify.verifier import Verifier
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+STORE_NAME = "audit.db"
+KEY_PREFIX = "demo-signing"
 
-def run_demo(out: Path, data_dir: str | None, decisions: int, log: TextIO) -> Report:
-    out.mkdir(parents=True, exist_ok=True)
-    store_path = out / "audit.db"
-    for stale in out.glob("audit.db*"):
-        stale.unlink()
-    key = SigningKey.generate()
-    private_path, public_path = out / "demo-signing.key.pem", out / "demo-signing.pub.pem"
-    private_path.unlink(missing_ok=True)
-    key.save(private_path, public_path)
 
-    train, test = load_split("train", data_dir), load_split("test", data_dir)
-    features = NUMERIC + CATEGORICAL
-    model = adult_pipeline()
+@dataclass
+class DemoResult:
+    report: Report
+    outputs: dict[str, Path] = field(default_factory=dict)
+    bundle_ok: bool = True
+
+
+def run_demo(out: Path, data_dir: str | None, decisions: int, requests: int,
+             log: TextIO) -> DemoResult:
     started = time.perf_counter()
-    model.fit(train.frame[features], train.frame[TARGET])
-    log.write(f"trained {type(model[-1]).__name__} on {len(train.frame)} rows of {train.path} "
-              f"in {time.perf_counter() - started:.1f}s\n")
-    fingerprint = hashlib.sha256(canonical_json(to_json_data(
-        {"coef": model[-1].coef_, "intercept": model[-1].intercept_}))).hexdigest()
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / STORE_NAME
+    for stale in out.glob(f"{STORE_NAME}*"):
+        stale.unlink()
+    private_key, public_key = out / f"{KEY_PREFIX}.key.pem", out / f"{KEY_PREFIX}.pub.pem"
+    private_key.unlink(missing_ok=True)
+    public_key.unlink(missing_ok=True)
+    SigningKey.generate().save(private_key, public_key)
+    result = DemoResult(Report(str(store), "demo"),
+                        {"store": store, "public key": public_key})
 
-    writer = AuditWriter(str(store_path), key, service_name="otel-ai-audit-demo")
-    writer.submit(new_event(
-        EventType.TRAINING, model=_identity(fingerprint),
-        training={"dataset": {"path": train.path.name, "sha256": train.sha256,
-                              "rows": len(train.frame)},
-                  "hyperparameters": to_json_data(model[-1].get_params())}))
-    sample = test.frame.head(decisions)
-    scores = model.predict_proba(sample[features])[:, 1]
-    for (_, row), score in zip(sample.iterrows(), scores, strict=True):
-        writer.submit(new_event(
-            EventType.INFERENCE, model=_identity(fingerprint),
-            input={"hash": hashlib.sha256(canonical_json(to_json_data(row[features].to_dict())))
-                   .hexdigest(), "policy": "hash"},
-            output={"label": int(score >= 0.5), "score": float(score)},
-            risk={"level": "high" if 0.4 <= score <= 0.6 else "low"}))
-    writer.close()
-    log.write(f"recorded {len(sample) + 1} audit records in {store_path}\n")
+    _step(log, "1/3 document a trained model (UCI Adult)", started)
+    result.outputs.update(_adult(out, store, private_key, data_dir, decisions, log))
+    _step(log, "2/3 audited churn API (FastAPI under opentelemetry-instrument)", started)
+    run_churn_api(store, private_key, requests, log)
+    _step(log, "3/3 48-hour evidence bundle (high-risk triage system)", started)
+    bundle, result.bundle_ok = _triage(out, store, private_key, public_key, log)
+    result.outputs["evidence bundle"] = bundle
 
-    with AuditStore(store_path, create=False, readonly=True) as store:
-        report = Verifier(load_trusted_keys([public_path])).verify(store)
-    log.write(f"verify: {'OK, intact and complete' if report.ok else 'FAILED'} "
-              f"({report.record_count} records in {len(report.chains)} chain(s))\n")
+    _step(log, "verification", started)
+    with AuditStore(store, create=False, readonly=True) as opened:
+        result.report = Verifier(load_trusted_keys([public_key])).verify(opened)
+        types = Counter(event_type for _, event_type in _event_types(opened))
+    report = result.report
+    log.write(f"store {store}: {report.record_count} records in {len(report.chains)} chains "
+              f"({', '.join(f'{count} {name}' for name, count in types.most_common())})\n")
+    log.write(f"verify: {'OK: intact, complete and signed' if report.ok else 'FAILED'}"
+              f"{'' if report.ok else f' ({len(report.findings)} findings)'}\n")
+    log.write(f"evidence bundle: {'OK' if result.bundle_ok else 'FAILED'} "
+              "(manifest, signature, chain extract and proofs)\n")
+    log.write("outputs:\n" + "".join(f"  {name:16} {path}\n"
+                                     for name, path in result.outputs.items()))
     log.write("check it yourself:\n"
-              f"  otel-ai-audit verify {store_path} --public-key {public_path}\n")
-    return report
+              f"  otel-ai-audit verify {store} --public-key {public_key}\n"
+              f"  otel-ai-audit verify-bundle {bundle}\n"
+              f"demo finished in {time.perf_counter() - started:.0f} s\n")
+    return result
 
 
-def _identity(fingerprint: str) -> dict[str, Any]:
-    return {"name": "adult-income", "version": "1.0.0", "fingerprint": fingerprint}
+def _step(log: TextIO, title: str, started: float) -> None:
+    log.write(f"\n== {title}  [{time.perf_counter() - started:.0f} s]\n")
+    log.flush()
+
+
+def _adult(out: Path, store: Path, private_key: Path, data_dir: str | None, decisions: int,
+           log: TextIO) -> dict[str, Path]:
+    """Train and document the Adult classifier, then score applicants as audited decisions."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_ai_audit.document.adult import MODEL_NAME, document_adult
+    from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
+
+    documented = document_adult(data_dir, out / "model-card", store, signing_key=private_key)
+    card = documented.card
+    log.write(f"model card of {card.details.name} {card.details.version} "
+              f"(accuracy {card.metrics['accuracy'].value:.3f}) in {out / 'model-card'}\n")
+    applicants = load_split("test", data_dir).frame.head(decisions)[NUMERIC + CATEGORICAL]
+    provider = TracerProvider()
+    runtime.configure(provider, store=str(store), signing_key=str(private_key),
+                      model_name=MODEL_NAME, model_version=card.details.version)
+    instrumentor = SklearnInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        for start in range(0, len(applicants), 100):
+            documented.model.predict_proba(applicants.iloc[start:start + 100])
+    finally:
+        instrumentor.uninstrument()
+        runtime.shutdown()
+        provider.shutdown()
+    log.write(f"scored {len(applicants)} applicants of adult.test: one audited decision each\n")
+    return {"model card": out / "model-card" / "model-card.html"}
+
+
+def _triage(out: Path, store: Path, private_key: Path, public_key: Path,
+            log: TextIO) -> tuple[Path, bool]:
+    raise ScenarioError("triage scenario not wired yet")
+
+
+def _example(name: str) -> ModuleType:
+    """A module of the examples folder of a source checkout."""
+    path = EXAMPLES / name
+    if not path.is_file():
+        raise ScenarioError(f"{path} not found: this scenario runs from a source checkout")
+    spec = importlib.util.spec_from_file_location(f"otel_ai_audit_example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _event_types(store: AuditStore) -> list[tuple[str, str]]:
+    import json
+
+    return [(chain, json.loads(data)["event"]["type"]) for chain in store.chain_ids()
+            for _, data in store.records(chain)]

@@ -79,12 +79,15 @@ class DocumentedModel:
     """Id of the `model_card` audit record."""
 
 
-def document_adult(data_dir: str | Path | None, out: Path, store: Path) -> DocumentedModel:
-    """Train, evaluate and document the Adult classifier; the audit trail goes to `store`."""
+def document_adult(data_dir: str | Path | None, out: Path, store: Path,
+                   signing_key: str | Path | None = None) -> DocumentedModel:
+    """Train, evaluate and document the Adult classifier; the audit trail goes to `store`
+    (signed with `signing_key`, else the configured key or one beside the store)."""
     train, test = load_split("train", data_dir), load_split("test", data_dir)
     out.mkdir(parents=True, exist_ok=True)
     provider = TracerProvider()
-    configured = runtime.configure(provider, store=str(store))
+    configured = runtime.configure(provider, store=str(store),
+                                   signing_key=None if signing_key is None else str(signing_key))
     if Path(configured.settings.store).resolve() != store.resolve():
         raise RuntimeError(f"this process already audits to {configured.settings.store}; "
                            f"cannot document into {store}")

@@ -42,6 +42,8 @@ class SliceMetrics:
     tpr: Estimate | None
     fpr: Estimate | None
     accuracy: Estimate
+    positives: int = 0
+    """Rows of the slice whose actual label is positive (the TPR's denominator)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def _slice(value: str, row: pd.Series, confidence: float) -> SliceMetrics:
         value=value, count=count, selection_rate=selection,
         tpr=wilson(int(row["hits"]), positives, confidence),
         fpr=wilson(int(row["false_alarms"]), count - positives, confidence),
-        accuracy=accuracy)
+        accuracy=accuracy, positives=positives)
 
 
 def _equalized_odds(slices: list[SliceMetrics]) -> float | None:

@@ -39,6 +39,8 @@ class EventType(str, Enum):
     ALERT = "alert"
     INCIDENT = "incident"
     DRIFT = "drift"
+    FAIRNESS = "fairness"
+    REFERENCE = "reference"
     MODEL_CARD = "model_card"
     SAMPLING = "sampling"
     CHAIN_OPEN = "chain_open"

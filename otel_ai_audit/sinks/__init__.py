@@ -23,4 +23,12 @@ def configured_sinks(settings: AuditSettings) -> list[Sink]:
         from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink
 
         sinks.append(ElasticsearchSink.from_settings(settings))
+    if settings.splunk_hec_url:
+        from otel_ai_audit.sinks.splunk_hec import SplunkHecSink
+
+        sinks.append(SplunkHecSink.from_settings(settings))
+    if settings.otlp_endpoint:
+        from otel_ai_audit.sinks.otlp import OtlpSink
+
+        sinks.append(OtlpSink.from_settings(settings))
     return sinks

@@ -62,8 +62,28 @@ RECORD_FIELDS: dict[str, dict[str, Any]] = {
     "risk.level": _KEYWORD,
     "service.name": _KEYWORD,
     "trace.trace_id": _KEYWORD,
+    "action": _KEYWORD,
+    "reviewer.id": _KEYWORD,
     "output.score": _DOUBLE,
     "latency_ms": _DOUBLE,
+    "drift.feature": _KEYWORD,
+    "drift.kind": _KEYWORD,
+    "drift.method": _KEYWORD,
+    "drift.score": _DOUBLE,
+    "drift.threshold": _DOUBLE,
+    "drift.psi": _DOUBLE,
+    "drift.p_value": _DOUBLE,
+    "drift.drifted": {"type": "boolean"},
+    "window.start": {"type": "date_nanos"},
+    "window.end": {"type": "date_nanos"},
+    "fairness.attribute": _KEYWORD,
+    "fairness.slice": _KEYWORD,
+    "fairness.count": {"type": "long"},
+    "fairness.selection_rate": _DOUBLE,
+    "fairness.tpr": _DOUBLE,
+    "fairness.fpr": _DOUBLE,
+    "fairness.dp_difference": _DOUBLE,
+    "fairness.eo_difference": _DOUBLE,
     "canonical": {"type": "binary"},
 }
 """Mapping of the records data stream: every field but `canonical` comes from `record_fields`."""
@@ -74,6 +94,8 @@ CHECKPOINT_FIELDS: dict[str, dict[str, Any]] = {
     "checkpoint.index": {"type": "long"},
     "checkpoint.size": {"type": "long"},
     "checkpoint.closed": {"type": "boolean"},
+    "counters.sampled_out": {"type": "long"},
+    "counters.failed": {"type": "long"},
     "key_id": _KEYWORD,
     "payload": {"type": "binary"},
     "signature": {"type": "binary"},
@@ -94,13 +116,27 @@ _EVENT_KEYWORDS = {
     "risk.level": ("risk", "level"),
     "service.name": ("service", "name"),
     "trace.trace_id": ("trace", "trace_id"),
+    "action": ("action",),
+    "reviewer.id": ("reviewer", "id"),
+    "drift.feature": ("drift", "feature"),
+    "drift.kind": ("drift", "kind"),
+    "drift.method": ("drift", "method"),
+    "fairness.attribute": ("fairness", "attribute"),
+    "fairness.slice": ("fairness", "slice"),
 }
 _EVENT_NUMBERS = {
     # A score is `output.score`, or the whole captured output when that is one number
     # (`{"policy": "full", "value": 0.83}`).
     "output.score": (("output", "score"), ("output", "value")),
     "latency_ms": (("latency_ms",),),
+    **{f"drift.{name}": (("drift", name),) for name in ("score", "threshold", "psi", "p_value")},
+    **{f"fairness.{name}": (("fairness", name),) for name in (
+        "count", "selection_rate", "tpr", "fpr", "dp_difference", "eo_difference")},
 }
+_EVENT_FLAGS = {"drift.drifted": ("drift", "drifted")}
+_EVENT_DATES = {"window.start": ("window", "start"), "window.end": ("window", "end")}
+"""Monitoring records (docs/monitoring.md): booleans as booleans, RFC 3339 times as dates (a
+time `date_nanos` cannot hold is left out, never sent to be rejected)."""
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d{1,9})?Z")
 _EPOCH = "1970-01-01T00:00:00Z"
 _ERRNO = re.compile(r"\[Errno -?\d+\][^)'\"]*")
@@ -135,6 +171,11 @@ def record_fields(data: bytes) -> dict[str, Any] | None:
     for name, paths in _EVENT_NUMBERS.items():
         fields[name] = next((value for path in paths
                              if (value := _number(_lookup(event, path))) is not None), None)
+    for name, path in _EVENT_FLAGS.items():
+        flag = _lookup(event, path)
+        fields[name] = flag if isinstance(flag, bool) else None
+    for name, path in _EVENT_DATES.items():
+        fields[name] = _timestamp(_lookup(event, path), None)
     return {name: value for name, value in fields.items() if value is not None}
 
 
@@ -413,6 +454,20 @@ def _checkpoint_document(signed: SignedCheckpoint) -> dict[str, Any]:
         return fields  # shipped as stored: the verifier reports it as malformed
     fields["@timestamp"] = _timestamp(None, checkpoint.issued_at_ns) or _EPOCH
     fields["checkpoint.closed"] = checkpoint.closed
+    fields.update(_counter_fields(checkpoint.counters))
+    return fields
+
+
+def _counter_fields(counters: Mapping[str, Any]) -> dict[str, int]:
+    """The signed loss accounting as numbers a dashboard can chart: decisions sampled out
+    (summed over their `<model>|<risk>` keys) and events that failed before sealing."""
+    fields = {}
+    sampled_out = counters.get("sampled_out")
+    if isinstance(sampled_out, Mapping):
+        fields["counters.sampled_out"] = sum(
+            value for value in sampled_out.values() if _number(value) is not None)
+    if _number(failed := counters.get("failed")) is not None:
+        fields["counters.failed"] = failed
     return fields
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.services.base import REPO_ROOT, ServiceStartError, read_pid, stop_process_group
+from tests.services.chromium import chromium_binary
 from tests.services.collector import CollectorService, collector_binary
 from tests.services.elasticsearch import ElasticsearchService, distribution_home
 
@@ -22,6 +23,7 @@ ENV_FILE = REPO_ROOT / ".services.env"
 def prepare() -> None:
     print(f"Elasticsearch distribution: {distribution_home()}", file=sys.stderr)
     print(f"Collector binary: {collector_binary()}", file=sys.stderr)
+    print(f"Chromium: {chromium_binary()}", file=sys.stderr)
 
 
 def up() -> None:

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,12 @@ class CollectorService:
     which the Collector merges over the default: maps merge key by key, lists are replaced. So
     add an exporter with its own pipeline (e.g. `service.pipelines["traces/es"]`), and when
     adding extensions repeat `health_check` in `service.extensions`.
+
+    `config_file` replaces the default config with a file of the repository (such as
+    collector_config/otelcol-audit-test.yaml); it reads its ports and paths from the
+    environment the service sets (plus `environment`): `${env:OTELCOL_GRPC_ENDPOINT}`,
+    `${env:OTELCOL_HTTP_ENDPOINT}`, `${env:OTELCOL_HEALTH_ENDPOINT}`, `${env:OTELCOL_WORKDIR}`.
+    `stop()` (or `kill()`) then `start()` restarts it on the same ports and files.
     """
 
     def __init__(
@@ -181,10 +188,14 @@ class CollectorService:
         workdir: Path,
         extra_config: Mapping[str, Any] | str | None = None,
         startup_timeout: float = 60.0,
+        config_file: Path | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.extra_config = extra_config
         self.startup_timeout = startup_timeout
+        self.config_file = config_file
+        self.environment = dict(environment or {})
         grpc_port, http_port, health_port = distinct_free_ports(3)
         self.grpc_port = grpc_port
         self.http_port = http_port
@@ -237,8 +248,9 @@ class CollectorService:
     def config_files(self) -> list[Path]:
         """Write the config (JSON is YAML) and the extra config into the workdir."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        base = self.workdir / "otelcol.yaml"
-        base.write_text(json.dumps(self.config(), indent=2))
+        base = self.config_file or self.workdir / "otelcol.yaml"
+        if self.config_file is None:
+            base.write_text(json.dumps(self.config(), indent=2))
         if self.extra_config is None:
             return [base]
         extra = self.workdir / "otelcol-extra.yaml"
@@ -262,6 +274,13 @@ class CollectorService:
             argv=argv,
             workdir=self.workdir,
             ready=self.healthy,
+            env={
+                "OTELCOL_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
+                "OTELCOL_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
+                "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{self.health_port}",
+                "OTELCOL_WORKDIR": str(self.workdir),
+                **self.environment,
+            },
             startup_timeout=self.startup_timeout,
         )
         self.process.start()
@@ -270,6 +289,12 @@ class CollectorService:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(timeout=30)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill: no shutdown, no flush of what is in memory."""
+        if self.process is not None and self.process.process is not None:
+            os.killpg(self.process.process.pid, signal.SIGKILL)
+            self.process.process.wait(timeout=30)
 
     def log_tail(self, lines: int = 60) -> str:
         if self.process is None:

@@ -13,6 +13,7 @@ estimator's own result is returned untouched.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Collection, Iterator
 from contextvars import ContextVar
@@ -32,11 +33,20 @@ from otel_ai_audit.instrumentation.sklearn.identity import (
     forget_fingerprint,
     identity,
 )
+from otel_ai_audit.monitoring.profile import (
+    ReferenceProfile,
+    build_profile,
+    profile_options,
+    reference_event,
+    references,
+)
 from otel_ai_audit.processor import AuditSpan
 from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.runtime import AuditRuntime, get_runtime
 from otel_ai_audit.version import __version__
+
+logger = logging.getLogger(__name__)
 
 INFERENCE_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function",
                      "score_samples")
@@ -153,16 +163,41 @@ class TrainingRecord:
     trace: dict[str, str] = field(default_factory=dict)
     service: dict[str, Any] = field(default_factory=dict)
 
+    profile_options: dict[str, int] = field(default_factory=dict)
+    """`bins`/`top_categories` of the reference profile taken of the training data."""
+
     def build(self) -> list[dict[str, Any]]:
-        return [new_event(
-            EventType.TRAINING, time_ns=self.ended_ns,
-            model={"class": estimator_name(self.estimator), "framework": "sklearn",
-                   "fingerprint": fingerprint(self.estimator)},
+        model = {"class": estimator_name(self.estimator), "framework": "sklearn",
+                 "fingerprint": fingerprint(self.estimator)}
+        training = new_event(
+            EventType.TRAINING, time_ns=self.ended_ns, model=model,
             training={"hyperparameters": _params(self.estimator),
                       "data": {"features": data_fingerprint(self.features),
                                "target": data_fingerprint(self.target)},
                       "duration_ms": (self.ended_ns - self.started_ns) / 1e6},
-            trace=self.trace, service=self.service)]
+            trace=self.trace, service=self.service)
+        profile = self._profile(model["fingerprint"])
+        if profile is None:
+            return [training]
+        references.register(profile)
+        return [training, reference_event(profile, model, self.ended_ns)]
+
+    def _profile(self, digest: str) -> ReferenceProfile | None:
+        """The training data's reference profile, with the fitted model's predictions on it
+        (made here, on the writer thread, and not audited as decisions)."""
+        if self.features is None or not hasattr(self.estimator, "predict"):
+            return None
+        token = _in_model_call.set(True)
+        try:
+            return build_profile(digest, self.features, self.estimator.predict(self.features),
+                                 classes=getattr(self.estimator, "classes_", ()),
+                                 **self.profile_options)
+        except Exception:  # noqa: BLE001 - odd training data costs the profile, not the record
+            logger.warning("otel-ai-audit: no reference profile for %s",
+                           estimator_name(self.estimator), exc_info=True)
+            return None
+        finally:
+            _in_model_call.reset(token)
 
 
 def _params(estimator: Any) -> dict[str, Any]:
@@ -210,7 +245,8 @@ def _fit_wrapper(instrumentor: SklearnInstrumentor) -> Any:
         try:
             features = args[0] if args else kwargs.get("X")
             target = args[1] if len(args) > 1 else kwargs.get("y")
-            record = TrainingRecord(instance, features, target, started, time.time_ns())
+            record = TrainingRecord(instance, features, target, started, time.time_ns(),
+                                    profile_options=profile_options(runtime.settings))
             audit = AuditSpan(instrumentor._tracer, "sklearn fit", parent, started, {
                 semconv.EVENT_TYPE: EventType.TRAINING.value,
                 semconv.MODEL_CLASS: estimator_name(instance),

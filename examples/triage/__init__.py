@@ -1,0 +1,1 @@
+"""The high-risk triage scenario (EU AI Act Annex III 5(d)): see README.md."""

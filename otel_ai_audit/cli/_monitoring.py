@@ -1,0 +1,162 @@
+"""What `drift` and `fairness` share: the window, the source of records, and writing results
+into the trail (through the normal writer: chained, checkpointed and signed) and as metrics."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from otel_ai_audit.cli._common import fail
+from otel_ai_audit.cli._elasticsearch import elasticsearch_options, settings_from
+from otel_ai_audit.monitoring.records import (
+    ElasticsearchEvents,
+    EventSource,
+    StoreEvents,
+    parse_time,
+    record_time,
+)
+from otel_ai_audit.store.sqlite import AuditStore, StoreError
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+_OPTIONS = (
+    click.option("--store", type=click.Path(dir_okay=False),
+                 help="Read the decisions from this embedded store."),
+    click.option("--model", required=True, help="Model name (as in the records)."),
+    click.option("--version", "model_version", help="Only this model version."),
+    click.option("--from", "start", required=True, metavar="TIME",
+                 help="Window start, ISO 8601 (UTC unless a zone is given), inclusive."),
+    click.option("--to", "end", required=True, metavar="TIME", help="Window end, exclusive."),
+    click.option("--every", metavar="DURATION",
+                 help="Split --from..--to into consecutive windows of this length (30m, 6h, "
+                      "1d, 1w): one result per window, for a trend over time."),
+    click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
+    click.option("--record", is_flag=True,
+                 help="Write the results as records into the trail (--store, else "
+                      "$OTEL_AI_AUDIT_STORE), chained and signed like every record."),
+    click.option("--signing-key", metavar="FILE", type=click.Path(dir_okay=False),
+                 help="Key that signs the records' checkpoints with --record "
+                      "($OTEL_AI_AUDIT_SIGNING_KEY)."),
+)
+
+
+def monitoring_options(command: Command) -> Command:
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return elasticsearch_options(command)
+
+
+def windows(start: str, end: str, every: str | None) -> list[tuple[str, str]]:
+    """The windows' bounds in the records' time form; one clear line if they are wrong."""
+    try:
+        low, high = parse_time(start), parse_time(end)
+    except ValueError as error:
+        fail(str(error))
+    if low >= high:
+        fail(f"--from {start} is not before --to {end}")
+    if every is None:
+        return [(record_time(low), record_time(high))]
+    match = _DURATION.fullmatch(every.strip())
+    if match is None or int(match.group(1)) == 0:
+        fail(f"--every {every!r} is not a duration such as 30m, 6h, 1d or 1w")
+    step = int(match.group(1)) * _UNITS[match.group(2)]
+    bounds = list(range(low, high, step)) + [high]
+    return [(record_time(a), record_time(b)) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {unit: seconds * 1_000_000_000 for unit, seconds in
+          (("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("w", 604_800))}
+
+
+def per_window(compute: Callable[[str, str], list[Any]],
+               bounds: list[tuple[str, str]]) -> list[Any]:
+    """`compute` for each window; with several, windows without decisions are skipped (a
+    trend has gaps), and only none at all is an error."""
+    from otel_ai_audit.monitoring.drift import MonitoringError
+
+    reports: list[Any] = []
+    for low, high in bounds:
+        try:
+            reports.extend(compute(low, high))
+        except MonitoringError as error:
+            if len(bounds) == 1 or "no decisions" not in str(error):
+                fail(str(error))
+    if not reports:
+        fail(f"no decisions with a monitoring view between {bounds[0][0]} and {bounds[-1][1]}")
+    return reports
+
+
+@contextmanager
+def event_source(store: str | None, **elasticsearch: Any) -> Iterator[EventSource]:
+    """The store given with --store, else Elasticsearch at --elasticsearch (or its variable)."""
+    if store is not None:
+        try:
+            with AuditStore(store, create=False, readonly=True) as opened:
+                yield StoreEvents(opened)
+        except StoreError as error:
+            fail(str(error))
+        return
+    settings = settings_from(**elasticsearch)
+    if not settings.elasticsearch_url:
+        fail("no source of decisions: pass --store PATH or --elasticsearch URL")
+    from otel_ai_audit.sinks.elasticsearch import connect, index_names
+
+    try:
+        client = connect(settings)
+        records_index = index_names(settings.elasticsearch_index_prefix)[0]
+    except ValueError as error:
+        fail(str(error))
+    try:
+        yield ElasticsearchEvents(client, records_index)
+    except StoreError as error:
+        fail(str(error))
+    finally:
+        client.close()
+
+
+def record(events: list[dict[str, Any]], store: str | None, signing_key: str | None) -> None:
+    """Append `events` to this process's own chain in the store, and close it (signed)."""
+    from otel_ai_audit import runtime
+
+    try:
+        audit = runtime.configure(install_processor=False, store=store, signing_key=signing_key)
+        for event in events:
+            audit.processor.submit_event(event)
+    except (StoreError, ValueError, OSError) as error:
+        fail(f"cannot record the results: {error}")
+    finally:
+        runtime.shutdown()
+
+
+def flush_metrics() -> None:
+    """Export the gauges now if the process has an SDK MeterProvider (e.g. under
+    `opentelemetry-instrument`)."""
+    from opentelemetry import metrics
+
+    flush = getattr(metrics.get_meter_provider(), "force_flush", None)
+    if callable(flush):
+        flush()
+
+
+def table(rows: list[tuple[Any, ...]]) -> str:
+    """Left-aligned text columns, the first row a header."""
+    text = [[_cell(value) for value in row] for row in rows]
+    widths = [max(len(row[column]) for row in text) for column in range(len(text[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                            strict=True)).rstrip()
+                     for row in text)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,79 @@
+"""`otel-ai-audit evidence`: answer an authority's request for a system's records in a window."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
+from otel_ai_audit.cli.verify import TRUSTED_KEYS_ENV
+from otel_ai_audit.config import ENV_PREFIX
+from otel_ai_audit.integrity.keys import KeyFileError, SigningKey, load_trusted_keys
+from otel_ai_audit.store.sqlite import StoreError, default_store_path
+
+SIGNING_KEY_ENV = f"{ENV_PREFIX}SIGNING_KEY"
+
+
+@click.command()
+@click.option("--store", default=default_store_path, show_default="$OTEL_AI_AUDIT_STORE",
+              type=click.Path(dir_okay=False), help="The audit store to read.")
+@click.option("--system", required=True, help="The system: service.name of its processes.")
+@click.option("--from", "start", required=True, help="Window start, RFC 3339 (inclusive).")
+@click.option("--to", "end", required=True, help="Window end, RFC 3339 (exclusive).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="New folder for the bundle.")
+@click.option("--decision", "decisions", multiple=True,
+              help="Decision id named in the request: its inclusion proof goes in; repeatable.")
+@click.option("--signing-key", type=click.Path(dir_okay=False),
+              help=f"Ed25519 PEM key signing the manifest (default: ${SIGNING_KEY_ENV}).")
+@click.option("--public-key", "public_keys", multiple=True, type=click.Path(dir_okay=False),
+              help="PEM public key the trail is verified with; repeatable (default: "
+                   f"${TRUSTED_KEYS_ENV}, else the keys the store holds).")
+@click.option("--subgroup", "subgroups", multiple=True,
+              help="Input field to break performance down by (e.g. age_band); repeatable.")
+@click.option("--positive-label", "positive_labels", multiple=True,
+              help="Outcome label counted as positive (e.g. high urgency); repeatable.")
+@click.option("--dataset", "datasets", multiple=True, type=click.Path(dir_okay=False),
+              help="Training data file whose SHA-256 goes into the lineage; repeatable.")
+def evidence(store: str, system: str, start: str, end: str, out: str, decisions: tuple[str, ...],
+             signing_key: str | None, public_keys: tuple[str, ...], subgroups: tuple[str, ...],
+             positive_labels: tuple[str, ...], datasets: tuple[str, ...]) -> None:
+    """Build a signed evidence bundle for SYSTEM's records from --from to --to.
+
+    Exit 0: bundle written and the trail verified; 1: bundle written but the trail failed
+    verification (the report says why); 2: nothing written (bad input).
+    """
+    try:
+        from otel_ai_audit.evidence import BundleError, BundleRequest, Window, build_bundle
+    except ImportError as error:
+        fail(f"evidence bundles need the ml extra: pip install 'otel-ai-audit[ml]' ({error})")
+    key_path = signing_key or os.environ.get(SIGNING_KEY_ENV)
+    if not key_path:
+        fail(f"give --signing-key PEM (or set {SIGNING_KEY_ENV}): the manifest must be signed")
+    key_files = list(public_keys) or [
+        path for path in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if path]
+    for dataset in datasets:
+        if not Path(dataset).is_file():
+            fail(f"--dataset {dataset}: no such file")
+    try:
+        request = BundleRequest(
+            store=store, system=system, window=Window.parse(start, end), out=Path(out),
+            signing_key=SigningKey.load(key_path), trusted_keys=load_trusted_keys(key_files),
+            decisions=decisions, subgroups=subgroups, positive_labels=positive_labels,
+            datasets=datasets)
+        bundle = build_bundle(request)
+    except (BundleError, KeyFileError, StoreError, ValueError, OSError) as error:
+        fail(str(error))
+    click.echo(f"evidence bundle written to {bundle.path}: {bundle.decisions} decision(s), "
+               f"{len(bundle.manifest['files'])} files, manifest signed by key "
+               f"{bundle.manifest['signing_key_id'][:16]}")
+    for notice in bundle.notices:
+        click.echo(f"note: {notice}")
+    if not bundle.verified:
+        click.echo("FAILED: the trail did not verify: see integrity/verification.json")
+        sys.exit(EXIT_FAILED)
+    click.echo(f"check it offline: otel-ai-audit verify-bundle {bundle.path} --public-key KEY.pem")
+    sys.exit(EXIT_OK)

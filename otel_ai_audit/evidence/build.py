@@ -1,0 +1,195 @@
+"""Build an evidence bundle: everything an authority asks for about one system and one window,
+in one folder whose signed manifest lets anyone check it offline.
+
+The bundle is written to a sibling temporary folder and renamed into place at the end, so a
+failed build never leaves a half bundle where a complete one is expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from otel_ai_audit.demo.adult import sha256_of
+from otel_ai_audit.evidence.charts import charts as draw_charts
+from otel_ai_audit.evidence.collect import DECISION_FIELDS, collect, system_chains
+from otel_ai_audit.evidence.integrity import (
+    anchor_path,
+    blocking_findings,
+    checkpoints_path,
+    write_chain_evidence,
+    write_decision_proof,
+)
+from otel_ai_audit.evidence.manifest import SIGNER_KEY, write_manifest
+from otel_ai_audit.evidence.regulation import ITEMS
+from otel_ai_audit.evidence.report import render_html, render_pdf
+from otel_ai_audit.evidence.sections import Sections
+from otel_ai_audit.evidence.window import Window
+from otel_ai_audit.integrity.keys import SigningKey, public_pem
+from otel_ai_audit.integrity.proof import ProofError
+from otel_ai_audit.store.sqlite import AuditStore
+from otel_ai_audit.verify.verifier import Verifier
+from otel_ai_audit.version import __version__
+
+
+class BundleError(ValueError):
+    """The bundle cannot be built as asked (unknown system, empty window, unknown decision)."""
+
+
+@dataclass
+class BundleRequest:
+    """What the authority asked for, and how to sign the answer."""
+
+    store: str
+    system: str
+    window: Window
+    out: Path
+    signing_key: SigningKey
+    trusted_keys: Mapping[str, Any] = field(default_factory=dict)
+    """Keys to verify the trail with; empty: the store's own keys (reported as such)."""
+    decisions: Sequence[str] = ()
+    subgroups: Sequence[str] = ()
+    positive_labels: Sequence[str] = ()
+    datasets: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    decisions: int
+    verified: bool
+    """The trail verified (an open chain is a notice, see `blocking_findings`)."""
+    manifest: dict[str, Any]
+    notices: list[str] = field(default_factory=list)
+
+
+class _SystemChains:
+    """The store seen as the system's chains only, for the verifier."""
+
+    def __init__(self, store: AuditStore, chains: list[str]) -> None:
+        self._store, self._chains = store, chains
+        self.description = store.description
+
+    def chain_ids(self) -> list[str]:
+        return list(self._chains)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def build_bundle(request: BundleRequest) -> Bundle:
+    out = request.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"{out} exists and is not an empty folder: give a new --out folder")
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with AuditStore(request.store, create=False, readonly=True) as store:
+            store.description = request.store
+            bundle = _build(store, request, staging)
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Bundle(out, bundle.decisions, bundle.verified, bundle.manifest, bundle.notices)
+
+
+def _build(store: AuditStore, request: BundleRequest, folder: Path) -> Bundle:
+    chains = system_chains(store, request.system)
+    if not chains:
+        raise BundleError(f"{request.store}: no chain belongs to system {request.system!r} "
+                          "(the service.name of the process that wrote it)")
+    for decision in request.decisions:
+        found = store.find_record(decision)
+        if found is None or found[0] not in chains:
+            raise BundleError(f"no decision {decision} of system {request.system!r} in "
+                              f"{request.store}")
+    window = request.window
+    for sub in ("integrity", "sections", "charts", "keys"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    sections, extracts, decisions = collect(
+        store, chains, window, folder,
+        lambda joins: Sections(window, joins, tuple(request.subgroups),
+                               tuple(request.positive_labels)))
+    if not extracts:
+        raise BundleError(f"no records of system {request.system!r} between {window.start} "
+                          f"and {window.end}")
+    for extract in extracts:
+        try:
+            write_chain_evidence(store, folder, extract)
+        except ProofError as error:
+            raise BundleError(f"{error}: the window ends in records not signed yet; wait for "
+                              "the next checkpoint or end the window earlier") from error
+    for decision in request.decisions:
+        write_decision_proof(store, folder, decision)
+    report = Verifier(request.trusted_keys,
+                      allow_self_asserted=not request.trusted_keys).verify(
+        _SystemChains(store, chains))  # type: ignore[arg-type]
+    verification = report.to_json()
+    _write_json(folder / "integrity/verification.json", verification)
+    blocking, notices = blocking_findings(verification)
+    summary = {**verification, "ok": not blocking, "findings": blocking, "notices": notices}
+    keys = _write_keys(store, folder, request, report.chains)
+    data = sections.to_json()
+    for name, section in data.items():
+        _write_json(folder / f"sections/{name}.json", section)
+    _write_json(folder / "decisions-fields.json", {
+        "csv": "decisions.csv: one row per decision, columns in this order",
+        "jsonl": "decisions.jsonl: one JSON object per decision: chain_id, seq, leaf_hash, "
+                 "oversight, disputed, outcome and the recorded event as is",
+        "fields": DECISION_FIELDS})
+    facts = {
+        "system": request.system, "window": {"from": window.start, "to": window.end},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generator": __version__, "store": Path(request.store).name,
+        "counts": {"decisions": decisions, "records_in_window": sum(data["volume"]["by_type"]
+                                                                    .values()),
+                   "extract_records": sum(e.records for e in extracts)},
+        "chains": [{"chain_id": e.chain_id, "first_seq": e.first_seq, "last_seq": e.last_seq,
+                    "records": e.records, "extract": e.path,
+                    "checkpoints": checkpoints_path(e.chain_id),
+                    "anchor": anchor_path(e.chain_id)} for e in extracts],
+        "proven_decisions": list(request.decisions), "keys": keys,
+        "datasets": [{"name": Path(p).name, "sha256": sha256_of(Path(p)),
+                      "size": Path(p).stat().st_size} for p in request.datasets],
+        "items": [{"key": i.key, "title": i.title, "eu_ai_act": i.eu_ai_act,
+                   "standards": i.standards, "files": list(i.files)} for i in ITEMS],
+    }
+    drawn = draw_charts(data, window)
+    for chart in drawn:
+        (folder / f"charts/{chart.name}.svg").write_text(chart.svg, encoding="utf-8")
+    (folder / "report.html").write_text(render_html(facts, data, summary, drawn),
+                                        encoding="utf-8")
+    (folder / "report.pdf").write_bytes(render_pdf(facts, data, summary, drawn))
+    manifest = write_manifest(folder, request.signing_key, facts)
+    return Bundle(folder, decisions, not blocking, manifest, notices)
+
+
+def _write_keys(store: AuditStore, folder: Path, request: BundleRequest,
+                chains: list[Any]) -> list[dict[str, str]]:
+    """The public key of every checkpoint signer, and the bundle signer's."""
+    known = store.public_keys()
+    keys = []
+    for key_id in sorted({k for chain in chains for k in chain.key_ids}):
+        trusted = request.trusted_keys.get(key_id)
+        pem = public_pem(trusted) if trusted is not None else known.get(key_id)
+        if pem is not None:
+            (folder / f"keys/{key_id}.pem").write_text(pem)
+            keys.append({"key_id": key_id, "role": "checkpoint signer"
+                         + (" (trusted by the builder)" if trusted is not None else
+                            " (as the store holds it)")})
+    (folder / SIGNER_KEY).write_text(request.signing_key.public_pem)
+    keys.append({"key_id": request.signing_key.key_id, "role": "bundle manifest signer"})
+    return keys
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+                    encoding="utf-8")

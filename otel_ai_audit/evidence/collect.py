@@ -1,0 +1,209 @@
+"""One streaming pass over a system's chains: the decision log, the chain extracts, the sections.
+
+Per chain, two reads of the store:
+
+1. The indexed columns only (seq, time, type, id): which seqs fall in the window, and where
+   the facts about decisions recorded later (outcomes, oversight, disputes) and the lifecycle
+   records before the window are. Those few are read now, so pass 2 can join them.
+2. The records from the first to the last seq in the window, in pages. Every one of them goes
+   into the chain extract as its exact canonical bytes (a contiguous, hash-linked run, so no
+   record in between can be left out unseen); those whose event time is in the window go into
+   the decision log and the sections.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from otel_ai_audit.evidence.sections import (
+    LIFECYCLE_TYPES,
+    Joins,
+    Location,
+    Sections,
+    output_value,
+    version_of,
+)
+from otel_ai_audit.evidence.window import Window
+from otel_ai_audit.integrity.merkle import leaf_hash
+from otel_ai_audit.record.schema import parse_record
+from otel_ai_audit.store.sqlite import AuditStore
+
+PAGE = 4096
+JOINED_TYPES = ("outcome", "oversight", "dispute")
+
+DECISION_FIELDS: dict[str, str] = {
+    "record_id": "The decision's id (event.id). `otel-ai-audit prove STORE ID` proves it alone.",
+    "time": "When the model decided (event.time), UTC, RFC 3339 with nanoseconds.",
+    "chain_id": "The chain (one writing process) holding the record.",
+    "seq": "The record's position in its chain, from 0.",
+    "leaf_hash": "RFC 9162 leaf hash of the record's canonical bytes: binds the row to the "
+                 "record in integrity/chain-<chain_id>.jsonl.",
+    "model_name": "Model name (model.name).",
+    "model_version": "Model version (model.version).",
+    "model_fingerprint": "SHA-256 of the model's fitted state: which artifact decided.",
+    "operation": "The model method called (predict, predict_proba, ...).",
+    "input_policy": "How the input was recorded: full, hash (keyed HMAC-SHA256), redact, none.",
+    "input": "The input as recorded: JSON (full) or the keyed hash (hash).",
+    "output": "The model's output as recorded (JSON).",
+    "risk_level": "Risk level of the decision (risk.level), e.g. high for urgency 1-2.",
+    "oversight_action": "Last human-oversight action on the decision (EU AI Act Art. 14): "
+                        "accepted, overridden, reversed, not_used, stopped; empty if none.",
+    "reviewer": "Id of the person who took that action.",
+    "reviewer_role": "Their role.",
+    "disputed": "true if a dispute record names this decision.",
+    "outcome": "The true outcome once known (record_outcome); empty if not known.",
+    "trace_id": "OpenTelemetry trace id of the model call.",
+    "span_id": "OpenTelemetry span id of the model call.",
+}
+"""The decision log's columns and what each means (written as `decisions-fields.json`)."""
+
+
+@dataclass(frozen=True)
+class ChainExtract:
+    """A contiguous run of one chain, first..last seq, covering the window."""
+
+    chain_id: str
+    first_seq: int
+    last_seq: int
+    last_record_id: str
+    path: str
+
+    @property
+    def records(self) -> int:
+        return self.last_seq - self.first_seq + 1
+
+
+def system_chains(store: AuditStore, system: str) -> list[str]:
+    """Chains whose opening record names `system` as its service (a chain is one process)."""
+    chains = []
+    for chain_id in store.chain_ids():
+        first = store.record_at(chain_id, 0)
+        if first is None:
+            continue
+        try:
+            event = parse_record(first)["event"]
+        except ValueError:
+            continue
+        if (event.get("service") or {}).get("name") == system:
+            chains.append(chain_id)
+    return chains
+
+
+class DecisionLog:
+    """decisions.csv and decisions.jsonl, written row by row."""
+
+    def __init__(self, folder: Path, joins: Joins) -> None:
+        self.joins = joins
+        self._csv_file = open(folder / "decisions.csv", "w", newline="", encoding="utf-8")
+        self._jsonl: IO[str] = open(folder / "decisions.jsonl", "w", encoding="utf-8")
+        self._csv = csv.writer(self._csv_file)
+        self._csv.writerow(DECISION_FIELDS)
+        self.count = 0
+
+    def add(self, event: dict[str, Any], event_json: str, where: Location) -> None:
+        decision_id = str(event.get("id"))
+        model = event.get("model") or {}
+        captured = event.get("input") or {}
+        review = self.joins.reviews.get(decision_id)
+        trace = event.get("trace") or {}
+        outcome = self.joins.outcomes.get(decision_id)
+        self._csv.writerow([
+            decision_id, event.get("time"), where.chain_id, where.seq, where.leaf_hash,
+            model.get("name"), version_of(event), model.get("fingerprint"),
+            event.get("operation"), captured.get("policy"),
+            _text(captured.get("value", captured.get("hmac_sha256"))),
+            _text(output_value(event)), (event.get("risk") or {}).get("level"),
+            review.action if review else "", review.reviewer if review else "",
+            review.role if review else "", str(decision_id in self.joins.disputed).lower(),
+            "" if outcome is None else _text(outcome), trace.get("trace_id"),
+            trace.get("span_id")])
+        joined = json.dumps({
+            "chain_id": where.chain_id, "seq": where.seq, "leaf_hash": where.leaf_hash,
+            "oversight": review and {"action": review.action, "reviewer": review.reviewer,
+                                     "role": review.role},
+            "disputed": decision_id in self.joins.disputed, "outcome": outcome},
+            ensure_ascii=False, separators=(",", ":"))
+        # The event as recorded: its canonical JSON, cut from the record's bytes.
+        self._jsonl.write(f'{joined[:-1]},"event":{event_json}}}\n')
+        self.count += 1
+
+    def close(self) -> None:
+        self._csv_file.close()
+        self._jsonl.close()
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def collect(store: AuditStore, chains: list[str], window: Window, folder: Path,
+            sections_for: Callable[[Joins], Sections],
+            ) -> tuple[Sections, list[ChainExtract], int]:
+    """Write the decision log and chain extracts into `folder`; return the sections, the
+    extracts and the number of decisions. `sections_for(joins)` makes the `Sections`."""
+    joins = Joins()
+    plans = []
+    lifecycle: list[tuple[dict[str, Any], Location]] = []
+    for chain_id in chains:
+        first, last, last_id = -1, -1, ""
+        for seq, time, kind, record_id in store.indexed_columns(chain_id):
+            if window.holds(time):
+                first = seq if first < 0 else first
+                last, last_id = seq, record_id
+            if (kind in JOINED_TYPES and time >= window.start) or (
+                    kind in LIFECYCLE_TYPES and time < window.end):
+                data = store.record_at(chain_id, seq)
+                if data is None:
+                    continue
+                event = parse_record(data)["event"]
+                if kind in JOINED_TYPES:
+                    joins.add(event)
+                else:
+                    lifecycle.append((event, Location(chain_id, seq, leaf_hash(data).hex())))
+        if first >= 0:
+            plans.append(ChainExtract(chain_id, first, last, last_id,
+                                      f"integrity/chain-{chain_id}.jsonl"))
+    sections = sections_for(joins)
+    for event, where in lifecycle:
+        sections.add_lifecycle(event, where)
+    log = DecisionLog(folder, joins)
+    try:
+        for extract in plans:
+            with open(folder / extract.path, "wb") as out:
+                for seq, time, data in _run(store, extract):
+                    out.write(data + b"\n")
+                    if not window.holds(time):
+                        continue
+                    event = parse_record(data)["event"]
+                    where = Location(extract.chain_id, seq, leaf_hash(data).hex())
+                    sections.add(event, where)
+                    if event.get("type") == "inference":
+                        log.add(event, _event_json(data), where)
+    finally:
+        log.close()
+    return sections, plans, log.count
+
+
+def _event_json(record: bytes) -> str:
+    """The canonical JSON of a record's event: "event" is its last key (RFC 8785 order)."""
+    return record[record.index(b',"event":') + 9:-1].decode("utf-8")
+
+
+def _run(store: AuditStore, extract: ChainExtract) -> Iterator[tuple[int, str, bytes]]:
+    """(seq, time column, canonical bytes) of first_seq..last_seq, a page at a time."""
+    after = extract.first_seq - 1
+    while after < extract.last_seq:
+        page = store.records_after(extract.chain_id, after,
+                                   min(PAGE, extract.last_seq - after))
+        if not page:
+            return
+        for record in page:
+            yield record.seq, record.time, bytes(record.data)
+        after = page[-1].seq

@@ -1,0 +1,178 @@
+"""The bundle's proof that its records are the trail's: checkpoints, keys, inclusion proofs.
+
+Each chain extract is a contiguous run of records, each linking to its predecessor's leaf
+hash. An inclusion proof of the run's last record against a signed checkpoint therefore
+vouches for the whole run (a changed record would break a link, and a changed last record
+would break the proof). The checkpoints file holds every signed checkpoint of the chain, so a
+reader can check the checkpoint chain and which key signed what. Everything here is checked
+offline with the existing proof and checkpoint code, from the files alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from otel_ai_audit.evidence.collect import ChainExtract
+from otel_ai_audit.integrity.checkpoint import Checkpoint, payload_hash, signature_valid
+from otel_ai_audit.integrity.keys import key_id, load_public_key_pem
+from otel_ai_audit.integrity.merkle import GENESIS, leaf_hash
+from otel_ai_audit.integrity.proof import build_proof, check_proof
+from otel_ai_audit.record.schema import parse_header, parse_record
+from otel_ai_audit.store.sqlite import AuditStore
+from otel_ai_audit.verify.findings import Kind
+
+OPEN_CHAIN = Kind.CHAIN_NOT_CLOSED.value
+
+
+def blocking_findings(verification: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The findings of the trail's verification that fail the bundle, and notices.
+
+    A chain without its closing checkpoint is what a running process looks like (a live system
+    answering a request), as well as a crashed one: its records up to the last checkpoint are
+    signed, and the bundle's extracts are proven against those checkpoints on their own. So an
+    open chain is said, not failed; every other finding fails the bundle.
+    """
+    findings = verification.get("findings", [])
+    notices = [f"chain {f.get('chain_id')} has no closing checkpoint (its process is still "
+               "running, or stopped without closing): records after its last checkpoint are "
+               "not signed yet" for f in findings if f.get("kind") == OPEN_CHAIN]
+    return [f for f in findings if f.get("kind") != OPEN_CHAIN], notices
+
+
+def checkpoints_path(chain_id: str) -> str:
+    return f"integrity/checkpoints-{chain_id}.json"
+
+
+def anchor_path(chain_id: str) -> str:
+    return f"integrity/anchor-{chain_id}.json"
+
+
+def proof_path(record_id: str) -> str:
+    return f"integrity/proofs/{record_id}.json"
+
+
+def write_chain_evidence(store: AuditStore, folder: Path, extract: ChainExtract) -> None:
+    """The chain's checkpoints and the proof anchoring the extract's last record."""
+    checkpoints = [{"payload": c.payload.decode("utf-8"),
+                    "signature": base64.b64encode(c.signature).decode("ascii"),
+                    "key_id": c.key_id} for c in store.checkpoints(extract.chain_id)]
+    _write_json(folder / checkpoints_path(extract.chain_id), checkpoints)
+    _write_json(folder / anchor_path(extract.chain_id),
+                build_proof(store, extract.last_record_id))
+
+
+def write_decision_proof(store: AuditStore, folder: Path, record_id: str) -> None:
+    path = folder / proof_path(record_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, build_proof(store, record_id))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def check_chain(folder: Path, chain: dict[str, Any], keys: dict[str, Any]) -> list[str]:
+    """Problems with one chain's extract, checkpoints and anchor (empty: it holds)."""
+    chain_id = str(chain.get("chain_id"))
+    problems = _check_checkpoints(folder, chain_id, keys)
+    expected = int(chain.get("first_seq", 0))
+    previous: bytes | None = None
+    last: bytes | None = None
+    try:
+        with open(folder / str(chain.get("extract")), "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                data = line.rstrip(b"\n")
+                header = parse_header(data)
+                where = f"{chain.get('extract')} line {number}"
+                if header is None or header.chain_id != chain_id:
+                    return [*problems, f"{where}: not a canonical record of chain {chain_id}"]
+                if header.seq != expected:
+                    return [*problems, f"{where}: seq {header.seq} where {expected} belongs "
+                                       "(records missing or reordered)"]
+                link = previous if previous is not None else (GENESIS if expected == 0 else None)
+                if link is not None and bytes.fromhex(header.prev) != link:
+                    problems.append(f"{where}: seq {expected} does not link to the record "
+                                    "before it (one of the two was edited)")
+                previous, last, expected = leaf_hash(data), data, expected + 1
+    except OSError as error:
+        return [*problems, f"{chain.get('extract')}: unreadable: {error.strerror}"]
+    if last is None or expected - 1 != int(chain.get("last_seq", -1)):
+        return [*problems, f"{chain.get('extract')}: ends at seq {expected - 1}, the manifest "
+                           f"says {chain.get('last_seq')} (records removed)"]
+    anchor = _read_json(folder / anchor_path(chain_id))
+    if anchor is None:
+        return [*problems, f"{anchor_path(chain_id)}: missing or not JSON"]
+    problems += [f"{anchor_path(chain_id)}: {p}" for p in check_proof(anchor, keys)]
+    if str(anchor.get("record", "")).encode("utf-8") != last:
+        problems.append(f"{anchor_path(chain_id)}: proves another record than the extract's "
+                        "last one")
+    return problems
+
+
+def check_decision_proof(folder: Path, record_id: str, keys: dict[str, Any]) -> list[str]:
+    path = proof_path(record_id)
+    proof = _read_json(folder / path)
+    if proof is None:
+        return [f"{path}: missing or not JSON"]
+    problems = [f"{path}: {problem}" for problem in check_proof(proof, keys)]
+    try:
+        proven = parse_record(str(proof.get("record", "")).encode("utf-8"))["event"].get("id")
+    except ValueError:
+        proven = None
+    if proven != record_id:
+        problems.append(f"{path}: proves record {proven}, not decision {record_id}")
+    return problems
+
+
+def _check_checkpoints(folder: Path, chain_id: str, keys: dict[str, Any]) -> list[str]:
+    path = checkpoints_path(chain_id)
+    stored = _read_json(folder / path)
+    if not isinstance(stored, list):
+        return [f"{path}: missing or not a list of checkpoints"]
+    problems = []
+    before: bytes | None = None
+    for number, entry in enumerate(stored):
+        try:
+            payload = str(entry["payload"]).encode("utf-8")
+            signature = base64.b64decode(entry["signature"])
+            checkpoint = Checkpoint.from_payload(payload)
+        except (KeyError, TypeError, ValueError) as error:
+            problems.append(f"{path}: checkpoint {number} is malformed: {error}")
+            before = None
+            continue
+        key = keys.get(checkpoint.key_id)
+        if key is None:
+            problems.append(f"{path}: checkpoint {checkpoint.index} is signed by key "
+                            f"{checkpoint.key_id[:16]}, which is not trusted")
+        elif not signature_valid(key, payload, signature):
+            problems.append(f"{path}: checkpoint {checkpoint.index}: signature does not verify")
+        if checkpoint.chain_id != chain_id or checkpoint.index != number:
+            problems.append(f"{path}: checkpoint {number} is not checkpoint {number} of chain "
+                            f"{chain_id}")
+        elif before is not None and checkpoint.prev_checkpoint != payload_hash(before):
+            problems.append(f"{path}: checkpoint {number} does not link to checkpoint "
+                            f"{number - 1}")
+        before = payload
+    return problems
+
+
+def load_bundle_keys(folder: Path) -> dict[str, Any]:
+    """The checkpoint keys the bundle carries (`keys/<key id>.pem`), by key id."""
+    keys = {}
+    for path in sorted((folder / "keys").glob("*.pem")):
+        try:
+            key = load_public_key_pem(path.read_bytes())
+        except ValueError:
+            continue
+        keys[key_id(key)] = key
+    return keys
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,73 @@
+"""The time window an authority asks about, selected by event time (`event.time`, UTC).
+
+The window is half-open, `[from, to)`: two consecutive requests never count a record twice.
+Times are RFC 3339 / ISO 8601; one without a UTC offset is read as UTC (the trail's clock).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+
+from otel_ai_audit.record.canonical import rfc3339_from_ns
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+class WindowError(ValueError):
+    """A time or window that cannot be used, said in words a user can act on."""
+
+
+def parse_time(text: str) -> int:
+    """Unix nanoseconds of an RFC 3339 / ISO 8601 time (nanosecond fractions kept)."""
+    value = text.strip()
+    nanos = 0
+    fraction = _FRACTION.search(value)
+    if fraction:
+        digits = fraction.group(1)
+        if len(digits) > 9:
+            raise WindowError(f"{text!r}: more than nanosecond precision")
+        nanos = int(digits.ljust(9, "0"))
+        value = value[:fraction.start()] + value[fraction.end():]
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise WindowError(f"{text!r} is not a time: use RFC 3339, e.g. 2026-03-01T00:00:00Z"
+                          ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp()) * 1_000_000_000 + nanos
+
+
+@dataclass(frozen=True)
+class Window:
+    start_ns: int
+    end_ns: int
+
+    @classmethod
+    def parse(cls, start: str, end: str) -> Window:
+        window = cls(parse_time(start), parse_time(end))
+        if window.end_ns <= window.start_ns:
+            raise WindowError(f"the window ends ({end}) before it starts ({start})")
+        return window
+
+    @cached_property
+    def start(self) -> str:
+        """The start as the store's `time` column writes it (fixed width: compares as text)."""
+        return rfc3339_from_ns(self.start_ns)
+
+    @cached_property
+    def end(self) -> str:
+        return rfc3339_from_ns(self.end_ns)
+
+    def holds(self, time: str) -> bool:
+        return self.start <= time < self.end
+
+    def bucket(self, time: str, buckets: int) -> int:
+        """Index of the equal slice of the window `time` falls in (0 .. buckets-1)."""
+        offset = parse_time(time) - self.start_ns
+        return min(max(offset * buckets // (self.end_ns - self.start_ns), 0), buckets - 1)
