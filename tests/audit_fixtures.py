@@ -38,6 +38,13 @@ def inference_event(i: int) -> dict[str, Any]:
                                                                      "label": i % 2 == 0})
 
 
+def saved_key(directory: Path) -> tuple[SigningKey, Path]:
+    """A new signing key saved in `directory`; returns it and its public key file."""
+    signing = SigningKey.generate()
+    signing.save(directory / "audit.key.pem", directory / "audit.pub.pem")
+    return signing, directory / "audit.pub.pem"
+
+
 def write_store(path: Path, key: SigningKey, records: int = 20, *, checkpoint_every: int = 4,
                 close: bool = True) -> AuditWriter:
     """Write `records` inference events (after the chain_open record at seq 0).

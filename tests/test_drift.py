@@ -23,7 +23,7 @@ from scipy.stats import chi2_contingency, ks_2samp
 
 from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
-from otel_ai_audit.monitoring.drift import DriftPolicy, compare, drift, ks_binned
+from otel_ai_audit.monitoring.drift import DriftPolicy, DriftReport, compare, drift, ks_binned
 from otel_ai_audit.monitoring.profile import OTHER, ReferenceProfile, profile_feature
 from otel_ai_audit.monitoring.records import ElasticsearchEvents, StoreEvents, record_time
 from otel_ai_audit.monitoring.telemetry import monitoring_metrics
@@ -90,7 +90,7 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
                 ReferenceProfile.from_json(reference["reference"]))
 
 
-def store_drift(trail: Trail, window: tuple[str, str]) -> dict[str, object]:
+def store_drift(trail: Trail, window: tuple[str, str]) -> DriftReport:
     with AuditStore(trail.store, create=False, readonly=True) as store:
         (report,) = drift(StoreEvents(store), "adult-income", *window)
     return report

@@ -43,7 +43,7 @@ from otel_ai_audit.sinks.elasticsearch import (
     record_fields,
 )
 from otel_ai_audit.store.sqlite import AuditStore
-from tests.audit_fixtures import chain_ids, edit_event, inference_event, rows, tamper
+from tests.audit_fixtures import chain_ids, edit_event, inference_event, rows, saved_key, tamper
 from tests.instrumentation_fixtures import instrumented
 from tests.services.base import free_port, http_server, wait_until
 from tests.services.elasticsearch import ElasticsearchService
@@ -111,10 +111,7 @@ def located(report: dict[str, Any]) -> set[tuple[str, int, str]]:
 
 @pytest.fixture(scope="module")
 def key(tmp_path_factory: pytest.TempPathFactory) -> tuple[SigningKey, Path]:
-    signing = SigningKey.generate()
-    directory = tmp_path_factory.mktemp("keys")
-    signing.save(directory / "audit.key.pem", directory / "audit.pub.pem")
-    return signing, directory / "audit.pub.pem"
+    return saved_key(tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture(scope="module")

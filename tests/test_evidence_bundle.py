@@ -296,6 +296,23 @@ def test_tampered_bundle_fails_verify_bundle(scenario: TriageScenario,
     assert "Traceback" not in result.stderr
 
 
+def test_decision_log_cannot_be_changed_by_the_bundle_signer(
+        scenario: TriageScenario, bundle_key: tuple[Path, Path], bundle: Path,
+        tmp_path: Path) -> None:
+    """Whoever holds the bundle's key can re-sign the manifest, but the decisions are records
+    of the extracts, which only the trail's key vouches for."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    _edit_csv(copy)
+    facts = json.loads((copy / "manifest.json").read_text())
+    for field in ("format", "signing_key_id", "files"):
+        facts.pop(field)
+    write_manifest(copy, SigningKey.load(bundle_key[0]), facts)
+    result = cli("verify-bundle", str(copy), *trusted(scenario, bundle_key))
+    assert result.returncode == 1, result.stdout
+    assert "FAIL decisions.csv row 1: differs from decision" in result.stdout
+
+
 # --- bad input -----------------------------------------------------------------------------------
 
 

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +23,7 @@ from click.testing import CliRunner
 
 from otel_ai_audit.cli import main
 from otel_ai_audit.dashboards import kibana
-from tests.services.base import free_port, http_server
+from tests.services.base import free_port, json_http_server
 
 CREATE_FIELDS = {"name", "rule_type_id", "consumer", "schedule", "params", "actions", "tags",
                  "enabled", "throttle", "notify_when"}
@@ -120,26 +119,6 @@ class FakeKibana:
         return 200, {"id": key[1], **self.rules[key]}
 
 
-def _handler(state: FakeKibana) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            status, answer = state.handle(self.command, self.path, self.headers, body)
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_POST = do_PUT = do_GET = _answer  # noqa: N815 - the http.server API
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 API_KEY = "VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw"
 API_KEY_HEADER = "ApiKey " + base64.b64encode(API_KEY.encode()).decode()
 
@@ -147,7 +126,7 @@ API_KEY_HEADER = "ApiKey " + base64.b64encode(API_KEY.encode()).decode()
 @pytest.fixture
 def peer() -> Iterator[tuple[str, FakeKibana]]:
     state = FakeKibana(API_KEY_HEADER, spaces=("default", "audit"))
-    with http_server(_handler(state)) as url:
+    with json_http_server(state.handle) as url:
         yield url, state
 
 

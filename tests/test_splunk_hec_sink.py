@@ -31,7 +31,15 @@ from otel_ai_audit.sinks import DeliveryError, Shipper
 from otel_ai_audit.sinks.otlp import checkpoint_span, record_span
 from otel_ai_audit.sinks.splunk_hec import SplunkHecSink
 from otel_ai_audit.store.sqlite import AuditStore
-from tests.audit_fixtures import chain_ids, edit_event, rows, set_data, tamper, write_store
+from tests.audit_fixtures import (
+    chain_ids,
+    edit_event,
+    rows,
+    saved_key,
+    set_data,
+    tamper,
+    write_store,
+)
 from tests.instrumentation_fixtures import instrumented
 from tests.services.splunk_hec import SplunkHec, Token, serve
 
@@ -49,10 +57,7 @@ def hec() -> Iterator[SplunkHec]:
 
 @pytest.fixture(scope="module")
 def key(tmp_path_factory: pytest.TempPathFactory) -> tuple[SigningKey, Path]:
-    signing = SigningKey.generate()
-    directory = tmp_path_factory.mktemp("keys")
-    signing.save(directory / "audit.key.pem", directory / "audit.pub.pem")
-    return signing, directory / "audit.pub.pem"
+    return saved_key(tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture

@@ -47,12 +47,14 @@ from examples.triage.data import (
     FEATURES,
     HIGH_URGENCY,
     NUMERIC,
+    SUBGROUPS,
     TARGET,
     patients,
 )
+from otel_ai_audit.evidence import Bundle, BundleRequest, Window, build_bundle
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.instrumentation.sklearn.identity import identity
-from otel_ai_audit.integrity.keys import SigningKey
+from otel_ai_audit.integrity.keys import SigningKey, load_trusted_keys
 from otel_ai_audit.integrity.merkle import leaf_hash
 from otel_ai_audit.monitoring.drift import drift
 from otel_ai_audit.monitoring.records import StoreEvents, record_time
@@ -301,16 +303,34 @@ class _Play:
         otel_ai_audit.configure().processor.submit_event(new_event(kind, **to_json_data(fields)))
 
 
+def answer_request(scenario: TriageScenario, out: str | Path) -> Bundle:
+    """The authority's request for the run's 48 hours: the evidence bundle in `out` (new),
+    naming the disputed and an overridden decision, signed with the trail's key (in
+    production: the key of whoever answers the request)."""
+    return build_bundle(BundleRequest(
+        store=str(scenario.store), system=SYSTEM, window=Window.parse(scenario.start, scenario.end),
+        out=Path(out), signing_key=SigningKey.load(scenario.signing_key),
+        trusted_keys=load_trusted_keys([scenario.public_key]),
+        decisions=(scenario.disputed_decision, scenario.overridden_decision),
+        subgroups=SUBGROUPS, positive_labels=tuple(str(label) for label in HIGH_URGENCY),
+        datasets=(str(scenario.training_data),)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="triage-demo", help="folder for the store and keys")
     parser.add_argument("--patients-per-hour", type=int, default=30)
     parser.add_argument("--hour-seconds", type=float, default=0.05,
                         help="real seconds each simulated hour lasts at least")
+    parser.add_argument("--bundle", help="also answer the request: the evidence bundle here")
     args = parser.parse_args()
     scenario = run_triage_scenario(args.out, patients_per_hour=args.patients_per_hour,
                                    hour_seconds=args.hour_seconds)
     print(json.dumps({key: str(value) for key, value in vars(scenario).items()}, indent=2))
+    if args.bundle:
+        bundle = answer_request(scenario, args.bundle)
+        print(f"evidence bundle: {bundle.path} ({bundle.decisions} decisions); check it with "
+              f"otel-ai-audit verify-bundle {bundle.path} --public-key {scenario.public_key}")
 
 
 if __name__ == "__main__":

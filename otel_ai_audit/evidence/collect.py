@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +24,7 @@ from otel_ai_audit.evidence.sections import (
     LIFECYCLE_TYPES,
     Joins,
     Location,
+    Review,
     Sections,
     output_value,
     version_of,
@@ -34,6 +35,8 @@ from otel_ai_audit.record.schema import parse_record
 from otel_ai_audit.store.sqlite import AuditStore
 
 PAGE = 4096
+DECISIONS_CSV = "decisions.csv"
+DECISIONS_JSONL = "decisions.jsonl"
 JOINED_TYPES = ("outcome", "oversight", "dispute")
 
 DECISION_FIELDS: dict[str, str] = {
@@ -95,38 +98,25 @@ def system_chains(store: AuditStore, system: str) -> list[str]:
 
 
 class DecisionLog:
-    """decisions.csv and decisions.jsonl, written row by row."""
+    """decisions.csv and decisions.jsonl, written row by row (the same rows, in chain order)."""
 
     def __init__(self, folder: Path, joins: Joins) -> None:
         self.joins = joins
-        self._csv_file = open(folder / "decisions.csv", "w", newline="", encoding="utf-8")
-        self._jsonl: IO[str] = open(folder / "decisions.jsonl", "w", encoding="utf-8")
+        self._csv_file = open(folder / DECISIONS_CSV, "w", newline="", encoding="utf-8")
+        self._jsonl: IO[str] = open(folder / DECISIONS_JSONL, "w", encoding="utf-8")
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(DECISION_FIELDS)
         self.count = 0
 
     def add(self, event: dict[str, Any], event_json: str, where: Location) -> None:
         decision_id = str(event.get("id"))
-        model = event.get("model") or {}
-        captured = event.get("input") or {}
         review = self.joins.reviews.get(decision_id)
-        trace = event.get("trace") or {}
+        disputed = decision_id in self.joins.disputed
         outcome = self.joins.outcomes.get(decision_id)
-        self._csv.writerow([
-            decision_id, event.get("time"), where.chain_id, where.seq, where.leaf_hash,
-            model.get("name"), version_of(event), model.get("fingerprint"),
-            event.get("operation"), captured.get("policy"),
-            _text(captured.get("value", captured.get("hmac_sha256"))),
-            _text(output_value(event)), (event.get("risk") or {}).get("level"),
-            review.action if review else "", review.reviewer if review else "",
-            review.role if review else "", str(decision_id in self.joins.disputed).lower(),
-            "" if outcome is None else _text(outcome), trace.get("trace_id"),
-            trace.get("span_id")])
+        self._csv.writerow(csv_row(event, where, review, disputed, outcome))
         joined = json.dumps({
             "chain_id": where.chain_id, "seq": where.seq, "leaf_hash": where.leaf_hash,
-            "oversight": review and {"action": review.action, "reviewer": review.reviewer,
-                                     "role": review.role},
-            "disputed": decision_id in self.joins.disputed, "outcome": outcome},
+            "oversight": review and asdict(review), "disputed": disputed, "outcome": outcome},
             ensure_ascii=False, separators=(",", ":"))
         # The event as recorded: its canonical JSON, cut from the record's bytes.
         self._jsonl.write(f'{joined[:-1]},"event":{event_json}}}\n')
@@ -137,10 +127,33 @@ class DecisionLog:
         self._jsonl.close()
 
 
+def csv_row(event: dict[str, Any], where: Location, review: Review | None, disputed: bool,
+            outcome: Any) -> list[str]:
+    """A decision's row of decisions.csv (columns of `DECISION_FIELDS`), as text."""
+    model = event.get("model") or {}
+    captured = event.get("input") or {}
+    trace = event.get("trace") or {}
+    row = [
+        event.get("id"), event.get("time"), where.chain_id, where.seq, where.leaf_hash,
+        model.get("name"), version_of(event), model.get("fingerprint"), event.get("operation"),
+        captured.get("policy"), _text(captured.get("value", captured.get("hmac_sha256"))),
+        _text(output_value(event)), (event.get("risk") or {}).get("level"),
+        review.action if review else "", review.reviewer if review else "",
+        review.role if review else "", str(disputed).lower(), _text(outcome),
+        trace.get("trace_id"), trace.get("span_id")]
+    return ["" if value is None else str(value) for value in row]
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def event_json(record: bytes) -> bytes:
+    """The canonical JSON of a record's (or a decision log line's) event: "event" is the last
+    key of both, and a key never appears unescaped inside a JSON string."""
+    return record[record.index(b',"event":') + 9:-1]
 
 
 def collect(store: AuditStore, chains: list[str], window: Window, folder: Path,
@@ -185,15 +198,10 @@ def collect(store: AuditStore, chains: list[str], window: Window, folder: Path,
                     where = Location(extract.chain_id, seq, leaf_hash(data).hex())
                     sections.add(event, where)
                     if event.get("type") == "inference":
-                        log.add(event, _event_json(data), where)
+                        log.add(event, event_json(data).decode("utf-8"), where)
     finally:
         log.close()
     return sections, plans, log.count
-
-
-def _event_json(record: bytes) -> str:
-    """The canonical JSON of a record's event: "event" is its last key (RFC 8785 order)."""
-    return record[record.index(b',"event":') + 9:-1].decode("utf-8")
 
 
 def _run(store: AuditStore, extract: ChainExtract) -> Iterator[tuple[int, str, bytes]]:

@@ -11,11 +11,21 @@ offline with the existing proof and checkpoint code, from the files alone.
 from __future__ import annotations
 
 import base64
+import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from otel_ai_audit.evidence.collect import ChainExtract
+from otel_ai_audit.evidence.collect import (
+    DECISION_FIELDS,
+    DECISIONS_CSV,
+    DECISIONS_JSONL,
+    ChainExtract,
+    csv_row,
+    event_json,
+)
+from otel_ai_audit.evidence.sections import Location, Review
 from otel_ai_audit.integrity.checkpoint import Checkpoint, payload_hash, signature_valid
 from otel_ai_audit.integrity.keys import key_id, load_public_key_pem
 from otel_ai_audit.integrity.merkle import GENESIS, leaf_hash
@@ -25,6 +35,8 @@ from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.findings import Kind
 
 OPEN_CHAIN = Kind.CHAIN_NOT_CLOSED.value
+MAX_LISTED = 20
+"""Differences listed per decision log before the rest is summarised in one line."""
 
 
 def blocking_findings(verification: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -110,6 +122,71 @@ def check_chain(folder: Path, chain: dict[str, Any], keys: dict[str, Any]) -> li
         problems.append(f"{anchor_path(chain_id)}: proves another record than the extract's "
                         "last one")
     return problems
+
+
+def check_decision_log(folder: Path, chains: list[dict[str, Any]]) -> list[str]:
+    """Each decision of the log is a record of the chain extracts (same leaf hash, same event
+    bytes), and its CSV row is the one its JSONL line gives. So whoever holds only the bundle's
+    key cannot change a decision either: the extracts are proven against the trail's key.
+
+    Both files are in extract order, so they are read in step with the extracts (streaming).
+    """
+    problems: list[str] = []
+    records = _extract_records(folder, chains)
+    current = next(records, None)
+    try:
+        with open(folder / DECISIONS_JSONL, "rb") as lines, \
+                open(folder / DECISIONS_CSV, newline="", encoding="utf-8") as table:
+            rows = csv.reader(table)
+            if next(rows, None) != list(DECISION_FIELDS):
+                return [f"{DECISIONS_CSV}: its header is not the field dictionary's"]
+            for number, line in enumerate(lines, 1):
+                where = f"{DECISIONS_JSONL} line {number}"
+                try:
+                    entry = json.loads(line)
+                    event, chain_id, seq = entry["event"], str(entry["chain_id"]), entry["seq"]
+                except (ValueError, KeyError, TypeError):
+                    return [*problems, f"{where}: not a decision log line"]
+                while current is not None and current[:2] != (chain_id, seq):
+                    current = next(records, None)
+                if current is None:
+                    return [*problems, f"{where}: decision {event.get('id')} is not in the chain "
+                                       f"extracts (chain {chain_id} seq {seq})"]
+                data = current[2]
+                leaf = leaf_hash(data).hex()
+                if event_json(line.rstrip(b"\n")) != event_json(data) or entry.get(
+                        "leaf_hash") != leaf:
+                    problems.append(f"{where}: differs from record seq {seq} of chain "
+                                    f"{chain_id} in the extract")
+                review = Review(**entry["oversight"]) if entry.get("oversight") else None
+                expected = csv_row(event, Location(chain_id, seq, leaf), review,
+                                   bool(entry.get("disputed")), entry.get("outcome"))
+                if next(rows, None) != expected:
+                    problems.append(f"{DECISIONS_CSV} row {number}: differs from decision "
+                                    f"{event.get('id')} ({where})")
+                if len(problems) >= MAX_LISTED:
+                    return [*problems, f"{DECISIONS_CSV}/{DECISIONS_JSONL}: further differences "
+                                       "not listed"]
+            if next(rows, None) is not None:
+                problems.append(f"{DECISIONS_CSV}: more rows than {DECISIONS_JSONL} has lines")
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        problems.append(f"decision log unreadable: {error}")
+    return problems
+
+
+def _extract_records(folder: Path, chains: list[dict[str, Any]],
+                     ) -> Iterator[tuple[str, int, bytes]]:
+    """(chain id, seq, bytes) of every record of the extracts, in manifest order."""
+    for chain in chains:
+        try:
+            with open(folder / str(chain.get("extract")), "rb") as handle:
+                for line in handle:
+                    data = line.rstrip(b"\n")
+                    header = parse_header(data)
+                    if header is not None:
+                        yield header.chain_id, header.seq, data
+        except OSError:
+            continue
 
 
 def check_decision_proof(folder: Path, record_id: str, keys: dict[str, Any]) -> list[str]:

@@ -4,7 +4,8 @@
    carries: integrity, not authorship, which is said).
 2. Every file against the manifest's SHA-256 and size; files the manifest does not list.
 3. Every chain extract: contiguous, hash-linked, its last record proven by an RFC 9162
-   inclusion proof against a signed checkpoint; the checkpoints' signatures and links.
+   inclusion proof against a signed checkpoint; the checkpoints' signatures and links. Every
+   decision of the log (CSV and JSONL) is one of those records.
 4. The inclusion proofs of the decisions named in the request.
 5. The verification of the whole trail made when the bundle was built.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from otel_ai_audit.evidence.integrity import (
     blocking_findings,
     check_chain,
+    check_decision_log,
     check_decision_proof,
     load_bundle_keys,
 )
@@ -52,6 +54,7 @@ def verify_bundle(folder: str | Path, trusted_keys: dict[str, Any] | None = None
     keys = dict(trusted_keys) if trusted_keys else load_bundle_keys(folder)
     for chain in check.manifest.get("chains", []):
         check.problems += check_chain(folder, chain, keys)
+    check.problems += check_decision_log(folder, check.manifest.get("chains", []))
     for decision in check.manifest.get("proven_decisions", []):
         check.problems += check_decision_proof(folder, str(decision), keys)
     try:

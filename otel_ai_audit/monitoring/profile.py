@@ -241,7 +241,7 @@ def build_profile(fingerprint: str, data: Any, predictions: Any = None, *,
                      for name, column in columns.items())
     prediction = None
     if predictions is not None:
-        values = np.asarray(predictions)
+        values = _host(predictions)
         if values.ndim == 2 and values.shape[1] > 1:
             values = _classes_of(values, classes)
         prediction = profile_feature(PREDICTION, values.reshape(-1), bins=bins,
@@ -254,12 +254,17 @@ def build_profile(fingerprint: str, data: Any, predictions: Any = None, *,
 def _columns(data: Any) -> dict[str, Any]:
     if hasattr(data, "columns") and hasattr(data, "__getitem__"):
         return {str(name): data[name].to_numpy() for name in data.columns}
-    array = np.asarray(data.detach().cpu().numpy() if hasattr(data, "detach") else data)
+    array = _host(data)
     if array.ndim == 1:
         array = array.reshape(-1, 1)
     if array.ndim != 2:
         raise ValueError(f"reference data must be a table (2-D), not shape {array.shape}")
     return {f"x{index}": array[:, index] for index in range(array.shape[1])}
+
+
+def _host(data: Any) -> np.ndarray:
+    """An array or a tensor (on any device, with or without gradients) as a numpy array."""
+    return np.asarray(data.detach().cpu().numpy() if hasattr(data, "detach") else data)
 
 
 def _classes_of(scores: np.ndarray, classes: Sequence[Any]) -> np.ndarray:

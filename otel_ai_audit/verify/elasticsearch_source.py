@@ -14,8 +14,6 @@ to the verifier, which reports them as INDEX_MISMATCH.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +36,7 @@ from otel_ai_audit.sinks.elasticsearch import (
     transport_reason,
 )
 from otel_ai_audit.store.sqlite import StoreError
+from otel_ai_audit.verify.export_source import decode_base64
 
 _LONG_MAX = 2**63 - 1
 
@@ -101,7 +100,7 @@ class ElasticsearchSource:
         mismatches: list[tuple[int, str]] = []
         for hit in self._scan(self.records_index, chain_id, "chain.seq"):
             fields = _flatten(hit.get("_source") or {})
-            data = _decode(fields.pop("canonical", None))
+            data = decode_base64(fields.pop("canonical", None))
             indexed = hit["sort"][0]
             position = indexed if isinstance(indexed, int) and indexed < _LONG_MAX else -1
             mismatch = _disagreement(hit["_id"], fields, data, position)
@@ -115,7 +114,9 @@ class ElasticsearchSource:
             self.records_index, size=1, source=["canonical"], sort=[{"_shard_doc": "asc"}],
             query={"bool": {"filter": [{"term": {"chain.id": chain_id}},
                                        {"term": {"chain.seq": seq}}]}})["hits"]["hits"]
-        return _decode(_flatten(hits[0].get("_source") or {}).get("canonical")) if hits else None
+        if not hits:
+            return None
+        return decode_base64(_flatten(hits[0].get("_source") or {}).get("canonical"))
 
     def checkpoints(self, chain_id: str) -> list[SignedCheckpoint]:
         if self.checkpoints_index not in self._pits:
@@ -124,7 +125,7 @@ class ElasticsearchSource:
         for hit in self._scan(self.checkpoints_index, chain_id, "checkpoint.index"):
             fields = _flatten(hit.get("_source") or {})
             signed.append(SignedCheckpoint(
-                _decode(fields.get("payload")), _decode(fields.get("signature")),
+                decode_base64(fields.get("payload")), decode_base64(fields.get("signature")),
                 str(fields.get("key_id", "")), chain_id, _integer(fields.get("checkpoint.index")),
                 _integer(fields.get("checkpoint.size"))))
         return signed
@@ -256,16 +257,6 @@ def _flatten(source: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def _decode(value: Any) -> bytes:
-    """A binary field's bytes; anything else as its text, for the verifier to reject."""
-    if not isinstance(value, str):
-        return b"" if value is None else str(value).encode()
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return value.encode()
 
 
 def _integer(value: Any) -> int:

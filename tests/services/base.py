@@ -7,6 +7,7 @@ own log, so a failing CI run shows why Elasticsearch or the Collector refused to
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,6 +48,43 @@ def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+JsonAnswer = Callable[[str, str, Any, bytes], "tuple[int, Any] | None"]
+"""(method, path with query, headers, body) -> (status, JSON answer), or None to drop the
+connection without answering."""
+
+
+@contextmanager
+def json_http_server(answer: JsonAnswer) -> Iterator[str]:
+    """A loopback HTTP/1.1 peer whose every answer is JSON (`answer` decides it), for the
+    protocols no real server can run here; yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            outcome = answer(self.command, self.path, self.headers, body)
+            if outcome is None:
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            status, content = outcome
+            data = json.dumps(content).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = _answer  # noqa: N815 - the http.server API
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http_server(Handler) as url:
+        yield url
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -36,12 +36,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.services.base import http_server
+from tests.services.base import json_http_server
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}")
@@ -225,29 +224,12 @@ def _parse(text: str, token: Token) -> tuple[list[dict[str, Any]], dict[str, Any
 def serve(hec: SplunkHec) -> Iterator[SplunkHec]:
     """Run `hec` on a free loopback port (its `url` is set) until the block ends."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def answer(method: str, target: str, headers: Any,
+               body: bytes) -> tuple[int, dict[str, Any]] | None:
+        parts = urlsplit(target)
+        status, content = hec.handle(parts.path, parse_qs(parts.query), headers, body)
+        return None if content is None else (status, content)
 
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            parts = urlsplit(self.path)
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, answer = hec.handle(parts.path, parse_qs(parts.query), self.headers, body)
-            if answer is None:
-                self.close_connection = True
-                self.connection.shutdown(2)
-                return
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST  # noqa: N815 - /services/collector/health
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    with http_server(Handler) as url:
+    with json_http_server(answer) as url:
         hec.url = url
         yield hec

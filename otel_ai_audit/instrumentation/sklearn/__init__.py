@@ -192,9 +192,9 @@ class TrainingRecord:
             return build_profile(digest, self.features, self.estimator.predict(self.features),
                                  classes=getattr(self.estimator, "classes_", ()),
                                  **self.profile_options)
-        except Exception:  # noqa: BLE001 - odd training data costs the profile, not the record
-            logger.warning("otel-ai-audit: no reference profile for %s",
-                           estimator_name(self.estimator), exc_info=True)
+        except Exception as error:  # noqa: BLE001 - odd data costs the profile, not the record
+            logger.warning("otel-ai-audit: no reference profile (drift monitoring) for %s: %s",
+                           estimator_name(self.estimator), error)
             return None
         finally:
             _in_model_call.reset(token)
