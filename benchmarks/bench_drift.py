@@ -6,6 +6,11 @@
 * from an embedded store, end to end (read, parse, group, compare), on STORE_DECISIONS
   decisions written by the real writer, reported as decisions per second.
 
+And what the monitoring view costs an online model: the single-row scikit-learn call of
+`bench_instrumentation`, audited with and without a reference profile, side by side in one
+run: the caller's CPU must not change (the view is built on the writer thread), the whole
+process's shows the writer's extra work.
+
 The decisions are the UCI Adult test split resampled with replacement, so the numbers are
 those of real bins and categories.
 """
@@ -83,6 +88,37 @@ def _store_rate(profile: object, views: list[dict[str, object]]) -> float:
     return STORE_DECISIONS / elapsed
 
 
+def _hot_path(profiled: bool) -> list[Result]:
+    from opentelemetry.sdk.trace import TracerProvider
+    from sklearn.linear_model import LogisticRegression
+
+    from benchmarks.bench_instrumentation import _side_by_side
+    from otel_ai_audit import runtime
+    from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
+
+    features = np.random.default_rng(0).normal(size=(500, 10))
+    with tempfile.TemporaryDirectory(prefix="otel-ai-audit-bench-") as folder:
+        runtime.shutdown()
+        provider = TracerProvider()
+        audit = runtime.configure(provider, store=str(Path(folder) / "audit.db"))
+        try:
+            model = LogisticRegression().fit(features, (features[:, 0] > 0).astype(int))
+            if profiled:
+                runtime.register_reference(model, features, model.predict(features),
+                                           classes=model.classes_)
+            instrumentor = SklearnInstrumentor()
+            row = features[:1]
+            measured = _side_by_side(
+                f"sklearn 1 row, {'with' if profiled else 'no'} reference profile",
+                lambda: model.predict(row),
+                lambda: instrumentor.instrument(tracer_provider=provider),
+                instrumentor.uninstrument, audit.writer.flush)
+        finally:
+            runtime.shutdown()
+    return [result for result in measured if "+ audit, caller CPU" in result.name
+            or "+ audit, whole process CPU" in result.name]
+
+
 def run() -> list[Result]:
     from otel_ai_audit.monitoring.drift import codes_of_views, drift_of_codes
 
@@ -107,4 +143,6 @@ def run() -> list[Result]:
         Result(f"drift from the embedded store ({STORE_DECISIONS:,} decisions)",
                _store_rate(profile, views), "decisions/s",
                note="read, parse canonical JSON, group, code, compare"),
+        *_hot_path(profiled=False),
+        *_hot_path(profiled=True),
     ]

@@ -358,3 +358,24 @@ def test_register_reference_for_a_torch_model(tmp_path: Path) -> None:
     assert calm.drifted == [] and calm.decisions == len(test)
     capital_gain = f"x{NUMERIC.index('capital_gain')}"
     assert {f for f in shifted.drifted if f != "prediction"} == {capital_gain}
+
+
+def test_a_failing_monitoring_view_costs_the_view_never_the_decision(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_ai_audit.monitoring import profile as profile_module
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("monitoring bug")
+
+    train = load_split("train").frame.head(2000)
+    with instrumented(tmp_path, SklearnInstrumentor) as process:
+        model = adult_pipeline().fit(train[FEATURES], train[TARGET])
+        expected = model.predict_proba(train[FEATURES].head(5))
+        assert process.runtime.writer.flush()
+        monkeypatch.setattr(profile_module, "_views", broken)
+        assert np.array_equal(model.predict_proba(train[FEATURES].head(5)), expected)
+        decisions = process.events("inference")
+        assert process.verify().ok
+    assert len(decisions) == 10
+    assert all("monitor" in d for d in decisions[:5])
+    assert not any("monitor" in d for d in decisions[5:])

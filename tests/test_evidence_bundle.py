@@ -31,6 +31,7 @@ from otel_ai_audit.pipeline.writer import AuditWriter
 from otel_ai_audit.record.canonical import rfc3339_from_ns
 from otel_ai_audit.record.schema import EventType, new_event, parse_record
 from otel_ai_audit.store.sqlite import AuditStore
+from tests.audit_fixtures import saved_key, tamper
 from tests.conftest import _service_unavailable
 from tests.services.base import ServiceStartError
 from tests.services.chromium import chromium_binary, render
@@ -53,9 +54,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> TriageScenario:
 def bundle_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The key the bundle is signed with: the authority's contact's, not the trail's."""
     folder = tmp_path_factory.mktemp("bundle-key")
-    private, public = folder / "bundle.key.pem", folder / "bundle.pub.pem"
-    SigningKey.generate().save(private, public)
-    return private, public
+    _, public = saved_key(folder)
+    return folder / "audit.key.pem", public
 
 
 def evidence(scenario: TriageScenario, bundle_key: tuple[Path, Path], out: Path, start: str,
@@ -405,8 +405,7 @@ def test_report_renders_in_headless_chromium(chromium: Path, scenario: TriageSce
 def test_bundle_of_a_running_system(tmp_path: Path, bundle_key: tuple[Path, Path]) -> None:
     """A live system's chain has no closing checkpoint yet: the bundle says so and holds,
     since its records are proven against the checkpoints signed so far."""
-    key = SigningKey.generate()
-    key.save(tmp_path / "trail.key.pem", tmp_path / "trail.pub.pem")
+    key, trail_key = saved_key(tmp_path)
     writer = AuditWriter(str(tmp_path / "audit.db"), key, service_name="live-system",
                          checkpoint_every=10, checkpoint_interval=3600)
     try:
@@ -422,10 +421,10 @@ def test_bundle_of_a_running_system(tmp_path: Path, bundle_key: tuple[Path, Path
         result = cli("evidence", "--store", str(tmp_path / "audit.db"), "--system",
                      "live-system", "--from", first["time"], "--to", end, "--out", str(out),
                      "--signing-key", str(bundle_key[0]), "--public-key",
-                     str(tmp_path / "trail.pub.pem"), "--decision", first["id"])
+                     str(trail_key), "--decision", first["id"])
         assert result.returncode == 0, result.stdout + result.stderr
         assert "has no closing checkpoint" in result.stdout
-        checked = cli("verify-bundle", str(out), "--public-key", str(tmp_path / "trail.pub.pem"),
+        checked = cli("verify-bundle", str(out), "--public-key", str(trail_key),
                       "--public-key", str(bundle_key[1]))
         assert checked.returncode == 0, checked.stdout
         assert "has no closing checkpoint" in checked.stdout
@@ -441,3 +440,31 @@ def test_bundle_of_a_running_system(tmp_path: Path, bundle_key: tuple[Path, Path
         assert "not signed yet" in unsigned.stderr and not (tmp_path / "later").exists()
     finally:
         writer.close()
+
+
+def test_a_chain_that_cannot_be_attributed_fails_the_bundle(
+        tmp_path: Path, bundle_key: tuple[Path, Path]) -> None:
+    """Delete another chain's opening record (which names its system): that chain might be
+    the system's, so the bundle cannot claim completeness."""
+    key, trail_key = saved_key(tmp_path)
+    store = tmp_path / "audit.db"
+    for system in ("system-a", "system-b"):
+        writer = AuditWriter(str(store), key, service_name=system)
+        writer.submit(new_event(EventType.INFERENCE, output={"policy": "full", "value": 1}))
+        writer.close()
+    with AuditStore(store, create=False, readonly=True) as reader:
+        [hidden] = [chain for chain in reader.chain_ids()
+                    if b"system-b" in (reader.record_at(chain, 0) or b"")]
+    tamper(store, "DELETE FROM records WHERE chain_id = ? AND seq = 0", (hidden,))
+    out = tmp_path / "bundle"
+    result = cli("evidence", "--store", str(store), "--system", "system-a", "--from",
+                 "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z", "--out", str(out),
+                 "--signing-key", str(bundle_key[0]), "--public-key",
+                 str(trail_key))
+    assert result.returncode == 1, result.stdout + result.stderr
+    checked = cli("verify-bundle", str(out), "--public-key", str(trail_key),
+                  "--public-key", str(bundle_key[1]))
+    assert checked.returncode == 1
+    assert "FAIL the trail did not verify when the bundle was built" in checked.stdout
+    verification = json.loads((out / "integrity/verification.json").read_text())
+    assert verification["unattributed_chains"] == [hidden]

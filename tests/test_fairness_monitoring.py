@@ -7,12 +7,14 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from elasticsearch import Elasticsearch
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -20,11 +22,14 @@ from otel_ai_audit import last_decision_ids, record_outcome
 from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.monitoring.fairness_window import FairnessReport, fairness
-from otel_ai_audit.monitoring.records import StoreEvents, record_time
+from otel_ai_audit.monitoring.records import ElasticsearchEvents, StoreEvents, record_time
 from otel_ai_audit.monitoring.telemetry import monitoring_metrics
 from otel_ai_audit.runtime import register_model
+from otel_ai_audit.sinks import Shipper
+from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink, index_names
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.instrumentation_fixtures import instrumented
+from tests.services.elasticsearch import ElasticsearchService
 
 FEATURES = NUMERIC + CATEGORICAL
 LABELLED = 4000
@@ -148,3 +153,17 @@ def test_fairness_gauges(scored: Scored) -> None:
     assert points[("ai_audit.fairness.dp_difference", "sex", None)] == \
         pytest.approx(female["dp_difference"])
     provider.shutdown()
+
+
+def test_fairness_from_elasticsearch_equals_fairness_from_the_store(
+        scored: Scored, elasticsearch: ElasticsearchService) -> None:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    shipper = Shipper(str(scored.store), ElasticsearchSink(Elasticsearch(elasticsearch.url),
+                                                           index_prefix=prefix))
+    assert shipper.drain(timeout=300), shipper.stats
+    shipper.close()
+    client = Elasticsearch(elasticsearch.url)
+    (from_es,) = fairness(ElasticsearchEvents(client, index_names(prefix)[0]), "adult-income",
+                          *scored.window, ["sex", "race"])
+    assert from_es.rows() == store_fairness(scored).rows()
+    assert from_es.labelled == LABELLED

@@ -101,20 +101,26 @@ def triage_model(features: list[str]) -> Pipeline:
 
 
 def run_triage_scenario(out_dir: str | Path, *, patients_per_hour: int = 30,
-                        hour_seconds: float = 0.05, seed: int = 7) -> TriageScenario:
-    """Play the 48 hours into `out_dir/audit.db` (replaced) and return what was recorded.
+                        hour_seconds: float = 0.05, seed: int = 7,
+                        store: Path | None = None,
+                        keys: tuple[Path, Path] | None = None) -> TriageScenario:
+    """Play the 48 hours and return what was recorded: into `store` signed with `keys`
+    (private, public) when given, else into `out_dir/audit.db` (replaced) with a new key.
 
     Each simulated hour lasts at least `hour_seconds` of real time, so the hours are evenly
     spread over the run window and the report's charts over time read like the 48 hours.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("audit.db*"):
-        stale.unlink()
-    key = SigningKey.generate()
-    private_key, public_key = out / "triage-signing.key.pem", out / "triage-signing.pub.pem"
-    private_key.unlink(missing_ok=True)
-    key.save(private_key, public_key)
+    if store is None:
+        store = out / "audit.db"
+        for stale in out.glob("audit.db*"):
+            stale.unlink()
+    if keys is None:
+        keys = out / "triage-signing.key.pem", out / "triage-signing.pub.pem"
+        keys[0].unlink(missing_ok=True)
+        SigningKey.generate().save(*keys)
+    private_key, public_key = keys
     rng = np.random.default_rng(seed)
     training = patients(rng, 4000)
     training_data = out / "triage-training.csv"
@@ -129,7 +135,7 @@ def run_triage_scenario(out_dir: str | Path, *, patients_per_hour: int = 30,
         # Inputs in full: the features carry no direct identifier, and performance per
         # subgroup (age band, sex) needs them on the record.
         runtime = otel_ai_audit.configure(
-            provider, store=str(out / "audit.db"), signing_key=str(private_key),
+            provider, store=str(store), signing_key=str(private_key),
             capture_inputs="full", checkpoint_interval=1.0)
         instrumentor.instrument(tracer_provider=provider)
         play = _Play(rng, training, runtime, patients_per_hour, hour_seconds)
@@ -143,7 +149,7 @@ def run_triage_scenario(out_dir: str | Path, *, patients_per_hour: int = 30,
         else:
             os.environ["OTEL_SERVICE_NAME"] = service_before
     return TriageScenario(
-        store=out / "audit.db", public_key=public_key, signing_key=private_key,
+        store=store, public_key=public_key, signing_key=private_key,
         training_data=training_data, start=play.start, end=rfc3339_from_ns(time.time_ns()),
         decisions=play.decisions, overrides=play.overrides,
         disputed_decision=play.disputed, overridden_decision=play.overridden,

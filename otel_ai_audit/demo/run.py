@@ -15,7 +15,8 @@ store the way an auditor would.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import shutil
 import sys
 import time
 from collections import Counter
@@ -81,7 +82,7 @@ def run_demo(out: Path, data_dir: str | None, decisions: int, requests: int,
                                      for name, path in result.outputs.items()))
     log.write("check it yourself:\n"
               f"  otel-ai-audit verify {store} --public-key {public_key}\n"
-              f"  otel-ai-audit verify-bundle {bundle}\n"
+              f"  otel-ai-audit verify-bundle {bundle} --public-key {public_key}\n"
               f"demo finished in {time.perf_counter() - started:.0f} s\n")
     return result
 
@@ -122,20 +123,36 @@ def _adult(out: Path, store: Path, private_key: Path, data_dir: str | None, deci
 
 def _triage(out: Path, store: Path, private_key: Path, public_key: Path,
             log: TextIO) -> tuple[Path, bool]:
-    raise ScenarioError("triage scenario not wired yet")
+    """Play the triage system's 48 hours into the store, answer the authority's request for
+    them with an evidence bundle, and check the bundle offline."""
+    from otel_ai_audit.evidence.verify import verify_bundle
+
+    scenario_module = _examples_module("examples.triage.scenario")
+    scenario = scenario_module.run_triage_scenario(out / "triage", store=store,
+                                                   keys=(private_key, public_key))
+    log.write(f"triage system {scenario_module.SYSTEM}: {scenario.decisions} decisions, "
+              f"{scenario.overrides} overridden by nurses, a dispute, a rollout of v2, an "
+              f"incident and a rollback, from {scenario.start} to {scenario.end}\n")
+    bundle_path = out / "evidence-bundle"
+    if bundle_path.exists():
+        shutil.rmtree(bundle_path)
+    bundle = scenario_module.answer_request(scenario, bundle_path)
+    check = verify_bundle(bundle.path, load_trusted_keys([public_key]))
+    log.write(f"evidence bundle of {bundle.decisions} decisions in {bundle.path}: report.html, "
+              f"report.pdf, decision log, proofs, signed manifest\n")
+    for problem in check.problems:
+        log.write(f"  FAIL {problem}\n")
+    return bundle.path, check.ok
 
 
-def _example(name: str) -> ModuleType:
-    """A module of the examples folder of a source checkout."""
-    path = EXAMPLES / name
-    if not path.is_file():
-        raise ScenarioError(f"{path} not found: this scenario runs from a source checkout")
-    spec = importlib.util.spec_from_file_location(f"otel_ai_audit_example_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def _examples_module(name: str) -> ModuleType:
+    """A module of the examples folder of the source checkout the demo runs from."""
+    if not (EXAMPLES / "triage").is_dir():
+        raise ScenarioError(f"{EXAMPLES} not found: this scenario runs from a source checkout")
+    root = str(EXAMPLES.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module(name)
 
 
 def _event_types(store: AuditStore) -> list[tuple[str, str]]:

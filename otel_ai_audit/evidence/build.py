@@ -102,7 +102,7 @@ def build_bundle(request: BundleRequest) -> Bundle:
 
 
 def _build(store: AuditStore, request: BundleRequest, folder: Path) -> Bundle:
-    chains = system_chains(store, request.system)
+    chains, unattributed = system_chains(store, request.system)
     if not chains:
         raise BundleError(f"{request.store}: no chain belongs to system {request.system!r} "
                           "(the service.name of the process that wrote it)")
@@ -132,7 +132,7 @@ def _build(store: AuditStore, request: BundleRequest, folder: Path) -> Bundle:
     report = Verifier(request.trusted_keys,
                       allow_self_asserted=not request.trusted_keys).verify(
         _SystemChains(store, chains))  # type: ignore[arg-type]
-    verification = report.to_json()
+    verification = {**report.to_json(), "unattributed_chains": unattributed}
     _write_json(folder / "integrity/verification.json", verification)
     blocking, notices = blocking_findings(verification)
     summary = {**verification, "ok": not blocking, "findings": blocking, "notices": notices}

@@ -12,7 +12,8 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
-from otel_ai_audit.evidence.window import Window, parse_time
+from otel_ai_audit.evidence.sections import part
+from otel_ai_audit.evidence.window import Window, WindowError, parse_time
 
 _STYLE = {"svg.fonttype": "none", "svg.hashsalt": "otel-ai-audit", "font.size": 9,
           "axes.spines.top": False, "axes.spines.right": False}
@@ -102,11 +103,14 @@ def _drift(records: list[dict[str, Any]], window: Window) -> Chart:
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
     threshold = None
     for record in records:
-        drift = record["event"].get("drift") or {}
-        end = (record["event"].get("window") or {}).get("end") or record["event"].get("time")
-        at = (parse_time(str(end)) - window.start_ns) / 1e9 / _unit(window)[1]
+        drift = part(record["event"], "drift")
+        end = part(record["event"], "window").get("end") or record["event"].get("time")
         score = drift.get("psi", drift.get("score"))
-        if isinstance(score, (int, float)):
+        try:
+            at = (parse_time(str(end)) - window.start_ns) / 1e9 / _unit(window)[1]
+        except WindowError:
+            continue  # a record without a readable time cannot be placed on the axis
+        if isinstance(score, (int, float)) and not isinstance(score, bool):
             series[str(drift.get("feature"))].append((at, float(score)))
             threshold = drift.get("threshold", threshold)
     for feature, points in sorted(series.items()):
@@ -118,5 +122,6 @@ def _drift(records: list[dict[str, Any]], window: Window) -> Chart:
                      label=f"threshold {threshold}")
     axes.set_ylabel("drift score (PSI)")
     axes.set_xlabel(f"{_axis_label(window)} (end of each drift window)")
-    axes.legend(loc="upper left", frameon=False, fontsize=7, ncol=3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="upper left", frameon=False, fontsize=7, ncol=3)
     return _render("drift", "Input drift per feature", figure)

@@ -27,6 +27,7 @@ from otel_ai_audit.evidence.sections import (
     Review,
     Sections,
     output_value,
+    part,
     version_of,
 )
 from otel_ai_audit.evidence.window import Window
@@ -81,20 +82,22 @@ class ChainExtract:
         return self.last_seq - self.first_seq + 1
 
 
-def system_chains(store: AuditStore, system: str) -> list[str]:
-    """Chains whose opening record names `system` as its service (a chain is one process)."""
-    chains = []
+def system_chains(store: AuditStore, system: str) -> tuple[list[str], list[str]]:
+    """Chains whose opening record names `system` as its service (a chain is one process),
+    and chains whose opening record is missing or unreadable: they cannot be attributed, so
+    a bundle cannot say they are not the system's."""
+    chains, unattributed = [], []
     for chain_id in store.chain_ids():
         first = store.record_at(chain_id, 0)
-        if first is None:
-            continue
         try:
-            event = parse_record(first)["event"]
+            event = parse_record(first)["event"] if first is not None else None
         except ValueError:
-            continue
-        if (event.get("service") or {}).get("name") == system:
+            event = None
+        if event is None or event.get("type") != "chain_open":
+            unattributed.append(chain_id)
+        elif part(event, "service").get("name") == system:
             chains.append(chain_id)
-    return chains
+    return chains, unattributed
 
 
 class DecisionLog:
@@ -130,14 +133,14 @@ class DecisionLog:
 def csv_row(event: dict[str, Any], where: Location, review: Review | None, disputed: bool,
             outcome: Any) -> list[str]:
     """A decision's row of decisions.csv (columns of `DECISION_FIELDS`), as text."""
-    model = event.get("model") or {}
-    captured = event.get("input") or {}
-    trace = event.get("trace") or {}
+    model = part(event, "model")
+    captured = part(event, "input")
+    trace = part(event, "trace")
     row = [
         event.get("id"), event.get("time"), where.chain_id, where.seq, where.leaf_hash,
         model.get("name"), version_of(event), model.get("fingerprint"), event.get("operation"),
         captured.get("policy"), _text(captured.get("value", captured.get("hmac_sha256"))),
-        _text(output_value(event)), (event.get("risk") or {}).get("level"),
+        _text(output_value(event)), part(event, "risk").get("level"),
         review.action if review else "", review.reviewer if review else "",
         review.role if review else "", str(disputed).lower(), _text(outcome),
         trace.get("trace_id"), trace.get("span_id")]

@@ -35,6 +35,7 @@ from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.findings import Kind
 
 OPEN_CHAIN = Kind.CHAIN_NOT_CLOSED.value
+UNATTRIBUTED = "unattributed_chain"
 MAX_LISTED = 20
 """Differences listed per decision log before the rest is summarised in one line."""
 
@@ -45,13 +46,18 @@ def blocking_findings(verification: dict[str, Any]) -> tuple[list[dict[str, Any]
     A chain without its closing checkpoint is what a running process looks like (a live system
     answering a request), as well as a crashed one: its records up to the last checkpoint are
     signed, and the bundle's extracts are proven against those checkpoints on their own. So an
-    open chain is said, not failed; every other finding fails the bundle.
+    open chain is said, not failed; every other finding fails the bundle, and so does a chain
+    of the store that cannot be attributed to a system.
     """
     findings = verification.get("findings", [])
     notices = [f"chain {f.get('chain_id')} has no closing checkpoint (its process is still "
                "running, or stopped without closing): records after its last checkpoint are "
                "not signed yet" for f in findings if f.get("kind") == OPEN_CHAIN]
-    return [f for f in findings if f.get("kind") != OPEN_CHAIN], notices
+    unattributed = [{"chain_id": chain_id, "seq": 0, "kind": UNATTRIBUTED,
+                     "detail": "the chain's opening record, which names its system, is missing "
+                               "or unreadable: the chain may be the system's"}
+                    for chain_id in verification.get("unattributed_chains", [])]
+    return [f for f in findings if f.get("kind") != OPEN_CHAIN] + unattributed, notices
 
 
 def checkpoints_path(chain_id: str) -> str:

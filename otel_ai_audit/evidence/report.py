@@ -18,6 +18,7 @@ from fpdf import FPDF
 from otel_ai_audit.document.render import format_estimate, format_number
 from otel_ai_audit.evidence.charts import Chart
 from otel_ai_audit.evidence.regulation import ITEMS
+from otel_ai_audit.evidence.sections import as_object, part
 from otel_ai_audit.monitoring.metrics import Estimate
 
 
@@ -32,6 +33,14 @@ def _number(value: Any) -> str:
     return "n/a" if value is None or isinstance(value, jinja2.Undefined) else str(value)
 
 
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _short(value: Any, length: int) -> str:
+    return "" if value is None or isinstance(value, jinja2.Undefined) else str(value)[:length]
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -39,7 +48,8 @@ def _percent(value: float | None) -> str:
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.PackageLoader("otel_ai_audit.evidence", "templates"),
     autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
-_ENVIRONMENT.filters.update(number=_number, estimate=_estimate, percent=_percent)
+_ENVIRONMENT.filters.update(number=_number, estimate=_estimate, percent=_percent, obj=as_object,
+                            listed=_listed, short=_short)
 
 
 def render_html(facts: dict[str, Any], sections: dict[str, Any], verification: dict[str, Any],
@@ -123,9 +133,8 @@ def render_pdf(facts: dict[str, Any], sections: dict[str, Any], verification: di
     pdf.heading("Model version timeline", refs["timeline"])
     pdf.grid(("Time", "Event", "Model", "Change"), (
         (e["event"].get("time"), e["event"].get("type"),
-         f"{(e['event'].get('model') or {}).get('name')} "
-         f"{(e['event'].get('model') or {}).get('version')}",
-         (e["event"].get("deployment") or {}).get("change", ""))
+         f"{part(e['event'], 'model').get('name')} {part(e['event'], 'model').get('version')}",
+         part(e["event"], "deployment").get("change", ""))
         for e in sections["timeline"]["events"]))
     pdf.grid(("Version served", "First decision", "Last decision", "Decisions", "High risk"),
              ((f"{s['name']} {s['version']}", s["first"], s["last"], s["decisions"],
@@ -144,16 +153,15 @@ def render_pdf(facts: dict[str, Any], sections: dict[str, Any], verification: di
     if not incidents["incidents"]:
         pdf.text("No incident was recorded in the window.")
     for entry in incidents["incidents"]:
-        incident = entry["event"].get("incident") or {}
-        notification = incident.get("notification") or {}
-        snapshot = incident.get("snapshot") or {}
+        incident = part(entry["event"], "incident")
+        notification, snapshot = part(incident, "notification"), part(incident, "snapshot")
         pdf.grid(("Field", "Value"), [
             ("Incident", f"{incident.get('id')}: {incident.get('title')} "
                          f"({incident.get('severity')})"),
             ("Awareness", incident.get("awareness_time")),
             ("Causal link", incident.get("causal_link_time")),
             *((f"Notify by ({name})", deadline)
-              for name, deadline in sorted((notification.get("deadlines") or {}).items())),
+              for name, deadline in sorted(part(notification, "deadlines").items())),
             ("Applicable deadline", notification.get("applicable")),
             ("Frozen snapshot", f"chain {snapshot.get('chain_id')} seq {snapshot.get('seq')}"),
             ("Record", entry["event"].get("id"))])
@@ -180,7 +188,7 @@ def render_pdf(facts: dict[str, Any], sections: dict[str, Any], verification: di
     pdf.heading("Data lineage", refs["lineage"])
     pdf.grid(("Trained", "Deployed as", "Features SHA-256"), (
         (t["event"].get("time"), t.get("version") or "not deployed",
-         ((t.get("data") or {}).get("features") or {}).get("sha256", ""))
+         part(as_object(t.get("data")), "features").get("sha256", ""))
         for t in sections["lineage"]["trainings"]))
 
     pdf.heading("Chain verification", refs["integrity"])

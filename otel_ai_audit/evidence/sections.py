@@ -62,7 +62,7 @@ class Joins:
         if kind == "outcome":
             self.outcomes[decision_id] = event.get("label")
         elif kind == "oversight":
-            reviewer = event.get("reviewer") or {}
+            reviewer = part(event, "reviewer")
             self.reviews[decision_id] = Review(str(event.get("action")),
                                                str(reviewer.get("id") or ""),
                                                str(reviewer.get("role") or ""))
@@ -70,9 +70,20 @@ class Joins:
             self.disputed.add(decision_id)
 
 
+def as_object(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else {}: records are data from outside (an edited record
+    may hold a string where an object belongs), and the bundle reports them, never crashes."""
+    return value if isinstance(value, dict) else {}
+
+
+def part(event: dict[str, Any], name: str) -> dict[str, Any]:
+    """A record's object field, or {} (see `as_object`)."""
+    return as_object(event.get(name))
+
+
 def version_of(event: dict[str, Any]) -> str:
-    model = event.get("model") or {}
-    return str(model.get("version") or model.get("fingerprint", "")[:12] or UNKNOWN)
+    model = part(event, "model")
+    return str(model.get("version") or str(model.get("fingerprint") or "")[:12] or UNKNOWN)
 
 
 class Sections:
@@ -123,14 +134,14 @@ class Sections:
         elif kind == "drift":
             self.drift.append(_cited(event, where))
         if kind == "oversight":
-            reviewer = event.get("reviewer") or {}
+            reviewer = part(event, "reviewer")
             self.actions[str(event.get("action"))] += 1
             self.reviewers[(str(reviewer.get("id")), str(reviewer.get("role")))] += 1
 
     def _decision(self, event: dict[str, Any], time: str) -> None:
         decision_id = str(event.get("id"))
         version = version_of(event)
-        level = str((event.get("risk") or {}).get("level") or UNKNOWN)
+        level = str(part(event, "risk").get("level") or UNKNOWN)
         self.risk[level] += 1
         bucket = self.window.bucket(time, BUCKETS)
         self.volume[0, bucket] += 1
@@ -138,7 +149,7 @@ class Sections:
             self.volume[1, bucket] += 1
         seen = self.versions.get(version)
         if seen is None:
-            model = event.get("model") or {}
+            model = part(event, "model")
             seen = self.versions[version] = {
                 "version": version, "name": model.get("name"),
                 "fingerprint": model.get("fingerprint"), "first": time, "last": time,
@@ -155,7 +166,7 @@ class Sections:
             tally["high_risk_reviewed"] += level == "high"
             tally[review.action] += 1
         if decision_id in self.joins.outcomes:
-            captured = event.get("input") or {}
+            captured = part(event, "input")
             values = captured.get("value") if isinstance(captured.get("value"), dict) else {}
             self.inputs_hashed += captured.get("policy") != "full"
             self.scored.append((version, label_text(output_value(event)),
@@ -172,7 +183,7 @@ class Sections:
             "incidents": {"incidents": self.incidents, "disputes": self.disputes,
                           "alerts": self.alerts},
             "drift": {"records": self.drift,
-                      "drifted": sum(bool((r["event"].get("drift") or {}).get("drifted"))
+                      "drifted": sum(bool(part(r["event"], "drift").get("drifted"))
                                      for r in self.drift)},
             "performance": self._performance(),
             "lineage": self._lineage(),
@@ -205,7 +216,7 @@ class Sections:
     def _lineage(self) -> dict[str, Any]:
         deployed = {}
         for entry in self.lifecycle:
-            model = entry["event"].get("model") or {}
+            model = part(entry["event"], "model")
             if entry["event"].get("type") in ("deploy", "rollback") and model.get("fingerprint"):
                 deployed[model["fingerprint"]] = model.get("version")
         trainings = []
@@ -213,9 +224,9 @@ class Sections:
             event = entry["event"]
             if event.get("type") != "training":
                 continue
-            fingerprint = (event.get("model") or {}).get("fingerprint")
+            fingerprint = part(event, "model").get("fingerprint")
             trainings.append({**entry, "version": deployed.get(fingerprint),
-                              "data": (event.get("training") or {}).get("data")})
+                              "data": part(event, "training").get("data")})
         cards = [entry for entry in self.lifecycle if entry["event"].get("type") == "model_card"]
         return {"trainings": trainings, "model_cards": cards}
 
@@ -260,7 +271,7 @@ class Sections:
 
 
 def output_value(event: dict[str, Any]) -> Any:
-    output = event.get("output") or {}
+    output = part(event, "output")
     return output.get("value", output.get("hmac_sha256"))
 
 
