@@ -16,8 +16,6 @@ ai_audit.fairness.eo_difference 1         the same
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any
 
 from opentelemetry import metrics
@@ -26,7 +24,7 @@ from opentelemetry.metrics import MeterProvider
 from otel_ai_audit import semconv
 from otel_ai_audit.monitoring.drift import DriftReport
 from otel_ai_audit.monitoring.fairness_window import FairnessReport
-from otel_ai_audit.pipeline.metrics import METER_NAME
+from otel_ai_audit.pipeline.metrics import METER_NAME, PerMeterProvider
 from otel_ai_audit.version import __version__
 
 
@@ -75,20 +73,9 @@ def _model(model: dict[str, Any]) -> dict[str, Any]:
             semconv.MODEL_VERSION: str(model.get("version"))}
 
 
-_per_provider: weakref.WeakKeyDictionary[Any, MonitoringMetrics] = weakref.WeakKeyDictionary()
-_global: MonitoringMetrics | None = None
-_lock = threading.Lock()
+_monitoring = PerMeterProvider(MonitoringMetrics)
 
 
 def monitoring_metrics(meter_provider: MeterProvider | None = None) -> MonitoringMetrics:
     """The gauges on `meter_provider` (default: the global one), made once per provider."""
-    global _global
-    with _lock:
-        if meter_provider is None:
-            if _global is None:
-                _global = MonitoringMetrics()
-            return _global
-        found = _per_provider.get(meter_provider)
-        if found is None:
-            found = _per_provider[meter_provider] = MonitoringMetrics(meter_provider)
-        return found
+    return _monitoring.get(meter_provider)

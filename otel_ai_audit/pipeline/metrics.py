@@ -31,7 +31,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -39,6 +39,8 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from otel_ai_audit import semconv
 from otel_ai_audit.pipeline.writer import AuditWriter, WriterStats
 from otel_ai_audit.version import __version__
+
+Instruments = TypeVar("Instruments")
 
 METER_NAME = "otel_ai_audit"
 SINK_NAME = "ai_audit.sink.name"
@@ -114,22 +116,33 @@ class PipelineMetrics:
         return observations
 
 
-_global: PipelineMetrics | None = None
-_per_provider: weakref.WeakKeyDictionary[Any, PipelineMetrics] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+class PerMeterProvider(Generic[Instruments]):
+    """One set of instruments per meter provider (None: the global provider, also one set
+    later). An instrument cannot be created again with new callbacks, so every runtime of the
+    process shares them."""
+
+    def __init__(self, factory: Callable[[MeterProvider | None], Instruments]) -> None:
+        self._factory = factory
+        self._global: Instruments | None = None
+        self._per_provider: weakref.WeakKeyDictionary[Any, Instruments] = (
+            weakref.WeakKeyDictionary())
+        self._lock = threading.Lock()
+
+    def get(self, meter_provider: MeterProvider | None = None) -> Instruments:
+        with self._lock:
+            if meter_provider is None:
+                if self._global is None:
+                    self._global = self._factory(None)
+                return self._global
+            found = self._per_provider.get(meter_provider)
+            if found is None:
+                found = self._per_provider[meter_provider] = self._factory(meter_provider)
+            return found
+
+
+_pipeline = PerMeterProvider(PipelineMetrics)
 
 
 def pipeline_metrics(meter_provider: MeterProvider | None = None) -> PipelineMetrics:
-    """The pipeline's instruments on `meter_provider` (default: the global provider, also one
-    set later). Made once per provider: an instrument cannot be created again with new
-    callbacks, so every runtime of the process shares them."""
-    global _global
-    with _lock:
-        if meter_provider is None:
-            if _global is None:
-                _global = PipelineMetrics()
-            return _global
-        found = _per_provider.get(meter_provider)
-        if found is None:
-            found = _per_provider[meter_provider] = PipelineMetrics(meter_provider)
-        return found
+    """The pipeline's instruments on `meter_provider` (default: the global provider)."""
+    return _pipeline.get(meter_provider)
