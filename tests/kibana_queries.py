@@ -181,11 +181,19 @@ def rule_outcome(client: Elasticsearch, body: dict[str, Any]) -> dict[str, float
                                  query={"bool": {"filter": [query, time_range]}})
         count = response["hits"]["total"]["value"]
         return {"all": count} if compare(count, threshold) else {}
-    assert body["rule_type_id"] == ".index-threshold" and params["aggType"] == "count"
+    assert body["rule_type_id"] == ".index-threshold"
+    aggregate = params["aggType"]
+    metric = ({} if aggregate == "count"
+              else {"metric": {aggregate: {"field": params["aggField"]}}})
+    groups = ({"terms": {"field": params["termField"], "size": params["termSize"]}}
+              if params["groupBy"] == "top" else {"filter": {"match_all": {}}})
     response = client.search(
         index=index, size=0,
         query={"bool": {"filter": [kql(params.get("filterKuery") or ""), time_range]}},
-        aggs={"groups": {"terms": {"field": params["termField"], "size": params["termSize"]}}})
-    return {bucket["key"]: bucket["doc_count"]
-            for bucket in response["aggregations"]["groups"]["buckets"]
-            if compare(bucket["doc_count"], threshold)}
+        aggs={"groups": {**groups, "aggs": metric} if metric else groups})
+    found = response["aggregations"]["groups"]
+    buckets = found["buckets"] if params["groupBy"] == "top" else [{"key": "all", **found}]
+    values = {bucket["key"]: bucket["metric"]["value"] if metric else bucket["doc_count"]
+              for bucket in buckets}
+    return {key: value for key, value in values.items()
+            if value is not None and compare(value, threshold)}

@@ -318,7 +318,8 @@ def to_ndjson(objects: list[dict[str, Any]]) -> str:
 @dataclass(frozen=True)
 class Rule:
     """An alert rule: `.es-query` (an Elasticsearch query DSL `query`, a count compared with
-    `threshold`) or `.index-threshold` (`filter` KQL, count per `group_by` term)."""
+    `threshold`) or `.index-threshold` (`filter` KQL, the `aggregate` of `field` — or the
+    count — per `group_by` term, or over all matching records)."""
 
     key: str
     name: str
@@ -332,6 +333,8 @@ class Rule:
     query: dict[str, Any] = field(default_factory=dict)
     filter: str = ""
     group_by: str = ""
+    aggregate: str = "count"
+    field: str = ""
 
 
 def _term(name: str, value: Any) -> dict[str, Any]:
@@ -361,11 +364,11 @@ RULES: tuple[Rule, ...] = (
          "records", "<", 10, (1, "h"), "15m",
          "Model {{context.group}} recorded {{context.value}} decision(s) in the last hour.",
          filter="event.type : inference", group_by="model.name"),
-    Rule("override-spike", "otel-ai-audit: override spike", ".es-query", "records", ">", 5,
-         (1, "h"), "15m",
-         "Reviewers overrode the model {{context.value}} times in the last hour.",
-         query={"bool": {"filter": [_term("event.type", "oversight"),
-                                    _term("action", "overridden")]}}),
+    Rule("override-rate", "otel-ai-audit: override-rate spike", ".index-threshold", "records",
+         ">", 0.3, (1, "h"), "15m",
+         "Reviewers overrode or reversed the model in {{context.value}} of their oversight "
+         "actions of the last hour (share, 0-1).",
+         filter="event.type : oversight", aggregate="avg", field="oversight.overridden"),
 )
 
 ACTION_GROUPS = {".es-query": "query matched", ".index-threshold": "threshold met"}
@@ -383,12 +386,14 @@ def rule_params(rule: Rule, prefix: str = ELASTICSEARCH_INDEX_PREFIX) -> dict[st
     common = {"index": [index],
               "timeField": DATA_VIEWS[rule.data_view][0], "timeWindowSize": size,
               "timeWindowUnit": unit, "thresholdComparator": rule.comparator,
-              "threshold": [rule.threshold], "aggType": "count"}
+              "threshold": [rule.threshold], "aggType": rule.aggregate}
     if rule.rule_type == ".es-query":
         return {**common, "searchType": "esQuery", "esQuery": json.dumps({"query": rule.query}),
                 "size": 100, "excludeHitsFromPreviousRun": True, "groupBy": "all"}
-    return {**common, "groupBy": "top", "termField": rule.group_by, "termSize": 100,
-            "filterKuery": rule.filter}
+    aggregated = {} if rule.aggregate == "count" else {"aggField": rule.field}
+    grouped = ({"groupBy": "top", "termField": rule.group_by, "termSize": 100}
+               if rule.group_by else {"groupBy": "all"})
+    return {**common, **aggregated, **grouped, "filterKuery": rule.filter}
 
 
 def rule_body(rule: Rule, prefix: str = ELASTICSEARCH_INDEX_PREFIX,

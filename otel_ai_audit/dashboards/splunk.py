@@ -93,10 +93,13 @@ ALERTS: tuple[Search, ...] = (
            f"{_RECORDS} event.type=inference | stats count by event.model.name "
            "| where count<10", earliest="-1h", cron="*/15 * * * *",
            description="A model recorded fewer than 10 decisions in the last hour."),
-    Search("otel-ai-audit: override spike",
-           f"{_RECORDS} event.type=oversight event.action=overridden | stats count "
-           "| where count>5", earliest="-1h", cron="*/15 * * * *",
-           description="Reviewers overrode the model more than 5 times in the last hour."),
+    Search("otel-ai-audit: override-rate spike",
+           f"{_RECORDS} event.type=oversight "
+           "| eval overridden=if(in('event.action', \"overridden\", \"reversed\"), 1, 0) "
+           "| stats avg(overridden) as override_rate | where override_rate>0.3",
+           earliest="-1h", cron="*/15 * * * *",
+           description="Reviewers overrode or reversed the model in more than 30% of their "
+                       "oversight actions of the last hour."),
 )
 
 

@@ -64,6 +64,7 @@ RECORD_FIELDS: dict[str, dict[str, Any]] = {
     "trace.trace_id": _KEYWORD,
     "action": _KEYWORD,
     "reviewer.id": _KEYWORD,
+    "oversight.overridden": {"type": "byte"},
     "output.score": _DOUBLE,
     "latency_ms": _DOUBLE,
     "drift.feature": _KEYWORD,
@@ -134,6 +135,9 @@ _EVENT_NUMBERS = {
         "count", "selection_rate", "tpr", "fpr", "dp_difference", "eo_difference")},
 }
 _EVENT_FLAGS = {"drift.drifted": ("drift", "drifted")}
+OVERRIDING_ACTIONS = ("overridden", "reversed")
+"""Oversight actions that replace the model's decision: an oversight record is indexed with
+`oversight.overridden` 1 for these and 0 for the others, so the override rate is its average."""
 _EVENT_DATES = {"window.start": ("window", "start"), "window.end": ("window", "end")}
 """Monitoring records (docs/monitoring.md): booleans as booleans, RFC 3339 times as dates (a
 time `date_nanos` cannot hold is left out, never sent to be rejected)."""
@@ -176,6 +180,8 @@ def record_fields(data: bytes) -> dict[str, Any] | None:
         fields[name] = flag if isinstance(flag, bool) else None
     for name, path in _EVENT_DATES.items():
         fields[name] = _timestamp(_lookup(event, path), None)
+    if event.get("type") == "oversight" and isinstance(event.get("action"), str):
+        fields["oversight.overridden"] = int(event["action"] in OVERRIDING_ACTIONS)
     return {name: value for name, value in fields.items() if value is not None}
 
 
