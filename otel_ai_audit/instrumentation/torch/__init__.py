@@ -107,8 +107,10 @@ class TorchInstrumentor(BaseInstrumentor):
 
     def _wrapper(self, wrapped: Any, instance: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> Any:
+        if _in_module_call.get():  # a submodule of the audited call: the cheapest check first
+            return wrapped(*args, **kwargs)
         runtime = get_runtime()
-        if runtime is None or _in_module_call.get() or self._tracer is None:
+        if runtime is None or self._tracer is None:
             return wrapped(*args, **kwargs)
         import torch
 
