@@ -48,6 +48,9 @@ class AuditSettings:
     monitor_bins: int = 20
     monitor_top_categories: int = 20
     drift_numeric_method: str = "auto"
+    """The drift_* settings: statistics and thresholds of `monitoring.drift.DriftPolicy`, with
+    Evidently's conventions as defaults (auto = KS / chi-squared for a reference of at most
+    drift_small_reference rows, else PSI / Jensen-Shannon)."""
     drift_categorical_method: str = "auto"
     drift_small_reference: int = 1000
     drift_p_value: float = 0.05

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from otel_ai_audit.config import AuditSettings
 from otel_ai_audit.monitoring.profile import (
     CATEGORICAL,
     NUMERIC,
@@ -52,17 +53,21 @@ METHODS = {NUMERIC: ("auto", PSI, KS), CATEGORICAL: ("auto", PSI, CHI2, JENSEN_S
 PSI_FLOOR = 0.0001
 
 
+_DEFAULTS = AuditSettings()
+
+
 @dataclass(frozen=True)
 class DriftPolicy:
-    """Which statistic decides, and its threshold (defaults: Evidently's, DESIGN §5)."""
+    """Which statistic decides, and its threshold. The defaults are the settings' (`AuditSettings`
+    `drift_*`: Evidently's conventions, DESIGN §5)."""
 
-    numeric_method: str = "auto"
-    categorical_method: str = "auto"
-    small_reference: int = 1000
-    p_value: float = 0.05
-    psi_threshold: float = 0.1
-    js_threshold: float = 0.1
-    share: float = 0.5
+    numeric_method: str = _DEFAULTS.drift_numeric_method
+    categorical_method: str = _DEFAULTS.drift_categorical_method
+    small_reference: int = _DEFAULTS.drift_small_reference
+    p_value: float = _DEFAULTS.drift_p_value
+    psi_threshold: float = _DEFAULTS.drift_psi_threshold
+    js_threshold: float = _DEFAULTS.drift_js_threshold
+    share: float = _DEFAULTS.drift_share
 
     def __post_init__(self) -> None:
         for kind, method in ((NUMERIC, self.numeric_method),
@@ -72,7 +77,7 @@ class DriftPolicy:
                                  f"not {method!r}")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> DriftPolicy:
+    def from_settings(cls, settings: AuditSettings) -> DriftPolicy:
         return cls(settings.drift_numeric_method, settings.drift_categorical_method,
                    settings.drift_small_reference, settings.drift_p_value,
                    settings.drift_psi_threshold, settings.drift_js_threshold,
