@@ -161,7 +161,6 @@ def test_collectors_killed_and_down_mid_stream_lose_nothing(
     signing = SigningKey.generate()
     signing.save(tmp_path / "key.pem", tmp_path / "key.pub.pem")
     store = tmp_path / "audit.db"
-    AuditStore(store).close()  # see the 10,000-decision test
     writer = AuditWriter(str(store), signing, checkpoint_every=500, checkpoint_interval=1.0)
     shipper = Shipper(str(store), OtlpSink.connect(route.audit_endpoint, timeout=2.0),
                       batch_size=500, poll_interval=0.05, max_backoff=1.0)

@@ -67,6 +67,26 @@ class ExportSource:
         return dict(self._keys)
 
 
+Item = tuple[str, Any]
+"""One item of an export: ("record", (chain id, position, bytes)), ("checkpoint",
+SignedCheckpoint) or ("key", (key id, pem))."""
+
+
+def export_source(description: str, items: Iterable[Item]) -> ExportSource:
+    """The source of an export's items, in any order."""
+    records: list[tuple[str, int, bytes]] = []
+    checkpoints: list[SignedCheckpoint] = []
+    keys: dict[str, str] = {}
+    for kind, value in items:
+        if kind == "record":
+            records.append(value)
+        elif kind == "checkpoint":
+            checkpoints.append(value)
+        else:
+            keys[value[0]] = value[1]
+    return ExportSource(description, records, checkpoints, keys)
+
+
 def record_position(data: bytes, chain_id: Any = None, seq: Any = None) -> tuple[str, int]:
     """Where a record is stored: the position the target indexed it under (`chain_id`, `seq`,
     when given), else what its own bytes say; ("", -1) for bytes that say nothing."""

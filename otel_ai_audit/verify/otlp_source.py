@@ -15,19 +15,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 from otel_ai_audit.sinks import otlp
 from otel_ai_audit.verify.export_source import (
     ExportError,
     ExportSource,
+    Item,
     decode_base64,
+    export_source,
     record_position,
     signed_checkpoint,
 )
-
-Item = tuple[str, Any]
-"""("record", (chain id, position, bytes)), ("checkpoint", SignedCheckpoint) or
-("key", (key id, pem))."""
 
 
 def read_otlp_export(path: str | Path) -> ExportSource:
@@ -38,20 +35,6 @@ def read_otlp_export(path: str | Path) -> ExportSource:
         raise ExportError(f"cannot read the OTLP export {path}: {error}") from error
     items = list(trail_items(_span_attributes(lines, str(path))))
     return export_source(f"{path} (OTLP export)", items)
-
-
-def export_source(description: str, items: Iterable[Item]) -> ExportSource:
-    records: list[tuple[str, int, bytes]] = []
-    checkpoints: list[SignedCheckpoint] = []
-    keys: dict[str, str] = {}
-    for kind, value in items:
-        if kind == "record":
-            records.append(value)
-        elif kind == "checkpoint":
-            checkpoints.append(value)
-        else:
-            keys[value[0]] = value[1]
-    return ExportSource(description, records, checkpoints, keys)
 
 
 def trail_items(spans: Iterable[Mapping[str, Any]]) -> Iterator[Item]:

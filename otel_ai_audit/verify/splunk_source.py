@@ -29,10 +29,12 @@ from otel_ai_audit.sinks.splunk_hec import CHECKPOINT_SOURCETYPE, KEY_SOURCETYPE
 from otel_ai_audit.verify.export_source import (
     ExportError,
     ExportSource,
+    Item,
+    export_source,
     record_position,
     signed_checkpoint,
 )
-from otel_ai_audit.verify.otlp_source import Item, export_source, trail_items
+from otel_ai_audit.verify.otlp_source import trail_items
 
 SPAN_SOURCETYPE = "otel_ai_audit:span"
 """Audit spans the Collector's splunkhecexporter sent (collector_config/otelcol-gateway.yaml):
