@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import cached_property
 
-from otel_ai_audit.record.canonical import rfc3339_from_ns
+from otel_ai_audit.record.canonical import ns_from_rfc3339, rfc3339_from_ns
 
 _FRACTION = re.compile(r"\.(\d+)")
 
@@ -21,26 +20,16 @@ class WindowError(ValueError):
 
 
 def parse_time(text: str) -> int:
-    """Unix nanoseconds of an RFC 3339 / ISO 8601 time (nanosecond fractions kept)."""
-    value = text.strip()
-    nanos = 0
-    fraction = _FRACTION.search(value)
-    if fraction:
-        digits = fraction.group(1)
-        if len(digits) > 9:
-            raise WindowError(f"{text!r}: more than nanosecond precision")
-        nanos = int(digits.ljust(9, "0"))
-        value = value[:fraction.start()] + value[fraction.end():]
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
+    """Unix nanoseconds of an RFC 3339 / ISO 8601 time (nanosecond fractions kept; a finer
+    one is refused: a request's bounds must be exact)."""
+    fraction = _FRACTION.search(text)
+    if fraction is not None and len(fraction.group(1)) > 9:
+        raise WindowError(f"{text!r}: more than nanosecond precision")
     try:
-        moment = datetime.fromisoformat(value)
+        return ns_from_rfc3339(text)
     except ValueError:
         raise WindowError(f"{text!r} is not a time: use RFC 3339, e.g. 2026-03-01T00:00:00Z"
                           ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp()) * 1_000_000_000 + nanos
 
 
 @dataclass(frozen=True)

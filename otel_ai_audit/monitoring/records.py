@@ -8,16 +8,12 @@ Windows are half-open, [start, end), on the event time.
 from __future__ import annotations
 
 import base64
-import datetime as _dt
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from otel_ai_audit.record.canonical import rfc3339_from_ns
+from otel_ai_audit.record.canonical import ns_from_rfc3339, rfc3339_from_ns
 from otel_ai_audit.record.schema import EventType, parse_record
 from otel_ai_audit.store.sqlite import AuditStore, StoreError
-
-_FRACTION = re.compile(r"(?<=:\d\d)\.(\d+)")
 
 
 class MonitoringSourceError(StoreError):
@@ -36,17 +32,11 @@ class EventSource(Protocol):
 def parse_time(text: str) -> int:
     """An ISO 8601 / RFC 3339 time (a date alone is midnight; no zone is UTC) as Unix ns,
     keeping all nine fraction digits records have."""
-    fraction = _FRACTION.search(text)
-    nanos = int(fraction.group(1)[:9].ljust(9, "0")) if fraction else 0
     try:
-        moment = _dt.datetime.fromisoformat(_FRACTION.sub("", text.strip()).replace("Z", "+00:00"))
+        return ns_from_rfc3339(text)
     except ValueError as error:
         raise ValueError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-27T09:00:00Z)") \
             from error
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_dt.timezone.utc)
-    delta = moment - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + nanos
 
 
 def record_time(unix_ns: int) -> str:

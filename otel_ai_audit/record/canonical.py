@@ -294,3 +294,25 @@ def rfc3339_from_ns(unix_nanos: int) -> str:
     seconds, nanos = divmod(unix_nanos, 1_000_000_000)
     whole = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{whole}.{nanos:09d}Z"
+
+
+_FRACTION = re.compile(r"(?<=:\d\d)\.(\d+)")
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def ns_from_rfc3339(text: str) -> int:
+    """Unix nanoseconds of an RFC 3339 / ISO 8601 time, the inverse of `rfc3339_from_ns`: a
+    date alone is midnight, a time without an offset is UTC, digits past nanoseconds are cut.
+    ValueError if the text is not a time."""
+    value = text.strip()
+    nanos = 0
+    if (fraction := _FRACTION.search(value)) is not None:
+        nanos = int(fraction.group(1)[:9].ljust(9, "0"))
+        value = value[:fraction.start()] + value[fraction.end():]
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    moment = _dt.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.timezone.utc)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + nanos
