@@ -1,5 +1,5 @@
 # The otel-ai-audit demo, for docker-compose.yml: runs the three scenarios on the embedded store
-# and writes everything to /out (UCI Adult is mounted at $OTEL_AI_AUDIT_ADULT_DATA). Installed
+# and writes everything to /out (UCI Adult ships with the package). Installed
 # from the source tree (editable) because the demo serves the apps of examples/.
 FROM python:3.11-slim
 

@@ -8,6 +8,7 @@ an evidence bundle that verifies offline, and the exact commands it prints worki
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.conftest import SHARED_DATA
+from tests.services.base import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 DECISIONS, REQUESTS = 150, 40
@@ -29,8 +31,7 @@ DECISIONS, REQUESTS = 150, 40
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("demo") / "out"
     result = subprocess.run(
-        [str(BIN / "otel-ai-audit"), "demo", "--out", str(out), "--data",
-         str(Path(SHARED_DATA) / "uci-adult"), "--decisions", str(DECISIONS),
+        [str(BIN / "otel-ai-audit"), "demo", "--out", str(out), "--decisions", str(DECISIONS),
          "--requests", str(REQUESTS)],
         capture_output=True, text=True, check=False, timeout=600)
     return {"out": out, "result": result}
@@ -95,3 +96,28 @@ def test_missing_data_is_one_clear_line(tmp_path: Path) -> None:
          str(tmp_path / "nowhere")], capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "adult.data" in result.stderr
+
+
+def test_a_given_data_folder_is_used(tmp_path: Path) -> None:
+    """`--data` names the user's own copy (here the originals beside the project)."""
+    result = subprocess.run(
+        [str(BIN / "otel-ai-audit"), "demo", "--out", str(tmp_path / "out"), "--data",
+         str(Path(SHARED_DATA) / "uci-adult"), "--decisions", "10", "--requests", "3"],
+        capture_output=True, text=True, check=False, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_make_demo_works_on_a_bare_clone(tmp_path: Path) -> None:
+    """A clone in an empty folder, nothing beside it (no ../shared), runs `make demo`."""
+    clone = tmp_path / "empty" / "otel-ai-audit"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(clone)], check=True)
+    assert not (clone.parent.parent / "shared").exists() and not (clone.parent / "shared").exists()
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("OTEL_", "VIRTUAL_ENV"))}
+    env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep)
+                                  if not part.startswith(str(BIN)))
+    result = subprocess.run(["make", "demo", "DEMO_OUT=out"], cwd=clone, env=env,
+                            capture_output=True, text=True, check=False, timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "verify: OK" in result.stdout and "evidence bundle: OK" in result.stdout
+    assert (clone / "out" / "model-card" / "model-card.html").is_file()

@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from otel_ai_audit import last_decision_ids, record_oversight, register_model
 from otel_ai_audit.cli import main
 from otel_ai_audit.dashboards import KIBANA_OBJECTS, generated_files, kibana
-from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
+from otel_ai_audit.datasets.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.integrity.checkpoint import Checkpoint
 from otel_ai_audit.integrity.keys import SigningKey

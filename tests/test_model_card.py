@@ -19,13 +19,14 @@ from click.testing import CliRunner, Result
 from sklearn import metrics
 
 from otel_ai_audit.cli import main
-from otel_ai_audit.demo.adult import TARGET, adult_pipeline, find_data_dir, load_split
+from otel_ai_audit.datasets.adult import TARGET, adult_pipeline, load_split
 from otel_ai_audit.document import build_model_card, find_training_record
 from otel_ai_audit.document.adult import FEATURES, SENSITIVE
 from otel_ai_audit.integrity.keys import load_trusted_keys
 from otel_ai_audit.monitoring.fairness import MISSING, attribute_fairness
 from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.verifier import Verifier
+from tests.conftest import SHARED_DATA
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "adult_income" / "train_and_document.py"
 MITCHELL_SECTIONS = ["Model Details", "Intended Use", "Factors", "Metrics", "Evaluation Data",
@@ -46,7 +47,7 @@ def documented(tmp_path_factory: pytest.TempPathFactory) -> Documented:
     out = tmp_path_factory.mktemp("model-card")
     store = out / "trail" / "audit.db"
     store.parent.mkdir()
-    result = CliRunner().invoke(main, ["document", "adult", "--data", str(find_data_dir()),
+    result = CliRunner().invoke(main, ["document", "adult",
                                        "--out", str(out), "--store", str(store)])
     card = json.loads((out / "model-card.json").read_text()) if result.exit_code == 0 else {}
     return Documented(result, out, store, card)
@@ -140,9 +141,10 @@ def test_fairness_equals_a_direct_groupby(documented: Documented,
 
 
 def test_lineage_hashes_are_the_published_checksums(documented: Documented) -> None:
-    data = find_data_dir()
-    published = dict(reversed(line.split()) for line in
-                     (data / "SHA256SUMS").read_text().splitlines() if line.strip())
+    """The lineage names the UCI originals' SHA-256 (read from the originals beside the
+    project), though the card was made from the package's compressed copy."""
+    published = {name: hashlib.sha256((Path(SHARED_DATA) / "uci-adult" / name).read_bytes())
+                 .hexdigest() for name in ("adult.data", "adult.test")}
     card = documented.card
     assert card["evaluation"]["source"] == "adult.test"
     assert card["evaluation"]["sha256"] == published["adult.test"]
@@ -214,7 +216,7 @@ def test_fairness_keeps_missing_values_and_skips_undefined_rates() -> None:
 
 @pytest.mark.slow
 def test_the_example_documents_its_own_model_through_the_public_api(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, str(EXAMPLE), "--data", str(find_data_dir()),
+    run = subprocess.run([sys.executable, str(EXAMPLE),
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     card = json.loads((tmp_path / "model-card.json").read_text())

@@ -5,7 +5,9 @@ yet is evaluated by them: its `fit` is recorded on the audit trail by the scikit
 instrumentation, and its model card (with lineage, metrics with confidence intervals and
 fairness per slice) is written and recorded on the same trail.
 
-    python examples/adult_income/train_and_document.py --data ../shared/data/uci-adult
+    python examples/adult_income/train_and_document.py
+
+The data is the copy of UCI Adult shipped with otel-ai-audit; `--data DIR` names another.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 import otel_ai_audit
-from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, load_split
+from otel_ai_audit.datasets.adult import CATEGORICAL, NUMERIC, TARGET, load_split
 from otel_ai_audit.document import (
     Narrative,
     build_model_card,
@@ -49,7 +51,8 @@ def make_model() -> Pipeline:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="folder with adult.data and adult.test")
+    parser.add_argument("--data", help="folder with adult.data and adult.test (default: the copy shipped "
+                        "with otel-ai-audit)")
     parser.add_argument("--out", default="adult-gbt-card", type=Path)
     args = parser.parse_args()
     store = args.out / "audit.db"
@@ -66,8 +69,8 @@ def main() -> None:
     artifact.write_bytes(pickle.dumps(model))
     card = build_model_card(
         model, find_training_record(store, model), test.frame, TARGET, SENSITIVE,
-        name="adult-income-gbt", version="1.0.0", eval_source=test.path,
-        train_frame=train.frame, train_source=train.path, artifact=artifact,
+        name="adult-income-gbt", version="1.0.0", eval_source=test.source,
+        train_frame=train.frame, train_source=train.source, artifact=artifact,
         narrative=Narrative(
             overview="Gradient-boosted trees predicting income above USD 50,000 from UCI "
                      "Adult, without sex or race among its inputs.",

@@ -14,8 +14,8 @@ from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
 @click.option("--out", default="otel-ai-audit-demo", show_default=True,
               type=click.Path(file_okay=False), help="Folder for every output of the demo.")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),
-              help="Folder with the UCI Adult files (default: $OTEL_AI_AUDIT_ADULT_DATA or "
-                   "shared/data/uci-adult beside the working directory).")
+              help="Folder with the UCI Adult files (default: $OTEL_AI_AUDIT_ADULT_DATA, else "
+                   "the copy shipped with otel-ai-audit).")
 @click.option("--decisions", default=2000, show_default=True,
               help="adult.test applicants to score as audited decisions.")
 @click.option("--requests", default=300, show_default=True,
@@ -27,7 +27,7 @@ def demo(out: str, data_dir: str | None, decisions: int, requests: int) -> None:
     Exit 0: everything verified; 1: verification failed; 2: the demo could not run.
     """
     try:
-        from otel_ai_audit.demo.adult import DatasetError
+        from otel_ai_audit.datasets.adult import DatasetError
         from otel_ai_audit.demo.churn import ScenarioError
         from otel_ai_audit.demo.run import run_demo
     except ImportError as error:

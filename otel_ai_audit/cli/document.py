@@ -16,8 +16,8 @@ def document() -> None:
 
 @document.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),
-              help="Folder with adult.data and adult.test (default: $OTEL_AI_AUDIT_ADULT_DATA "
-                   "or shared/data/uci-adult beside the working directory).")
+              help="Folder with adult.data and adult.test (default: $OTEL_AI_AUDIT_ADULT_DATA, "
+                   "else the copy shipped with otel-ai-audit).")
 @click.option("--out", default="model-card", show_default=True, type=click.Path(file_okay=False),
               help="Folder for model-card.md/.html/.json and the model (model.pkl).")
 @click.option("--store", type=click.Path(dir_okay=False),
@@ -29,7 +29,7 @@ def adult(data_dir: str | None, out: str, store: str | None) -> None:
     Exit 0: card written and recorded; 2: bad data, store or installation.
     """
     try:
-        from otel_ai_audit.demo.adult import DatasetError
+        from otel_ai_audit.datasets.adult import DatasetError
         from otel_ai_audit.document.adult import document_adult
         from otel_ai_audit.document.render import METRIC_NAMES, format_estimate, format_number
         from otel_ai_audit.store.sqlite import StoreError

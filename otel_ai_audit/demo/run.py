@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import TextIO
 
 from otel_ai_audit import runtime
-from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, load_split
+from otel_ai_audit.datasets.adult import CATEGORICAL, NUMERIC, load_split
 from otel_ai_audit.demo.churn import ScenarioError, run_churn_api
 from otel_ai_audit.integrity.keys import SigningKey, load_trusted_keys
 from otel_ai_audit.store.sqlite import AuditStore

@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_ai_audit import runtime
-from otel_ai_audit.demo.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
+from otel_ai_audit.datasets.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
 from otel_ai_audit.document.card import ModelCard, Narrative, build_model_card
 from otel_ai_audit.document.render import write_model_card
 from otel_ai_audit.document.trail import find_training_record, record_model_card
@@ -103,8 +103,8 @@ def document_adult(data_dir: str | Path | None, out: Path, store: Path,
         artifact.write_bytes(pickle.dumps(model))
         card = build_model_card(
             model, find_training_record(store, model), test.frame, TARGET, SENSITIVE,
-            name=MODEL_NAME, eval_source=test.path, train_frame=train.frame,
-            train_source=train.path, artifact=artifact, narrative=NARRATIVE)
+            name=MODEL_NAME, eval_source=test.source, train_frame=train.frame,
+            train_source=train.source, artifact=artifact, narrative=NARRATIVE)
         files = write_model_card(card, out)
         record_id = record_model_card(card, files)
     finally:

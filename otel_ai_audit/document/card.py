@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from otel_ai_audit.demo.adult import sha256_of
+from otel_ai_audit.datasets.source import DataSource, sha256_of
 from otel_ai_audit.document.lineage import (
     DatasetFacts,
     PipelineStep,
@@ -138,9 +138,9 @@ class ModelCard:
 def build_model_card(model: Any, training_record: StoredRecord, eval_frame: pd.DataFrame,
                      label: str, sensitive: Sequence[str], *, name: str,
                      version: str | None = None, features: Sequence[str] | None = None,
-                     eval_source: str | Path | None = None,
+                     eval_source: str | Path | DataSource | None = None,
                      train_frame: pd.DataFrame | None = None,
-                     train_source: str | Path | None = None, artifact: str | Path | None = None,
+                     train_source: str | Path | DataSource | None = None, artifact: str | Path | None = None,
                      narrative: Narrative | None = None, positive_label: Any = 1,
                      confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
                      seed: int = SEED) -> ModelCard:
@@ -212,7 +212,8 @@ def _positive_scores(model: Any, inputs: pd.DataFrame, positive: int) -> Any:
 
 
 def _training_facts(record: StoredRecord, features: list[str], label: str,
-                    frame: pd.DataFrame | None, source: str | Path | None) -> TrainingFacts:
+                    frame: pd.DataFrame | None,
+                    source: str | Path | DataSource | None) -> TrainingFacts:
     training = record.event.get("training", {})
     data = training.get("data", {})
     described = (describe_dataset(frame, features, label, source)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from otel_ai_audit.demo.adult import sha256_of
+from otel_ai_audit.datasets.source import DataSource
 from otel_ai_audit.instrumentation.sklearn import data_fingerprint
 
 
@@ -48,11 +48,12 @@ class PipelineStep:
 
 
 def describe_dataset(frame: pd.DataFrame, features: Sequence[str], label: str,
-                     source: str | Path | None = None) -> DatasetFacts:
+                     source: str | Path | DataSource | None = None) -> DatasetFacts:
     """Rows, columns, missing values per column, fingerprints and (given) the file's SHA-256."""
+    named = DataSource.of(source) if source is not None else None
     return DatasetFacts(
-        source=Path(source).name if source is not None else None,
-        sha256=sha256_of(Path(source)) if source is not None else None,
+        source=named.name if named is not None else None,
+        sha256=named.sha256 if named is not None else None,
         rows=len(frame),
         columns=[ColumnFacts(str(name), str(frame[name].dtype), int(frame[name].isna().sum()))
                  for name in frame.columns],

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from otel_ai_audit.demo.adult import sha256_of
+from otel_ai_audit.datasets.source import sha256_of
 from otel_ai_audit.instrumentation.sklearn.identity import fingerprint
 from otel_ai_audit.integrity.merkle import leaf_hash
 from otel_ai_audit.record.canonical import to_json_data

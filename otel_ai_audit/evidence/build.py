@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from otel_ai_audit.demo.adult import sha256_of
+from otel_ai_audit.datasets.source import sha256_of
 from otel_ai_audit.evidence.charts import charts as draw_charts
 from otel_ai_audit.evidence.collect import DECISION_FIELDS, collect, system_chains
 from otel_ai_audit.evidence.integrity import (
