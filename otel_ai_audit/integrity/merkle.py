@@ -1,11 +1,14 @@
-"""RFC 9162 (Certificate Transparency 2.0) hashing: leaves, Merkle roots, inclusion proofs.
+"""RFC 9162 (Certificate Transparency 2.0) hashing: leaves, Merkle roots, inclusion and
+consistency proofs.
 
 Leaf hash  = SHA-256(0x00 || canonical record bytes)
 Node hash  = SHA-256(0x01 || left || right)
 
 The chain links records by leaf hash; checkpoints carry the Merkle root of the chain's first
 `size` leaves, so one decision can later be proven with log2(size) hashes instead of handing
-over its neighbours.
+over its neighbours (`inclusion_proof`, `root_from_inclusion_proof`), and a later checkpoint
+can be proven to extend an earlier one, rewriting nothing it signed, with as few
+(`consistency_proof`, `verify_consistency`).
 """
 
 from __future__ import annotations
@@ -106,3 +109,102 @@ def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Iterabl
     if sn != 0:
         raise ValueError("inclusion proof is shorter than the tree is deep")
     return node
+
+
+class ConsistencyError(ValueError):
+    """A consistency proof does not show the old tree is a prefix of the new one."""
+
+
+def _consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose roots make up PROOF(old_size, D[0:new_size]), in proof order.
+
+    Walks SUBPROOF(m, D[n], true) of RFC 9162 section 2.1.4.1 from the top: each level adds
+    the root of the sibling range the old tree's edge does not enter. Unless the old tree is a
+    perfect subtree of the new one (the verifier holds that root already), the subtree the
+    walk ends in comes first. Requires 0 < old_size < new_size.
+    """
+    siblings = []
+    start, end, m = 0, new_size, old_size
+    while m != end - start:
+        k = _split(end - start)
+        if m <= k:
+            siblings.append((start + k, end))
+            end = start + k
+        else:
+            siblings.append((start, start + k))
+            start, m = start + k, m - k
+    ranges = [] if start == 0 else [(start, end)]
+    return ranges + siblings[::-1]
+
+
+def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:
+    """PROOF(old_size, leaves) of RFC 9162 section 2.1.4.1: the hashes showing the tree of the
+    first `old_size` leaves is a prefix of the tree of all of them.
+
+    The ranges it takes roots of are disjoint, so each leaf is hashed into one node at most:
+    O(n) work, O(log n) hashes out.
+    """
+    size = len(leaves)
+    if not 0 <= old_size <= size:
+        raise ValueError(f"old size {old_size} is outside 0..{size}, the tree's size")
+    if old_size in (0, size):
+        return []
+    return [merkle_root(leaves[start:end])
+            for start, end in _consistency_ranges(old_size, size)]
+
+
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes,
+                       proof: Sequence[bytes]) -> None:
+    """Check a consistency proof (RFC 9162 section 2.1.4.2); raises ConsistencyError if it
+    does not show the tree of `old_root` is the first `old_size` leaves of `new_root`'s.
+
+    Any tree extends the empty one (only an empty proof is valid then); trees of one size are
+    consistent only if their roots are equal.
+    """
+    if not 0 <= old_size <= new_size:
+        raise ConsistencyError(f"old size {old_size} is outside 0..{new_size}, the new size")
+    if old_size in (0, new_size):
+        if proof:
+            raise ConsistencyError(f"a consistency proof from size {old_size} to {new_size} "
+                                   f"is empty, this one holds {len(proof)} hashes")
+        if old_size == new_size and old_root != new_root:
+            raise ConsistencyError(f"the two trees are both of size {old_size} but their "
+                                   "roots differ")
+        return
+    expected = len(_consistency_ranges(old_size, new_size))
+    if len(proof) != expected:
+        raise ConsistencyError(f"a consistency proof from size {old_size} to {new_size} holds "
+                               f"{expected} hashes, this one {len(proof)}")
+    for position, node in enumerate(proof):
+        if len(node) != len(EMPTY_ROOT):
+            raise ConsistencyError(f"consistency proof hash {position} is {len(node)} bytes, "
+                                   f"not {len(EMPTY_ROOT)}")
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:
+        path.insert(0, old_root)  # the old tree is a perfect subtree: its root starts the path
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for node in path[1:]:
+        if sn == 0:
+            raise ConsistencyError("consistency proof is longer than the new tree is deep")
+        if fn & 1 or fn == sn:
+            fr = node_hash(node, fr)
+            sr = node_hash(node, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, node)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ConsistencyError("consistency proof is shorter than the new tree is deep")
+    if fr != old_root:
+        raise ConsistencyError(f"consistency proof does not reproduce the old root (size "
+                               f"{old_size}): the old tree is not a prefix of the new one")
+    if sr != new_root:
+        raise ConsistencyError(f"consistency proof does not reproduce the new root (size "
+                               f"{new_size}): the new tree does not extend the old one")
