@@ -92,6 +92,17 @@ class AuditSettings:
     """key=value pairs, comma-separated, as OTEL_EXPORTER_OTLP_HEADERS."""
     ship_shutdown_timeout: float = 10.0
     """Seconds the shippers may take at exit to deliver what the writer persisted last."""
+    anchor_s3: str | None = None
+    """s3://BUCKET/PREFIX of a bucket with Object Lock; turns external anchoring on."""
+    anchor_s3_endpoint: str | None = None
+    """Endpoint of an S3-compatible service other than AWS (MinIO, versitygw, Ceph)."""
+    anchor_s3_region: str | None = None
+    anchor_interval: float = 60.0
+    """Seconds between anchors (one is also made after the closing checkpoint)."""
+    anchor_retention_days: int = 190
+    """Compliance-mode retention of each anchor: six months (EU AI Act Art. 19, 26(6))."""
+    tsa_url: str | None = None
+    """RFC 3161 time-stamping authority that stamps each anchor (e.g. https://tsa/...)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> AuditSettings:

@@ -19,6 +19,8 @@ from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
+from otel_ai_audit.anchor.s3 import AnchorBucket
+from otel_ai_audit.anchor.thread import AnchoringThread
 from otel_ai_audit.capture import CapturePolicy, load_hmac_key
 from otel_ai_audit.config import AuditSettings
 from otel_ai_audit.decisions import RiskFunction
@@ -78,6 +80,8 @@ class AuditRuntime:
         default_factory=weakref.WeakKeyDictionary)
     shippers: list[Shipper] = field(default_factory=list)
     """One per configured sink, reading the store the writer persists to."""
+    anchoring: AnchoringThread | None = None
+    """Publishes external anchors of the store, when `anchor_s3` is set."""
 
     def model_info(self, model: Any) -> ModelInfo:
         if not self.models:
@@ -89,6 +93,8 @@ class AuditRuntime:
 
     def shutdown(self) -> None:
         self.writer.close()
+        if self.anchoring is not None:  # after the writer: anchors its closing checkpoint
+            self.anchoring.close(self.settings.ship_shutdown_timeout)
         for shipper in self.shippers:  # after the writer: they ship its last records too
             shipper.close(self.settings.ship_shutdown_timeout)
 
@@ -142,8 +148,9 @@ def configure(tracer_provider: TracerProvider | None = None, *,
         sampling = SamplingPolicy.from_settings(settings)
         references.select(settings.monitor_features)
         service = os.environ.get("OTEL_SERVICE_NAME", "unknown_service")
+        signing_key = load_signing_key(settings)
         writer = AuditWriter(
-            settings.store, load_signing_key(settings), service_name=service,
+            settings.store, signing_key, service_name=service,
             checkpoint_every=settings.checkpoint_every,
             checkpoint_interval=settings.checkpoint_interval, max_queue=settings.max_queue,
             queue_full=settings.queue_full_policy, sampling=sampling,
@@ -156,12 +163,31 @@ def configure(tracer_provider: TracerProvider | None = None, *,
             for sink in configured_sinks(settings)])
         for shipper in runtime.shippers:
             shipper.start()
+        runtime.anchoring = _anchoring(settings, signing_key)
         if install_processor:
             _provider(tracer_provider).add_span_processor(runtime.processor)
         atexit.register(runtime.shutdown)
         _close_on_sigterm()
         _runtime = runtime
         return runtime
+
+
+def _anchoring(settings: AuditSettings, key: SigningKey) -> AnchoringThread | None:
+    if not settings.anchor_s3:
+        return None
+    location = settings.anchor_s3
+
+    def bucket() -> AnchorBucket:
+        target = AnchorBucket(location, endpoint_url=settings.anchor_s3_endpoint,
+                              region=settings.anchor_s3_region)
+        target.check_object_lock()
+        return target
+
+    thread = AnchoringThread(settings.store, key, bucket, tsa_url=settings.tsa_url,
+                             retention_days=settings.anchor_retention_days,
+                             interval=settings.anchor_interval)
+    thread.start()
+    return thread
 
 
 def _provider(tracer_provider: TracerProvider | None) -> TracerProvider:

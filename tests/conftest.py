@@ -16,6 +16,8 @@ import pytest
 from tests.services.base import ServiceStartError
 from tests.services.collector import CollectorService
 from tests.services.elasticsearch import ElasticsearchService
+from tests.services.s3 import S3Service
+from tests.services.tsa import TimestampAuthorityService
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
@@ -26,7 +28,9 @@ def _service_unavailable(error: ServiceStartError) -> None:
     pytest.fail(f"a real service the tests need did not start:\n{error}", pytrace=False)
 
 
-def _running(service: ElasticsearchService | CollectorService) -> Iterator[Any]:
+def _running(
+    service: ElasticsearchService | CollectorService | S3Service | TimestampAuthorityService,
+) -> Iterator[Any]:
     """Start a service for the session, hand it over, stop it (and drop its data) at the end."""
     try:
         service.start()
@@ -54,3 +58,15 @@ def elasticsearch_cluster() -> Iterator[ElasticsearchService]:
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorService]:
     """The real Collector built with ocb: OTLP in, JSON-lines files out."""
     yield from _running(CollectorService(tmp_path_factory.mktemp("collector")))
+
+
+@pytest.fixture(scope="session")
+def s3_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Service]:
+    """A real S3 server with Object Lock (versitygw over the temp dir, which needs user xattrs)."""
+    yield from _running(S3Service(tmp_path_factory.mktemp("s3")))
+
+
+@pytest.fixture(scope="session")
+def tsa_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TimestampAuthorityService]:
+    """A real RFC 3161 time-stamping authority, with a fresh in-memory certificate chain."""
+    yield from _running(TimestampAuthorityService(tmp_path_factory.mktemp("tsa")))

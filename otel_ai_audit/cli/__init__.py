@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from otel_ai_audit.cli.anchor import anchor
 from otel_ai_audit.cli.demo import demo
 from otel_ai_audit.cli.document import document
 from otel_ai_audit.cli.drift import drift
@@ -24,5 +25,5 @@ def main() -> None:
 
 
 for command in (verify, ship, keygen, prove, verify_proof, demo, document, kibana,
-                drift, fairness, evidence, verify_bundle):
+                drift, fairness, evidence, verify_bundle, anchor):
     main.add_command(command)

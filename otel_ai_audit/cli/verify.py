@@ -17,6 +17,11 @@ from otel_ai_audit.cli._elasticsearch import (
     elasticsearch_source,
     settings_from,
 )
+from otel_ai_audit.anchor.publish import DEFAULT_RETENTION_DAYS
+from otel_ai_audit.anchor.timestamp import load_certificate_chain
+from otel_ai_audit.anchor.verify import read_anchor_history
+from otel_ai_audit.cli._anchors import anchor_bucket, s3_options
+from otel_ai_audit.errors import AuditError
 from otel_ai_audit.integrity.keys import KeyFileError, load_trusted_keys
 from otel_ai_audit.store.sqlite import AuditStore, StoreError
 from otel_ai_audit.verify.findings import Report
@@ -45,11 +50,22 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
                    "(/services/search/jobs/export?output_mode=json) or the HEC events sent.")
 @click.option("--otlp-export", metavar="FILE", type=click.Path(dir_okay=False),
               help="Verify the audit spans in a Collector file exporter's output (OTLP/JSON).")
+@click.option("--anchors", "anchors_at", metavar="s3://BUCKET/PREFIX",
+              help="Also check the trail against its external anchors there: rollback, "
+                   "deleted chains, truncation and rewritten history since each anchor.")
+@click.option("--tsa-cert", type=click.Path(dir_okay=False),
+              help="With --anchors: the time-stamping authority's certificate chain (PEM), "
+                   "to check every anchor's RFC 3161 time-stamp.")
+@click.option("--min-retention-days", type=int, default=DEFAULT_RETENTION_DAYS,
+              show_default=True, help="With --anchors: the compliance-mode retention each "
+                                      "anchor must have.")
+@s3_options
 @elasticsearch_options
 def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted: bool,
            as_json: bool, publish_findings: bool, publish_to: str | None,
-           splunk_export: str | None, otlp_export: str | None,
-           **elasticsearch: Any) -> None:
+           splunk_export: str | None, otlp_export: str | None, anchors_at: str | None,
+           tsa_cert: str | None, min_retention_days: int, s3_endpoint: str | None,
+           s3_region: str | None, **elasticsearch: Any) -> None:
     """Verify every chain in STORE, in Elasticsearch with --elasticsearch URL, or in an export
     file from Splunk (--splunk-export) or a Collector (--otlp-export).
 
@@ -69,11 +85,21 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
     if publish_to and (from_elasticsearch or not publish_findings):
         fail("--publish-to goes with --publish-findings, for a trail not read from "
              "Elasticsearch (which publishes where it reads)")
+    if (tsa_cert or s3_endpoint) and not anchors_at:
+        fail("--tsa-cert and --s3-endpoint go with --anchors s3://BUCKET/PREFIX")
     try:
         with _open(store, elasticsearch, splunk_export, otlp_export) as source:
-            report = Verifier(trusted, allow_self_asserted=allow_self_asserted).verify(source)
+            history = None
+            if anchors_at is not None:
+                history = read_anchor_history(
+                    anchor_bucket(anchors_at, s3_endpoint, s3_region), trusted or
+                    _store_keys(source), tsa_chain=load_certificate_chain(tsa_cert)
+                    if tsa_cert else None, min_retention_days=min_retention_days,
+                    store_id=getattr(source, "known_store_id", lambda: None)())
+            report = Verifier(trusted, allow_self_asserted=allow_self_asserted,
+                              anchors=history).verify(source)
             _note_repeats(report, source)
-    except StoreError as error:
+    except (StoreError, AuditError) as error:
         fail(str(error))
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
@@ -100,6 +126,13 @@ def _open(store: str | None, elasticsearch: dict[str, Any], splunk_export: str |
     source = AuditStore(store, create=False, readonly=True)
     source.description = store
     return source
+
+
+def _store_keys(source: RecordSource) -> dict[str, Any]:
+    """The keys a trail holds for itself: self-asserted, and reported so by the verifier."""
+    from otel_ai_audit.integrity.keys import load_public_key_pem
+
+    return {key_id: load_public_key_pem(pem) for key_id, pem in source.public_keys().items()}
 
 
 def _publish(report: Report, elasticsearch: dict[str, Any]) -> None:

@@ -14,9 +14,12 @@ after the last checkpoint, and the verifier reports those chains as not closed.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -91,6 +94,39 @@ the last checkpoint index). Not append-only, unlike records: a cursor only ever 
 (see `set_ship_cursor`). Created on every writable open, like the holding table."""
 
 
+_ANCHOR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS anchors (
+    seq       INTEGER PRIMARY KEY,
+    key_id    TEXT    NOT NULL,
+    payload   BLOB    NOT NULL,
+    signature BLOB    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS anchor_tokens (seq INTEGER PRIMARY KEY, token BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS anchor_published (
+    seq        INTEGER NOT NULL,
+    target     TEXT    NOT NULL,
+    version_id TEXT    NOT NULL,
+    PRIMARY KEY (seq, target)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS anchors_append_only_update BEFORE UPDATE ON anchors
+    BEGIN SELECT RAISE(ABORT, 'anchors are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS anchors_append_only_delete BEFORE DELETE ON anchors
+    BEGIN SELECT RAISE(ABORT, 'anchors are append-only'); END;
+"""
+"""The outbox of external anchors (see `otel_ai_audit.anchor`): each signed anchor, its RFC 3161
+time-stamp token once the TSA answered, and where it was published. A local copy only: the
+trust is in the published, retention-locked copies, which a rollback of this file cannot undo.
+Created on every writable open, like the holding table."""
+
+
+class StoredAnchor(NamedTuple):
+    seq: int
+    key_id: str
+    payload: bytes
+    signature: bytes
+    token: bytes | None
+
+
 class StoreError(Exception):
     """The store cannot be used; the message says why in words a user can act on."""
 
@@ -146,6 +182,13 @@ def _translate(error: sqlite3.DatabaseError, path: str) -> StoreError:
     return StoreError(f"{path}: {message}")
 
 
+def _connect(uri: str) -> sqlite3.Connection:
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                         timeout=BUSY_TIMEOUT)
+    db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+    return db
+
+
 class AuditStore:
     """One connection to a store file; use one per process (and a new one after fork)."""
 
@@ -155,11 +198,12 @@ class AuditStore:
         self.description = self.path
         if not create and not Path(self.path).is_file():
             raise NotAStoreError(f"{self.path}: no such store file")
-        uri = f"file:{Path(self.path).absolute()}?mode={'ro' if readonly else 'rwc'}"
+        self._scratch: str | None = None
         try:
-            self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
-                                       check_same_thread=False, timeout=BUSY_TIMEOUT)
-            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            if readonly:
+                self._db = self._open_readonly()
+            else:
+                self._db = _connect(f"file:{Path(self.path).absolute()}?mode=rwc")
             application_id, tables = self._identify()
             if not tables and not readonly and create:
                 self._initialise()
@@ -172,8 +216,35 @@ class AuditStore:
             if not readonly:
                 self._db.executescript(_HOLD_SCHEMA)
                 self._db.executescript(_CURSOR_SCHEMA)
+                self._db.executescript(_ANCHOR_SCHEMA)
         except sqlite3.DatabaseError as error:
             raise _translate(error, self.path) from error
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """A read-only connection that writes nothing next to the store.
+
+        SQLite opens a WAL-mode file read-only only if it can reach (or make) the `-shm` file
+        beside it, which read-only media and a copy without it deny. Then: with no write-ahead
+        log beside it, the file is complete and is read as immutable; with one, both files are
+        copied to a private scratch folder (removed on close) and read there.
+        """
+        absolute = Path(self.path).absolute()
+        db = _connect(f"file:{absolute}?mode=ro")
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError as error:
+            db.close()
+            if "disk I/O" not in str(error) and "unable to open" not in str(error):
+                raise
+        wal = Path(f"{absolute}-wal")
+        if not wal.is_file() or wal.stat().st_size == 0:
+            return _connect(f"file:{absolute}?mode=ro&immutable=1")
+        self._scratch = tempfile.mkdtemp(prefix="otel-ai-audit-ro-")
+        copy = Path(self._scratch) / absolute.name
+        shutil.copyfile(absolute, copy)
+        shutil.copyfile(wal, f"{copy}-wal")
+        return _connect(f"file:{copy}?mode=ro")
 
     def _identify(self) -> tuple[int, set[str]]:
         """The file's application id and tables, read in one snapshot: a store another process
@@ -232,6 +303,9 @@ class AuditStore:
 
     def close(self) -> None:
         self._db.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def __enter__(self) -> AuditStore:
         return self
@@ -432,3 +506,109 @@ class AuditStore:
                              (sink, chain_id, kind, seq))
         except sqlite3.DatabaseError as error:
             raise _translate(error, self.path) from error
+
+    # --- anchors (the outbox of `otel_ai_audit.anchor`) --------------------------------------
+
+    def store_id(self) -> str:
+        """The store's random identity, made on first use: anchors name the store they
+        describe, so the anchors of one store never vouch for another."""
+        known = self.known_store_id()
+        if known is not None:
+            return known
+        try:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)",
+                             (uuid.uuid4().hex,))
+        except sqlite3.DatabaseError as error:
+            raise _translate(error, self.path) from error
+        return str(self._rows("SELECT value FROM meta WHERE key = 'store_id'")[0][0])
+
+    def known_store_id(self) -> str | None:
+        """The store's identity if it has one, without making one (for read-only opens)."""
+        rows = self._rows("SELECT value FROM meta WHERE key = 'store_id'")
+        return str(rows[0][0]) if rows else None
+
+    def latest_checkpoints(self) -> dict[str, SignedCheckpoint | None]:
+        """Every chain with its newest checkpoint (None for a chain that has none yet)."""
+        latest: dict[str, SignedCheckpoint | None] = dict.fromkeys(self.chain_ids())
+        rows = self._rows(
+            "SELECT CAST(chain_id AS TEXT), CAST(idx AS INTEGER), CAST(size AS INTEGER), "
+            "CAST(key_id AS TEXT), CAST(payload AS BLOB), CAST(signature AS BLOB) "
+            "FROM checkpoints c WHERE idx = (SELECT max(idx) FROM checkpoints "
+            "WHERE chain_id = c.chain_id)")
+        for chain_id, idx, size, key_id, payload, signature in rows:
+            latest[chain_id] = SignedCheckpoint(bytes(payload), bytes(signature), key_id,
+                                                chain_id, idx, size)
+        return latest
+
+    def append_anchor(self, build: Callable[[StoredAnchor | None], tuple[str, bytes, bytes]],
+                      ) -> StoredAnchor:
+        """Add the next anchor, made by `build` from the previous one, in one write
+        transaction: processes anchoring one store at the same moment serialise here, so the
+        anchors form one chain."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                previous = self._last_anchor()
+                seq = previous.seq + 1 if previous is not None else 1
+                key_id, payload, signature = build(previous)
+                self._db.execute("INSERT INTO anchors VALUES (?, ?, ?, ?)",
+                                 (seq, key_id, payload, signature))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as error:
+            raise _translate(error, self.path) from error
+        return StoredAnchor(seq, key_id, payload, signature, None)
+
+    def _last_anchor(self) -> StoredAnchor | None:
+        rows = self._rows("SELECT a.seq, a.key_id, CAST(a.payload AS BLOB), "
+                          "CAST(a.signature AS BLOB), t.token FROM anchors a LEFT JOIN "
+                          "anchor_tokens t USING (seq) ORDER BY a.seq DESC LIMIT 1")
+        return _anchor_row(rows[0]) if rows else None
+
+    def anchors(self, after: int = 0) -> list[StoredAnchor]:
+        """The anchors after `after`, in order; none from a store made before anchoring."""
+        if "anchors" not in self._tables():
+            return []
+        rows = self._rows("SELECT a.seq, a.key_id, CAST(a.payload AS BLOB), "
+                          "CAST(a.signature AS BLOB), t.token FROM anchors a LEFT JOIN "
+                          "anchor_tokens t USING (seq) WHERE a.seq > ? ORDER BY a.seq", (after,))
+        return [_anchor_row(row) for row in rows]
+
+    def unstamped_anchors(self) -> list[StoredAnchor]:
+        rows = self._rows("SELECT seq, key_id, CAST(payload AS BLOB), CAST(signature AS BLOB), "
+                          "NULL FROM anchors WHERE seq NOT IN (SELECT seq FROM anchor_tokens) "
+                          "ORDER BY seq")
+        return [_anchor_row(row) for row in rows]
+
+    def set_anchor_token(self, seq: int, token: bytes) -> None:
+        try:
+            self._db.execute("INSERT OR IGNORE INTO anchor_tokens VALUES (?, ?)", (seq, token))
+        except sqlite3.DatabaseError as error:
+            raise _translate(error, self.path) from error
+
+    def unpublished_anchors(self, target: str) -> list[StoredAnchor]:
+        rows = self._rows("SELECT a.seq, a.key_id, CAST(a.payload AS BLOB), "
+                          "CAST(a.signature AS BLOB), t.token FROM anchors a LEFT JOIN "
+                          "anchor_tokens t USING (seq) WHERE a.seq NOT IN (SELECT seq FROM "
+                          "anchor_published WHERE target = ?) ORDER BY a.seq", (target,))
+        return [_anchor_row(row) for row in rows]
+
+    def mark_anchor_published(self, seq: int, target: str, version_id: str) -> None:
+        try:
+            self._db.execute("INSERT OR IGNORE INTO anchor_published VALUES (?, ?, ?)",
+                             (seq, target, version_id))
+        except sqlite3.DatabaseError as error:
+            raise _translate(error, self.path) from error
+
+    def _tables(self) -> set[str]:
+        return {row[0] for row in self._rows("SELECT name FROM sqlite_master "
+                                             "WHERE type = 'table'")}
+
+
+def _anchor_row(row: Any) -> StoredAnchor:
+    seq, key_id, payload, signature, token = row
+    return StoredAnchor(int(seq), str(key_id), bytes(payload), bytes(signature),
+                        bytes(token) if token is not None else None)

@@ -60,6 +60,27 @@ class Kind(str, Enum):
     """The record was written by a newer schema version than this verifier reads."""
     STORE_CORRUPT = "store_corrupt"
     """The storage itself reports damage; what could be read was verified."""
+    ROLLED_BACK = "rolled_back"
+    """The store holds a chain as an earlier anchor saw it: a later anchor saw it longer."""
+    MISSING_CHAIN = "missing_chain"
+    """An anchor witnessed a chain that the trail no longer holds."""
+    TRUNCATED_BELOW_ANCHOR = "truncated_below_anchor"
+    """A chain holds fewer records than an anchor witnessed (checkpoints cut with them)."""
+    HISTORY_REWRITTEN = "history_rewritten"
+    """A chain's records do not hash to the Merkle root an anchor witnessed (re-signed)."""
+    ANCHOR_MISSING = "anchor_missing"
+    """An anchor of the anchor chain is absent, or an anchor does not link to its predecessor."""
+    ANCHOR_UNSIGNED = "anchor_unsigned"
+    """An anchor's signature or RFC 3161 time-stamp is absent, invalid or untrusted."""
+    ANCHOR_RETENTION_SHORT = "anchor_retention_short"
+    """An anchor is not retention-locked in compliance mode for as long as required."""
+    ANCHOR_REPLACED = "anchor_replaced"
+    """An anchor object was written again: a second version of it exists."""
+
+
+ANCHOR_KINDS = frozenset({Kind.ANCHOR_MISSING, Kind.ANCHOR_UNSIGNED, Kind.ANCHOR_RETENTION_SHORT,
+                          Kind.ANCHOR_REPLACED})
+"""Findings about the anchor chain itself: their `seq` is the anchor's number."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,8 @@ class Finding:
         return data
 
     def __str__(self) -> str:
+        if self.kind in ANCHOR_KINDS:
+            return f"anchors: {self.kind.value}: {self.detail}"
         where = f"chain {self.chain_id}" if self.chain_id else "store"
         if self.seq is not None:
             where += f" seq {self.seq}"

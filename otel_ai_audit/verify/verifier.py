@@ -19,7 +19,7 @@ import json
 from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from otel_ai_audit.record.canonical import (
 from otel_ai_audit.record.schema import HEADER_PATTERN, SCHEMA_VERSION, parse_record
 from otel_ai_audit.store.sqlite import StoreCorruptError
 from otel_ai_audit.verify.findings import ChainSummary, Finding, Kind, Report
+
+if TYPE_CHECKING:
+    from otel_ai_audit.anchor.verify import AnchorHistory, Witnessed
 
 _OK, _NONCANONICAL, _MALFORMED, _FOREIGN = 0, 1, 2, 3
 _ROTATION_MARK = b'"type":"key_rotation"'
@@ -75,7 +78,7 @@ class IndexedRecordSource(RecordSource, Protocol):
 
 
 @dataclass
-class _Anchor:
+class _Verified:
     """A checkpoint whose signature verified: what it commits to."""
 
     checkpoint: Checkpoint
@@ -108,9 +111,11 @@ class Verifier:
     """
 
     def __init__(self, trusted_keys: Mapping[str, Any] | None = None, *,
-                 allow_self_asserted: bool = False) -> None:
+                 allow_self_asserted: bool = False,
+                 anchors: AnchorHistory | None = None) -> None:
         self.trusted_keys = dict(trusted_keys or {})
         self.allow_self_asserted = allow_self_asserted
+        self.anchors = anchors
 
     def verify(self, source: RecordSource) -> Report:
         trust = "pinned" if self.trusted_keys else "self-asserted"
@@ -130,13 +135,40 @@ class Verifier:
             report.findings.append(Finding(None, None, Kind.STORE_CORRUPT,
                                            f"reading stopped early: {error}"))
             return report
+        if self.anchors is not None:
+            report.notices.extend(self.anchors.notices)
+            report.notices.append(self.anchors.summary())
+            report.findings.extend(self.anchors.findings)
         for chain_id in chain_ids:
             try:
                 self._verify_chain(source, chain_id, store_keys, report)
             except StoreCorruptError as error:
                 report.findings.append(Finding(chain_id, None, Kind.STORE_CORRUPT,
                                                f"reading stopped early: {error}"))
+        self._check_missing_chains(source, chain_ids, report)
         return report
+
+    def _check_missing_chains(self, source: RecordSource, chain_ids: list[str],
+                              report: Report) -> None:
+        """MISSING_CHAIN for a chain an anchor witnessed, or a forked child's chain_open
+        names as its parent, that the trail does not hold."""
+        missing: dict[str, str] = {}
+        for chain_id in chain_ids:
+            try:
+                parent = _parent_chain(source, chain_id)
+            except StoreCorruptError:
+                continue  # already a finding of the chain's own pass
+            if parent is not None and parent not in chain_ids:
+                missing.setdefault(parent, f"chain {chain_id} was forked from it (its "
+                                           "chain_open names it); the trail does not hold it")
+        if self.anchors is not None:
+            for chain_id in set(self.anchors.witnessed) - set(chain_ids):
+                last = self.anchors.witnessed[chain_id][-1]
+                missing[chain_id] = (f"anchor {last.anchor_seq} witnessed this chain with "
+                                     f"{last.chain.size} signed record(s); the trail does not "
+                                     "hold it")
+        for chain_id, detail in sorted(missing.items()):
+            report.findings.append(Finding(chain_id, None, Kind.MISSING_CHAIN, detail))
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -166,14 +198,17 @@ class Verifier:
         data = _read_chain(source, chain_id)
         if data.corrupt:
             findings.append(Finding(chain_id, None, Kind.STORE_CORRUPT, data.corrupt))
-        anchors, closed_at, key_ids = self._check_checkpoints(
+        verified, closed_at, key_ids = self._check_checkpoints(
             source, chain_id, data, store_keys, findings)
-        self._check_records(source, chain_id, data, anchors, closed_at, findings)
+        order = self._check_records(source, chain_id, data, verified, closed_at, findings)
         self._check_indexed_fields(source, chain_id, findings)
+        if self.anchors is not None:
+            _check_witnessed(chain_id, data, order, verified,
+                             self.anchors.witnessed.get(chain_id, []), findings)
         report.findings.extend(findings)
-        valid = [anchor.checkpoint for anchor in anchors]
+        valid = [item.checkpoint for item in verified]
         report.chains.append(ChainSummary(
-            chain_id=chain_id, records=data.size, checkpoints=len(anchors),
+            chain_id=chain_id, records=data.size, checkpoints=len(verified),
             closed=closed_at is not None, signed_size=max((c.size for c in valid), default=0),
             key_ids=sorted(key_ids)))
 
@@ -193,9 +228,9 @@ class Verifier:
 
     def _check_checkpoints(self, source: RecordSource, chain_id: str, data: _ChainData,
                            store_keys: dict[str, Any], findings: list[Finding],
-                           ) -> tuple[list[_Anchor], int | None, set[str]]:
-        """Signatures, trust, the checkpoint chain, forks. Returns the verified anchors."""
-        anchors: list[_Anchor] = []
+                           ) -> tuple[list[_Verified], int | None, set[str]]:
+        """Signatures, trust, the checkpoint chain, forks. Returns the checkpoints that verified."""
+        verified: list[_Verified] = []
         trusted = dict(self.trusted_keys)
         pending_rotations = dict(sorted(data.rotations.items()))
         previous: tuple[Checkpoint, bytes] | None = None
@@ -279,24 +314,25 @@ class Verifier:
                 findings.append(Finding(chain_id, where, Kind.FORK,
                                         f"two checkpoints of size {checkpoint.size} commit to "
                                         "different heads"))
-            if anchors and checkpoint.size < anchors[-1].checkpoint.size:
+            if verified and checkpoint.size < verified[-1].checkpoint.size:
                 findings.append(Finding(chain_id, where, Kind.FORK,
                                         f"checkpoint {checkpoint.index} (size {checkpoint.size}) "
                                         f"is smaller than checkpoint "
-                                        f"{anchors[-1].checkpoint.index} "
-                                        f"(size {anchors[-1].checkpoint.size})"))
+                                        f"{verified[-1].checkpoint.index} "
+                                        f"(size {verified[-1].checkpoint.size})"))
             heads_by_size[checkpoint.size] = checkpoint.head
-            anchors.append(_Anchor(checkpoint, is_trusted))
+            verified.append(_Verified(checkpoint, is_trusted))
             previous = (checkpoint, signed.payload)
             follows_rejected = False
             if checkpoint.closed and closed_at is None:
                 closed_at = checkpoint.size
-        return anchors, closed_at, key_ids
+        return verified, closed_at, key_ids
 
     def _check_records(self, source: RecordSource, chain_id: str, data: _ChainData,
-                       anchors: list[_Anchor], closed_at: int | None,
-                       findings: list[Finding]) -> None:
-        signed_size = max((a.checkpoint.size for a in anchors), default=0)
+                       verified: list[_Verified], closed_at: int | None,
+                       findings: list[Finding]) -> np.ndarray:
+        """Every check of the records themselves; the positions of the chain in seq order."""
+        signed_size = max((a.checkpoint.size for a in verified), default=0)
         n = data.size
         states = data.states
         usable = np.ones(n, dtype=bool)
@@ -321,16 +357,16 @@ class Verifier:
                                     f"record schema is newer than version {SCHEMA_VERSION}"))
             usable[position] = False
 
-        order = self._resolve_order(source, chain_id, data, usable, anchors, findings)
+        order = self._resolve_order(source, chain_id, data, usable, verified, findings)
         blamed: set[int] = set()
-        self._check_links(source, chain_id, data, order, anchors, blamed, findings)
-        self._check_anchors(source, chain_id, data, order, anchors, blamed, findings)
+        self._check_links(source, chain_id, data, order, verified, blamed, findings)
+        self._check_checkpoint_roots(source, chain_id, data, order, verified, blamed, findings)
         self._check_unwitnessed_tail(source, chain_id, data, order, signed_size, findings)
         top = int(data.seqs[order[-1]]) + 1 if len(order) else 0
         if torn_at is not None:
             top = max(top, torn_at + 1)
         if closed_at is None:
-            if n or anchors:
+            if n or verified:
                 findings.append(Finding(
                     chain_id, top - 1 if top else None, Kind.CHAIN_NOT_CLOSED,
                     f"no closing checkpoint; signed checkpoints cover {signed_size} of {top} "
@@ -340,6 +376,7 @@ class Verifier:
             findings.append(Finding(chain_id, closed_at, Kind.RECORD_AFTER_CLOSE,
                                     f"{top - closed_at} record(s) after the closing checkpoint "
                                     f"(size {closed_at})"))
+        return order
 
     @staticmethod
     def _check_unwitnessed_tail(source: RecordSource, chain_id: str, data: _ChainData,
@@ -375,7 +412,7 @@ class Verifier:
             pass  # e.g. a float of 2**53, written as an integer literal, parses back too big
 
     def _resolve_order(self, source: RecordSource, chain_id: str, data: _ChainData,
-                       usable: np.ndarray, anchors: list[_Anchor],
+                       usable: np.ndarray, verified: list[_Verified],
                        findings: list[Finding]) -> np.ndarray:
         """Positions of the records that form the chain, in sequence order.
 
@@ -394,7 +431,7 @@ class Verifier:
         by_seq: dict[int, list[int]] = {}
         for position in positions.tolist():
             by_seq.setdefault(int(data.seqs[position]), []).append(position)
-        heads = {a.checkpoint.size - 1: a.checkpoint.head for a in anchors}
+        heads = {a.checkpoint.size - 1: a.checkpoint.head for a in verified}
         chosen: dict[int, int] = {}
         for seq, claimants in sorted(by_seq.items()):
             unique: dict[bytes, int] = {}
@@ -459,7 +496,7 @@ class Verifier:
                                     f"{int(data.columns[first])})"))
 
     def _check_links(self, source: RecordSource, chain_id: str, data: _ChainData,
-                     order: np.ndarray, anchors: list[_Anchor], blamed: set[int],
+                     order: np.ndarray, verified: list[_Verified], blamed: set[int],
                      findings: list[Finding]) -> None:
         if len(order) == 0:
             return
@@ -471,7 +508,7 @@ class Verifier:
         breaks = [i + 1 for i in np.flatnonzero(consecutive & ~linked).tolist()]
         if seqs[0] == 0 and prevs[0].tobytes() != GENESIS:
             breaks.insert(0, 0)
-        heads = {a.checkpoint.size - 1: a.checkpoint.head for a in anchors}
+        heads = {a.checkpoint.size - 1: a.checkpoint.head for a in verified}
 
         def suspect(i: int) -> bool:
             """Is the record at order index i contradicted by what comes after it?"""
@@ -512,29 +549,29 @@ class Verifier:
         return Finding(chain_id, seq, Kind.RECORD_MODIFIED,
                        "record differs from what the chain committed to")
 
-    def _check_anchors(self, source: RecordSource, chain_id: str, data: _ChainData,
-                       order: np.ndarray, anchors: list[_Anchor], blamed: set[int],
+    def _check_checkpoint_roots(self, source: RecordSource, chain_id: str, data: _ChainData,
+                       order: np.ndarray, verified: list[_Verified], blamed: set[int],
                        findings: list[Finding]) -> None:
-        if not anchors:
+        if not verified:
             return
         seqs = data.seqs[order]
         count = int(seqs[-1]) + 1 if len(order) else 0
         contiguous = len(order) == count
         # Of two checkpoints of one size (a fork, reported with the checkpoints), the records
         # are held to the one whose head they have, not blamed for the other branch.
-        kept: dict[int, _Anchor] = {}
-        for anchor in anchors:
-            size = anchor.checkpoint.size
-            if size not in kept or (contiguous and 0 < size <= count and anchor.checkpoint.head
+        kept: dict[int, _Verified] = {}
+        for item in verified:
+            size = item.checkpoint.size
+            if size not in kept or (contiguous and 0 < size <= count and item.checkpoint.head
                                     == data.leaves[order[size - 1]].tobytes().hex()):
-                kept[size] = anchor
+                kept[size] = item
         by_size = [kept[size] for size in sorted(kept)]
         truncated_reported = False
         tree = MerkleAccumulator()
         next_leaf = 0
         last_good = 0
-        for anchor in by_size:
-            checkpoint = anchor.checkpoint
+        for item in by_size:
+            checkpoint = item.checkpoint
             size = checkpoint.size
             if size > count:
                 if not truncated_reported and not data.corrupt:
@@ -570,6 +607,67 @@ class Verifier:
                 f"records {last_good}..{size - 1} do not hash to the head and Merkle root that "
                 f"checkpoint {checkpoint.index} signed: the chain was rewritten after signing"))
             blamed.update(range(last_good, size))
+
+
+def _check_witnessed(chain_id: str, data: _ChainData, order: np.ndarray,
+                     verified: list[_Verified], witnessed: list[Witnessed],
+                     findings: list[Finding]) -> None:
+    """Hold one chain against every state of it the anchors witnessed.
+
+    Shorter than witnessed: ROLLED_BACK when the store's newest checkpoint is one an earlier
+    anchor saw (an old copy put back), else TRUNCATED_BELOW_ANCHOR. Records that do not hash to
+    a witnessed Merkle root: HISTORY_REWRITTEN (whoever re-signed them held the key, but could
+    not change the published anchor).
+    """
+    if not witnessed:
+        return
+    seqs = data.seqs[order]
+    count = int(seqs[-1]) + 1 if len(order) else 0
+    contiguous = len(order) == count
+    newest = max(witnessed, key=lambda w: w.chain.size)
+    if count < newest.chain.size:
+        held = payload_hash(verified[-1].checkpoint.payload()) if verified else None
+        earlier = next((w for w in witnessed if held and w.chain.checkpoint_hash == held), None)
+        if earlier is not None:
+            findings.append(Finding(chain_id, count, Kind.ROLLED_BACK, (
+                f"the trail holds this chain as anchor {earlier.anchor_seq} saw it "
+                f"({earlier.chain.size} record(s)); anchor {newest.anchor_seq} later saw "
+                f"{newest.chain.size}: an earlier copy was put back")))
+        else:
+            findings.append(Finding(chain_id, count, Kind.TRUNCATED_BELOW_ANCHOR, (
+                f"anchor {newest.anchor_seq} witnessed {newest.chain.size} signed record(s); "
+                f"the chain holds {count}: records {count}..{newest.chain.size - 1} are gone "
+                "with their checkpoints")))
+    if not contiguous:
+        return  # gaps are already findings; roots over a broken sequence prove nothing more
+    sizes = sorted({w.chain.size for w in witnessed if 0 < w.chain.size <= count})
+    roots: dict[int, set[tuple[int, str]]] = {}
+    for w in witnessed:
+        roots.setdefault(w.chain.size, set()).add((w.anchor_seq, w.chain.root))
+    tree = MerkleAccumulator()
+    for size in sizes:
+        while tree.size < size:
+            tree.append(data.leaves[order[tree.size]].tobytes())
+        root = tree.root().hex()
+        wrong = sorted(seq for seq, witnessed_root in roots[size] if witnessed_root != root)
+        if wrong:
+            findings.append(Finding(chain_id, size - 1, Kind.HISTORY_REWRITTEN, (
+                f"records 0..{size - 1} do not hash to the Merkle root anchor {wrong[0]} "
+                "witnessed: the history was rewritten after it was anchored")))
+            return
+
+
+def _parent_chain(source: RecordSource, chain_id: str) -> str | None:
+    """The parent a forked chain's chain_open record names (None for a first chain)."""
+    first = source.record_at(chain_id, 0)
+    if first is None or b'"parent_chain_id"' not in first:
+        return None
+    try:
+        event = parse_record(first)["event"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    parent = event.get("parent_chain_id") if event.get("type") == "chain_open" else None
+    return str(parent) if parent else None
 
 
 def _copy_tree(tree: MerkleAccumulator) -> MerkleAccumulator:

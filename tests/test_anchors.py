@@ -1,0 +1,452 @@
+"""External anchors against an insider with write access to the store (and, for one attack,
+the signing key), on a real S3 server with Object Lock and a real RFC 3161 TSA.
+
+Each attack of issue "completeness that holds against whoever runs the store" is reproduced as
+the insider would do it, and must fail verification with its own finding; clean stores
+(several processes, forked workers) pass. Plain `verify` is run beside `verify --anchors` to
+show what only the anchors catch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from click.testing import CliRunner, Result
+
+from otel_ai_audit.anchor.publish import Anchorer, published_body
+from otel_ai_audit.anchor.s3 import AnchorBucket, AnchorStorageError
+from otel_ai_audit.anchor.timestamp import load_certificate_chain
+from otel_ai_audit.anchor.verify import AnchorHistory, read_anchor_history
+from otel_ai_audit.cli import main
+from otel_ai_audit.integrity.chain import Chain
+from otel_ai_audit.integrity.checkpoint import Checkpoint
+from otel_ai_audit.integrity.keys import SigningKey
+from otel_ai_audit.pipeline.writer import AuditWriter
+from otel_ai_audit.store.sqlite import AuditStore
+from otel_ai_audit.verify.findings import Report
+from otel_ai_audit.verify.verifier import Verifier
+from tests.audit_fixtures import (
+    chain_ids,
+    checkpoints,
+    inference_event,
+    rows,
+    tamper,
+    write_store,
+)
+
+
+# --- set-up ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3(s3_service: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A boto3 client of the test S3 server; the same credentials in the environment, where
+    the CLI and the runtime read them (boto3's own chain)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_service.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_service.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_service.region)
+    return boto3.client("s3", endpoint_url=s3_service.endpoint, region_name=s3_service.region,
+                        aws_access_key_id=s3_service.access_key,
+                        aws_secret_access_key=s3_service.secret_key,
+                        config=Config(s3={"addressing_style": "path"}))
+
+
+def new_bucket(s3: Any, *, lock: bool = True) -> str:
+    name = f"anchors-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=lock)
+    return name
+
+
+@pytest.fixture
+def key() -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def tsa_chain(tsa_service: Any) -> list[Any]:
+    return load_certificate_chain(tsa_service.certchain_path)
+
+
+class Trail:
+    """One store, its key and its anchor bucket (a fresh bucket per test)."""
+
+    def __init__(self, path: Path, key: SigningKey, s3: Any, s3_service: Any,
+                 tsa_service: Any) -> None:
+        self.path = path
+        self.key = key
+        self.s3 = s3
+        self.endpoint = s3_service.endpoint
+        self.tsa_url = tsa_service.url
+        self.certchain = tsa_service.certchain_path
+        self.location = f"s3://{new_bucket(s3)}/trail"
+        self.bucket = AnchorBucket(self.location, endpoint_url=self.endpoint, client=s3)
+
+    def anchor(self, *, retention_days: int = 190) -> int | None:
+        with AuditStore(self.path) as store:
+            result = Anchorer(store, self.key, self.bucket, tsa_url=self.tsa_url,
+                              retention_days=retention_days).run()
+        assert result.error is None and result.pending == 0, result
+        return result.built
+
+    def history(self, tsa_chain: list[Any], **options: Any) -> AnchorHistory:
+        with AuditStore(self.path, create=False, readonly=True) as store:
+            store_id = store.known_store_id()
+        return read_anchor_history(self.bucket, {self.key.key_id: self.key.public_key},
+                                   tsa_chain=tsa_chain, store_id=store_id, **options)
+
+    def verify(self, tsa_chain: list[Any] | None = None, *, anchored: bool = True) -> Report:
+        history = self.history(tsa_chain) if anchored else None
+        with AuditStore(self.path, create=False, readonly=True) as store:
+            return Verifier({self.key.key_id: self.key.public_key},
+                            anchors=history).verify(store)
+
+
+@pytest.fixture
+def trail(tmp_path: Path, key: SigningKey, s3: Any, s3_service: Any,
+          tsa_service: Any) -> Trail:
+    return Trail(tmp_path / "audit.db", key, s3, s3_service, tsa_service)
+
+
+def kinds(report: Report) -> set[tuple[str | None, str]]:
+    return {(finding.chain_id, finding.kind.value) for finding in report.findings}
+
+
+def open_writer(trail: Trail, events: int) -> AuditWriter:
+    """A writer that has persisted `events` decisions (checkpoints every 4) and stays open."""
+    writer = AuditWriter(str(trail.path), trail.key, checkpoint_every=4,
+                         checkpoint_interval=3600.0, flush_interval=3600.0)
+    for i in range(events):
+        writer.submit(inference_event(i))
+    assert writer.flush()
+    return writer
+
+
+def copy_store(source: Path, target: Path) -> None:
+    """A consistent copy of a live WAL-mode store (SQLite's backup API), as a cp would be."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+        dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        src.close()
+        dst.close()
+
+
+def restore_store(copy: Path, target: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    target.write_bytes(copy.read_bytes())
+
+
+# --- clean trails pass ---------------------------------------------------------------------------
+
+
+def test_a_clean_trail_of_several_writers_verifies_against_its_anchors(
+        trail: Trail, tsa_chain: list[Any]) -> None:
+    first = open_writer(trail, 6)
+    assert trail.anchor() == 1
+    write_store(trail.path, trail.key, 9)
+    for i in range(6, 10):
+        first.submit(inference_event(i))
+    assert first.close()
+    assert trail.anchor() == 2
+    assert trail.anchor() is None  # nothing changed since: no new anchor (no new day either)
+    report = trail.verify(tsa_chain)
+    assert report.findings == [], report.findings
+    assert any("anchors: 2 at" in notice for notice in report.notices)
+    history = trail.history(tsa_chain)
+    assert [a.seq for a in history.anchors] == [1, 2]
+    assert history.anchors[0].daily and not history.anchors[1].daily
+    assert set(history.witnessed) == set(chain_ids(trail.path))
+
+
+def test_a_forked_workers_trail_verifies_against_its_anchors(trail: Trail,
+                                                            tsa_chain: list[Any]) -> None:
+    writer = open_writer(trail, 3)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for i in range(5):
+                writer.submit(inference_event(i))
+            code = 0 if writer.close() else 2
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert writer.close()
+    trail.anchor()
+    assert len(chain_ids(trail.path)) == 2
+    assert trail.verify(tsa_chain).findings == []
+
+
+# --- the insider's attacks -------------------------------------------------------------------------
+
+
+def test_rollback_to_an_earlier_copy(trail: Trail, tsa_chain: list[Any],
+                                     tmp_path: Path) -> None:
+    writer = open_writer(trail, 8)
+    trail.anchor()
+    copy_store(trail.path, tmp_path / "copy.db")
+    for i in range(8, 20):
+        writer.submit(inference_event(i))
+    assert writer.close()
+    write_store(trail.path, trail.key, 5)  # the service ran again, and closed again
+    trail.anchor()
+    (first, second) = sorted(chain_ids(trail.path), key=lambda c: c != writer.chain.chain_id)
+    restore_store(tmp_path / "copy.db", trail.path)
+    plain = trail.verify(anchored=False)
+    assert kinds(plain) == {(first, "chain_not_closed")}  # reads like a crash, nothing more
+    assert kinds(trail.verify(tsa_chain)) == {
+        (first, "chain_not_closed"), (first, "rolled_back"), (second, "missing_chain")}
+
+
+def test_a_whole_chain_deleted_with_its_checkpoints(trail: Trail, tsa_chain: list[Any]) -> None:
+    write_store(trail.path, trail.key, 6)
+    write_store(trail.path, trail.key, 7)
+    trail.anchor()
+    victim = chain_ids(trail.path)[0]
+    tamper(trail.path, "DELETE FROM records WHERE chain_id = ?", (victim,))
+    tamper(trail.path, "DELETE FROM checkpoints WHERE chain_id = ?", (victim,))
+    assert trail.verify(anchored=False).findings == []  # without anchors: silence
+    assert kinds(trail.verify(tsa_chain)) == {(victim, "missing_chain")}
+
+
+def test_a_parent_chain_deleted_while_its_forked_child_names_it(
+        trail: Trail, tsa_chain: list[Any]) -> None:
+    writer = open_writer(trail, 3)
+    parent = writer.chain.chain_id
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            writer.submit(inference_event(1))
+            code = 0 if writer.close() else 2
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert writer.close()
+    trail.anchor()
+    tamper(trail.path, "DELETE FROM records WHERE chain_id = ?", (parent,))
+    tamper(trail.path, "DELETE FROM checkpoints WHERE chain_id = ?", (parent,))
+    # The child's chain_open names its parent: missing even without anchors.
+    assert kinds(trail.verify(anchored=False)) == {(parent, "missing_chain")}
+    assert kinds(trail.verify(tsa_chain)) == {(parent, "missing_chain")}
+
+
+def test_tail_cut_together_with_its_checkpoints(trail: Trail, tsa_chain: list[Any]) -> None:
+    write_store(trail.path, trail.key, 20)
+    trail.anchor()
+    (chain,) = chain_ids(trail.path)
+    tamper(trail.path, "DELETE FROM records WHERE chain_id = ? AND seq >= 9", (chain,))
+    tamper(trail.path, "DELETE FROM checkpoints WHERE chain_id = ? AND size > 9", (chain,))
+    assert kinds(trail.verify(anchored=False)) == {(chain, "chain_not_closed")}  # a crash?
+    assert kinds(trail.verify(tsa_chain)) == {(chain, "chain_not_closed"),
+                                              (chain, "truncated_below_anchor")}
+
+
+def rewrite_history(path: Path, chain_id: str, key: SigningKey, seq: int) -> None:
+    """Change the decision at `seq` and rebuild the whole chain after it, re-signing every
+    checkpoint with the real key at its old size and time: what the key holder can do."""
+    original = rows(path, chain_id)
+    signed = [Checkpoint.from_payload(c.payload) for c in checkpoints(path, chain_id)]
+    chain = Chain(chain_id)
+    rebuilt, new_checkpoints = [], []
+    by_size = {c.size: c for c in signed}
+    for row in original:
+        record = json.loads(row["data"])
+        event = record["event"]
+        if record["chain"]["seq"] == seq:
+            event["output"]["label"] = not event["output"]["label"]
+        rebuilt.append(chain.seal(event, int(record["chain"]["logged"])))
+        old = by_size.get(chain.size)
+        if old is not None:
+            new_checkpoints.append(chain.checkpoint(key, old.issued_at_ns, closed=old.closed,
+                                                    counters=old.counters,
+                                                    policy_hash=old.policy_hash))
+    tamper(path, "DELETE FROM records WHERE chain_id = ?", (chain_id,))
+    tamper(path, "DELETE FROM checkpoints WHERE chain_id = ?", (chain_id,))
+    with AuditStore(path) as store:
+        store.write(rebuilt)
+        for checkpoint in new_checkpoints:
+            store.write([], checkpoint)
+
+
+def test_history_rewritten_and_re_signed_with_the_real_key(trail: Trail,
+                                                          tsa_chain: list[Any]) -> None:
+    write_store(trail.path, trail.key, 12)
+    trail.anchor()
+    (chain,) = chain_ids(trail.path)
+    rewrite_history(trail.path, chain, trail.key, 5)
+    assert trail.verify(anchored=False).findings == []  # the key holder's rewrite is perfect
+    assert kinds(trail.verify(tsa_chain)) == {(chain, "history_rewritten")}
+
+
+# --- the anchors themselves ------------------------------------------------------------------------
+
+
+def test_an_anchor_cannot_be_deleted_or_its_retention_shortened(trail: Trail) -> None:
+    write_store(trail.path, trail.key, 3)
+    trail.anchor()
+    (key, versions), = trail.bucket.versions().items()
+    bucket = trail.bucket.location.bucket
+    with pytest.raises(ClientError):
+        trail.s3.delete_object(Bucket=bucket, Key=key, VersionId=versions[0].version_id)
+    with pytest.raises(ClientError):
+        trail.s3.put_object_retention(
+            Bucket=bucket, Key=key, VersionId=versions[0].version_id,
+            Retention={"Mode": "COMPLIANCE",
+                       "RetainUntilDate": datetime.now(timezone.utc) + timedelta(days=1)},
+            BypassGovernanceRetention=True)
+    assert trail.bucket.get(key, versions[0].version_id)
+
+
+def test_an_anchor_written_again_is_reported(trail: Trail, tsa_chain: list[Any]) -> None:
+    write_store(trail.path, trail.key, 3)
+    trail.anchor()
+    (key, _), = trail.bucket.versions().items()
+    trail.s3.put_object(Bucket=trail.bucket.location.bucket, Key=key, Body=b"{}")
+    assert {f.kind.value for f in trail.verify(tsa_chain).findings} == {"anchor_replaced"}
+
+
+def test_short_retention_is_reported(trail: Trail, tsa_chain: list[Any]) -> None:
+    write_store(trail.path, trail.key, 3)
+    trail.anchor(retention_days=2)
+    found = trail.verify(tsa_chain).findings
+    assert [(f.kind.value, f.seq) for f in found] == [("anchor_retention_short", 1)]
+
+
+def test_an_anchor_signed_by_another_key_is_unsigned(trail: Trail, tsa_chain: list[Any]) -> None:
+    write_store(trail.path, trail.key, 3)
+    trail.key, real = SigningKey.generate(), trail.key
+    trail.anchor()
+    trail.key = real
+    found = {f.kind.value for f in trail.verify(tsa_chain).findings}
+    assert "anchor_unsigned" in found
+
+
+def test_a_missing_anchor_is_reported(trail: Trail, tsa_chain: list[Any]) -> None:
+    """Anchors 1 and 3 copied to a new prefix without 2 (a locked anchor cannot be deleted:
+    this is what a verifier pointed at a doctored copy must say)."""
+    for events in (3, 4, 5):
+        write_store(trail.path, trail.key, events)
+        trail.anchor()
+    doctored = AnchorBucket(f"s3://{trail.bucket.location.bucket}/doctored", client=trail.s3)
+    with AuditStore(trail.path) as store:
+        for anchor in store.anchors():
+            if anchor.seq != 2:
+                doctored.put(anchor.seq, published_body(anchor),
+                             datetime.now(timezone.utc) + timedelta(days=200))
+    trail.bucket = doctored
+    found = [(f.kind.value, f.seq) for f in trail.verify(tsa_chain).findings]
+    assert found == [("anchor_missing", 2)]
+
+
+def test_an_anchor_without_its_time_stamp_fails_when_stamps_are_checked(
+        trail: Trail, tsa_chain: list[Any]) -> None:
+    write_store(trail.path, trail.key, 3)
+    trail.tsa_url = None
+    trail.anchor()
+    assert {f.kind.value for f in trail.verify(tsa_chain).findings} == {"anchor_unsigned"}
+    unchecked = trail.verify(None)
+    assert unchecked.findings == [] and any("--tsa-cert" in n for n in unchecked.notices)
+
+
+def test_a_bucket_without_object_lock_is_refused_in_one_line(trail: Trail, s3: Any) -> None:
+    write_store(trail.path, trail.key, 3)
+    trail.key.save(trail.path.parent / "k.key.pem", trail.path.parent / "k.pub.pem")
+    plain = new_bucket(s3, lock=False)
+    result = cli("anchor", str(trail.path), "--to", f"s3://{plain}/x", "--signing-key",
+                 str(trail.path.parent / "k.key.pem"), "--s3-endpoint", trail.endpoint)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "no Object Lock" in result.stderr
+    with pytest.raises(AnchorStorageError, match="no Object Lock"):
+        AnchorBucket(f"s3://{plain}/x", client=s3).check_object_lock()
+
+
+# --- command line and runtime ----------------------------------------------------------------------
+
+
+def cli(*args: str) -> Result:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_cli_anchor_then_verify_with_anchors(trail: Trail) -> None:
+    write_store(trail.path, trail.key, 5)
+    folder = trail.path.parent
+    trail.key.save(folder / "k.key.pem", folder / "k.pub.pem")
+    anchored = cli("anchor", str(trail.path), "--to", trail.location, "--signing-key",
+                   str(folder / "k.key.pem"), "--tsa-url", trail.tsa_url,
+                   "--s3-endpoint", trail.endpoint)
+    assert anchored.exit_code == 0, anchored.output
+    assert "anchor 1 built; 1 time-stamped, 1 published" in anchored.stdout
+    checked = cli("verify", str(trail.path), "--public-key", str(folder / "k.pub.pem"),
+                  "--anchors", trail.location, "--s3-endpoint", trail.endpoint,
+                  "--tsa-cert", str(trail.certchain))
+    assert checked.exit_code == 0, checked.output
+    assert "anchors: 1 at" in checked.stdout and "OK" in checked.stdout
+    (chain,) = chain_ids(trail.path)
+    tamper(trail.path, "DELETE FROM records WHERE chain_id = ? AND seq >= 3", (chain,))
+    tamper(trail.path, "DELETE FROM checkpoints WHERE chain_id = ? AND size > 3", (chain,))
+    failed = cli("verify", str(trail.path), "--public-key", str(folder / "k.pub.pem"),
+                 "--anchors", trail.location, "--s3-endpoint", trail.endpoint, "--json")
+    assert failed.exit_code == 1
+    assert "truncated_below_anchor" in {f["kind"] for f in json.loads(failed.stdout)["findings"]}
+
+
+def test_the_runtime_anchors_while_it_runs_and_after_it_closes(
+        trail: Trail, tsa_chain: list[Any], tmp_path: Path) -> None:
+    """A real process under the runtime, anchoring every second; after it exits, the closing
+    checkpoint is anchored and the trail verifies against the anchors."""
+    import subprocess
+    import sys
+
+    trail.key.save(tmp_path / "k.key.pem", tmp_path / "k.pub.pem")
+    script = (
+        "import time, otel_ai_audit\n"
+        "from otel_ai_audit.runtime import configure, get_runtime\n"
+        "from tests.audit_fixtures import inference_event\n"
+        "runtime = configure()\n"
+        "for i in range(30):\n"
+        "    runtime.processor.submit_event(inference_event(i))\n"
+        "    time.sleep(0.05)\n"
+        "time.sleep(1.5)\n"
+        "assert runtime.anchoring.runs >= 1, runtime.anchoring.last\n"
+    )
+    env = {**os.environ,
+           "OTEL_AI_AUDIT_STORE": str(trail.path),
+           "OTEL_AI_AUDIT_SIGNING_KEY": str(tmp_path / "k.key.pem"),
+           "OTEL_AI_AUDIT_ANCHOR_S3": trail.location,
+           "OTEL_AI_AUDIT_ANCHOR_S3_ENDPOINT": trail.endpoint,
+           "OTEL_AI_AUDIT_ANCHOR_INTERVAL": "1",
+           "OTEL_AI_AUDIT_CHECKPOINT_INTERVAL": "0.5",
+           "OTEL_AI_AUDIT_TSA_URL": trail.tsa_url}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    history = trail.history(tsa_chain)
+    assert len(history.anchors) >= 2
+    (chain,) = chain_ids(trail.path)
+    assert history.witnessed[chain][-1].chain.closed
+    assert trail.verify(tsa_chain).findings == []
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("OTEL_AI_AUDIT_ANCHOR") or name == "OTEL_AI_AUDIT_TSA_URL":
+            monkeypatch.delenv(name)
+    yield
