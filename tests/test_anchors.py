@@ -450,3 +450,100 @@ def _no_stray_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("OTEL_AI_AUDIT_ANCHOR") or name == "OTEL_AI_AUDIT_TSA_URL":
             monkeypatch.delenv(name)
     yield
+
+
+# --- outages -------------------------------------------------------------------------------------
+
+OUTAGE_APP = """
+import sys, time
+from otel_ai_audit.runtime import configure
+from tests.audit_fixtures import inference_event
+runtime = configure()
+deadline = time.monotonic() + float(sys.argv[1])
+made = 0
+while time.monotonic() < deadline:
+    runtime.processor.submit_event(inference_event(made))
+    made += 1
+    time.sleep(0.005)
+print(made, flush=True)
+"""
+
+
+@pytest.mark.parametrize("down", ["s3", "tsa"])
+def test_anchoring_resumes_after_an_outage_and_nothing_is_missing(
+        down: str, tmp_path: Path, key: SigningKey, s3: Any, tsa_service: Any) -> None:
+    """S3 stopped (then restarted on its port and data), or the TSA frozen (SIGSTOP, so
+    requests hang until their timeout), while a process decides and anchors every 0.5 s.
+    Anchors built meanwhile wait in the outbox; afterwards every one is published, in order,
+    and the trail verifies against them."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from tests.services.s3 import S3Service
+    from tests.services.tsa import TimestampAuthorityService
+
+    own_s3 = S3Service(tmp_path / "s3").start()
+    own_tsa = TimestampAuthorityService(tmp_path / "tsa").start()
+    try:
+        client = boto3.client("s3", endpoint_url=own_s3.endpoint, region_name=own_s3.region,
+                              aws_access_key_id=own_s3.access_key,
+                              aws_secret_access_key=own_s3.secret_key,
+                              config=Config(s3={"addressing_style": "path"}))
+        location = f"s3://{new_bucket(client)}/trail"
+        key.save(tmp_path / "k.key.pem", tmp_path / "k.pub.pem")
+        env = {**os.environ,
+               "AWS_ACCESS_KEY_ID": own_s3.access_key,
+               "AWS_SECRET_ACCESS_KEY": own_s3.secret_key,
+               "OTEL_AI_AUDIT_STORE": str(tmp_path / "audit.db"),
+               "OTEL_AI_AUDIT_SIGNING_KEY": str(tmp_path / "k.key.pem"),
+               "OTEL_AI_AUDIT_ANCHOR_S3": location,
+               "OTEL_AI_AUDIT_ANCHOR_S3_ENDPOINT": own_s3.endpoint,
+               "OTEL_AI_AUDIT_ANCHOR_INTERVAL": "0.5",
+               "OTEL_AI_AUDIT_CHECKPOINT_INTERVAL": "0.3",
+               "OTEL_AI_AUDIT_TSA_URL": own_tsa.url}
+        # A frozen TSA is only a failure once a request times out (10 s): a longer outage.
+        seconds = 8 if down == "s3" else 17
+        app = subprocess.Popen([sys.executable, "-c", OUTAGE_APP, str(seconds)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).resolve().parent.parent)
+
+        def outage() -> None:
+            time.sleep(2.0)
+            if down == "s3":
+                own_s3.stop()
+                time.sleep(5.0)  # longer than boto3's own retries
+                own_s3.start()
+            else:
+                assert own_tsa.process is not None and own_tsa.process.process is not None
+                pid = own_tsa.process.process.pid
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(12.0)
+                os.kill(pid, signal.SIGCONT)
+
+        thread = threading.Thread(target=outage)
+        thread.start()
+        out, err = app.communicate(timeout=180)
+        thread.join()
+        assert app.returncode == 0, err
+        assert int(out.split()[0]) > 100, out
+        assert err.count("anchoring failed") == 1 and err.count("anchoring resumed") == 1, err
+        bucket = AnchorBucket(location, endpoint_url=own_s3.endpoint, client=client)
+        with AuditStore(tmp_path / "audit.db", create=False, readonly=True) as store:
+            assert store.unpublished_anchors(str(bucket.location)) == []
+            outbox = [anchor.seq for anchor in store.anchors()]
+            store_id = store.known_store_id()
+        history = read_anchor_history(bucket, {key.key_id: key.public_key},
+                                      tsa_chain=load_certificate_chain(own_tsa.certchain_path),
+                                      store_id=store_id)
+        assert [anchor.seq for anchor in history.anchors] == outbox and len(outbox) >= 4
+        with AuditStore(tmp_path / "audit.db", create=False, readonly=True) as store:
+            report = Verifier({key.key_id: key.public_key}, anchors=history).verify(store)
+        assert report.findings == []
+        (chain,) = history.witnessed
+        assert history.witnessed[chain][-1].chain.closed
+    finally:
+        own_s3.stop()
+        own_tsa.stop()

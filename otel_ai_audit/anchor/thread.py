@@ -88,9 +88,11 @@ class AnchoringThread:
 
     def _loop(self) -> None:
         while True:
+            # Only a run begun after close() was called has seen the closing checkpoint.
+            stopping = self._stopping
             started = time.monotonic()
             self.run_once()
-            if self._stopping:
+            if stopping:
                 return
             self._wake.wait(max(0.0, self.interval - (time.monotonic() - started)))
             self._wake.clear()
