@@ -28,19 +28,38 @@ class CaptureConfigError(ValueError):
 
 
 def load_hmac_key(key: str | None, key_file: str | None, store_path: str) -> bytes:
-    """The HMAC key: given, from a file, or created once beside the store (mode 0600)."""
+    """The HMAC key: given, from a file, or created once beside the store (mode 0600).
+
+    A key file that is missing, a folder, unreadable or empty is a `ConfigurationError` naming
+    `OTEL_AI_AUDIT_HMAC_KEY_FILE` (an empty key would make the keyed hashes guessable), as is
+    a key beside the store that cannot be read or created.
+    """
+    import time
+
+    from otel_ai_audit.config import read_setting_file, variable
+    from otel_ai_audit.errors import ConfigurationError
+
     if key:
         return key.encode("utf-8")
-    path = Path(key_file) if key_file else Path(f"{store_path}.hmac-key")
-    if path.is_file():
-        return path.read_bytes().strip()
     if key_file:
-        raise CaptureConfigError(f"HMAC key file {key_file} does not exist")
+        return read_setting_file("hmac_key_file", key_file, "the HMAC key").strip()
+    path = Path(f"{store_path}.hmac-key")
+    beside = f"the HMAC key beside the store, {path}"
+    if path.exists():
+        return read_setting_file("store", str(path), beside, value=store_path).strip()
     material = secrets.token_hex(32).encode("ascii")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
+    except FileExistsError:  # another process is creating it: give it time to write the key
+        deadline = time.monotonic() + 2.0
+        while path.is_file() and not path.stat().st_size and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return read_setting_file("store", str(path), beside, value=store_path).strip()
+    except OSError as error:
+        raise ConfigurationError(
+            f"{variable('store')}={store_path!r}: cannot create the HMAC key {path} beside the "
+            f"store ({error.strerror}); set OTEL_AI_AUDIT_HMAC_KEY_FILE",
+            variable=variable("store")) from None
     with os.fdopen(fd, "wb") as handle:
         handle.write(material)
     return material

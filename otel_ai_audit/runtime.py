@@ -108,18 +108,65 @@ def get_runtime() -> AuditRuntime | None:
 
 
 def load_signing_key(settings: AuditSettings) -> SigningKey:
-    """The configured key, or one created once beside the store (a warning says so)."""
+    """The configured key, or one created once beside the store (a warning says so).
+
+    A key that cannot be used is a `ConfigurationError` naming the variable and the file:
+    missing, a folder, unreadable, empty, a public key or a certificate, encrypted, or not an
+    Ed25519 private key.
+    """
+    import time
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from otel_ai_audit.config import read_setting_file, variable
+    from otel_ai_audit.errors import ConfigurationError
+
+    def load(name: str, path: Path, what: str, value: str) -> SigningKey:
+        data = read_setting_file(name, str(path), what, value=value)
+        text = data.decode("ascii", "replace")
+        if "PRIVATE KEY-----" not in text:
+            found = ("a public key (the .pub.pem file is for verifiers)"
+                     if "PUBLIC KEY-----" in text else "a certificate"
+                     if "CERTIFICATE-----" in text else "no PEM private key")
+            problem = f"{path} holds {found}, not the private signing key"
+        else:
+            try:
+                key = serialization.load_pem_private_key(data, password=None)
+            except TypeError:
+                problem = f"{path} holds an encrypted private key; give it unencrypted"
+            except ValueError:
+                problem = f"{path} holds a private key that cannot be read"
+            else:
+                if isinstance(key, Ed25519PrivateKey):
+                    return SigningKey(key)
+                kind = type(key).__name__.lstrip("_").removesuffix("PrivateKey")
+                problem = f"{path} holds a private key of another type ({kind}), not Ed25519"
+        raise ConfigurationError(
+            f"{variable(name)}={value!r}: {problem} (an Ed25519 private key in PKCS#8 PEM, as "
+            f"'otel-ai-audit keygen' writes)", variable=variable(name))
+
     if settings.signing_key:
-        return SigningKey.load(settings.signing_key)
+        return load("signing_key", Path(settings.signing_key), "the signing key",
+                    settings.signing_key)
     private = Path(f"{settings.store}.signing-key.pem")
     public = Path(f"{settings.store}.pub.pem")
-    if private.is_file():
-        return SigningKey.load(private)
+    beside = f"the signing key beside the store, {private}"
+    if private.exists():
+        return load("store", private, beside, settings.store)
     key = SigningKey.generate()
     try:
         key.save(private, public)
-    except FileExistsError:
-        return SigningKey.load(private)
+    except FileExistsError:  # another process is creating it: give it time to write the key
+        deadline = time.monotonic() + 2.0
+        while private.is_file() and not private.stat().st_size and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return load("store", private, beside, settings.store)
+    except OSError as error:
+        raise ConfigurationError(
+            f"{variable('store')}={settings.store!r}: cannot create {beside} "
+            f"({error.strerror}); set OTEL_AI_AUDIT_SIGNING_KEY",
+            variable=variable("store")) from None
     logger.warning("otel-ai-audit: no OTEL_AI_AUDIT_SIGNING_KEY configured; created %s beside "
                    "the store. Keep production keys apart from the store (a secret manager) and "
                    "give verifiers %s", private, public)
@@ -135,20 +182,39 @@ def configure(tracer_provider: TracerProvider | None = None, *,
     and take precedence over them. With `install_processor`, the audit processor is added to
     `tracer_provider`, or to the global SDK provider (created if the app has none). The
     pipeline's metrics go to `meter_provider`, or to the global one.
+
+    A setting that is invalid (a variable or a keyword), or that cannot be honoured (a key
+    file that is missing or not a private key, a store whose folder cannot be written),
+    raises `otel_ai_audit.errors.ConfigurationError`, one line naming it; nothing is set up
+    then. The caller decides whether to go on without the audit trail.
     """
+    from otel_ai_audit.config import check_paths, variable
+    from otel_ai_audit.errors import ConfigurationError
+    from otel_ai_audit.pipeline.sampling import SamplingConfigError
+
     global _runtime
     with _lock:
         if _runtime is not None:
             return _runtime
         settings = AuditSettings.from_env(**overrides)
+        check_paths(settings)
         capture = CapturePolicy(
             inputs=settings.capture_inputs, outputs=settings.capture_outputs,
             max_bytes=settings.capture_max_bytes, redact_fields=settings.redact_fields,
             hmac_key=load_hmac_key(settings.hmac_key, settings.hmac_key_file, settings.store))
-        sampling = SamplingPolicy.from_settings(settings)
+        try:
+            sampling = SamplingPolicy.from_settings(settings)
+        except SamplingConfigError as error:
+            raise ConfigurationError(f"{variable('sampling_policy')}: {error}",
+                                     variable=variable("sampling_policy")) from error
+        signing_key = load_signing_key(settings)
+        try:
+            sinks = configured_sinks(settings)
+        except (ImportError, OSError, ValueError) as error:
+            raise ConfigurationError(f"cannot ship the audit trail as configured: {error}"
+                                     ) from error
         references.select(settings.monitor_features)
         service = os.environ.get("OTEL_SERVICE_NAME", "unknown_service")
-        signing_key = load_signing_key(settings)
         writer = AuditWriter(
             settings.store, signing_key, service_name=service,
             checkpoint_every=settings.checkpoint_every,
@@ -159,8 +225,7 @@ def configure(tracer_provider: TracerProvider | None = None, *,
         metrics = pipeline_metrics(meter_provider)
         metrics.observe(writer)
         runtime = AuditRuntime(settings, capture, writer, AuditSpanProcessor(writer), shippers=[
-            Shipper(settings.store, sink, metrics=metrics)
-            for sink in configured_sinks(settings)])
+            Shipper(settings.store, sink, metrics=metrics) for sink in sinks])
         for shipper in runtime.shippers:
             shipper.start()
         runtime.anchoring = _anchoring(settings, signing_key)

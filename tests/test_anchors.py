@@ -416,15 +416,20 @@ def test_the_runtime_anchors_while_it_runs_and_after_it_closes(
 
     trail.key.save(tmp_path / "k.key.pem", tmp_path / "k.pub.pem")
     script = (
-        "import time, otel_ai_audit\n"
-        "from otel_ai_audit.runtime import configure, get_runtime\n"
+        "import json, time\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
+        "from otel_ai_audit.runtime import configure\n"
         "from tests.audit_fixtures import inference_event\n"
-        "runtime = configure()\n"
+        "reader = InMemoryMetricReader()\n"
+        "runtime = configure(meter_provider=MeterProvider(metric_readers=[reader]))\n"
         "for i in range(30):\n"
         "    runtime.processor.submit_event(inference_event(i))\n"
         "    time.sleep(0.05)\n"
         "time.sleep(1.5)\n"
-        "assert runtime.anchoring.runs >= 1, runtime.anchoring.last\n"
+        "data = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics\n"
+        "print(json.dumps({m.name: m.data.data_points[0].value for m in data\n"
+        "                  if m.name.startswith('ai_audit.anchor.')}))\n"
     )
     env = {**os.environ,
            "OTEL_AI_AUDIT_STORE": str(trail.path),
@@ -437,6 +442,9 @@ def test_the_runtime_anchors_while_it_runs_and_after_it_closes(
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
+    observed = json.loads(done.stdout)
+    assert observed["ai_audit.anchor.published"] >= 1 and observed["ai_audit.anchor.failures"] == 0
+    assert observed["ai_audit.anchor.pending"] == 0 and observed["ai_audit.anchor.age"] < 5
     history = trail.history(tsa_chain)
     assert len(history.anchors) >= 2
     (chain,) = chain_ids(trail.path)

@@ -34,6 +34,8 @@ class AnchoringThread:
         self.interval = interval
         self.runs = 0
         self.failures = 0
+        self.published = 0
+        self._published_at = time.monotonic()
         self.last: AnchorRun | None = None
         self._failing = False
         self._reset()
@@ -74,6 +76,9 @@ class AnchoringThread:
                 result = AnchorRun(error=str(error))
         self.runs += 1
         self.last = result
+        if result.published:
+            self.published += result.published
+            self._published_at = time.monotonic()
         if result.error is not None:
             self.failures += 1
             if not self._failing:
@@ -85,6 +90,10 @@ class AnchoringThread:
                            result.pending)
             self._failing = False
         return result
+
+    def age(self) -> float:
+        """Seconds since an anchor was last published (since start, before the first)."""
+        return time.monotonic() - self._published_at
 
     def _loop(self) -> None:
         while True:

@@ -20,7 +20,14 @@ ai_audit.pipeline.failed           observable counter     {event}
 ai_audit.sink.shipped              counter                {record}     sink name
 ai_audit.sink.retried              counter                {record}     sink name
 ai_audit.sink.failed               counter                {record}     sink name
+ai_audit.anchor.published          observable counter     {anchor}
+ai_audit.anchor.failures           observable counter     {run}
+ai_audit.anchor.pending            observable gauge       {anchor}
+ai_audit.anchor.age                observable gauge       s
 =================================  =====================  ===========  =======================
+
+`ai_audit.anchor.age` is the time since the newest anchor was published (since start, before
+the first): an alert on it says anchoring stalled while decisions are still being made.
 
 The instruments go to the global MeterProvider unless one is given; without an SDK provider the
 API's no-op one makes all of this free.
@@ -37,6 +44,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from otel_ai_audit import semconv
+from otel_ai_audit.anchor.thread import AnchoringThread
 from otel_ai_audit.pipeline.writer import AuditWriter, WriterStats
 from otel_ai_audit.version import __version__
 
@@ -61,6 +69,20 @@ _WRITER_COUNTERS: tuple[tuple[str, str, str, Callable[[WriterStats], int]], ...]
 )
 
 
+_ANCHOR_COUNTERS: tuple[tuple[str, str, str, Callable[[AnchoringThread], float]], ...] = (
+    ("ai_audit.anchor.published", "{anchor}", "anchors published to WORM storage",
+     lambda thread: thread.published),
+    ("ai_audit.anchor.failures", "{run}", "anchoring runs that failed (retried on the next run)",
+     lambda thread: thread.failures),
+)
+_ANCHOR_GAUGES: tuple[tuple[str, str, str, Callable[[AnchoringThread], float]], ...] = (
+    ("ai_audit.anchor.pending", "{anchor}", "anchors built but not yet published",
+     lambda thread: thread.last.pending if thread.last else 0),
+    ("ai_audit.anchor.age", "s", "seconds since the newest anchor was published",
+     lambda thread: thread.age()),
+)
+
+
 class PipelineMetrics:
     """The pipeline's instruments on one MeterProvider, observing the writers given to
     `observe` for as long as they live."""
@@ -80,9 +102,27 @@ class PipelineMetrics:
             "ai_audit.sink.retried", "{record}", "records sent again after a failed attempt")
         self._failed = meter.create_counter(
             "ai_audit.sink.failed", "{record}", "records a sink rejected or gave up on")
+        self._anchoring: weakref.WeakSet[AnchoringThread] = weakref.WeakSet()
+        for name, unit, description, read_anchoring in _ANCHOR_COUNTERS:
+            meter.create_observable_counter(name, [self._anchor_total(read_anchoring)], unit,
+                                            description)
+        for name, unit, description, read_anchoring in _ANCHOR_GAUGES:
+            meter.create_observable_gauge(name, [self._anchor_total(read_anchoring)], unit,
+                                          description)
 
     def observe(self, writer: AuditWriter) -> None:
         self._writers.add(writer)
+
+    def observe_anchoring(self, thread: AnchoringThread) -> None:
+        self._anchoring.add(thread)
+
+    def _anchor_total(self, read: Callable[[AnchoringThread], float],
+                      ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            threads = list(self._anchoring)
+            return [Observation(max(read(thread) for thread in threads))] if threads else []
+
+        return callback
 
     def shipped(self, sink: str, records: int) -> None:
         self._shipped.add(records, {SINK_NAME: sink})
