@@ -42,6 +42,7 @@ NumericDriftMethod = Literal["auto", "psi", "ks"]
 """As `monitoring.drift.METHODS`."""
 CategoricalDriftMethod = Literal["auto", "psi", "chi2", "jensenshannon"]
 OtlpProtocol = Literal["grpc", "http/protobuf"]
+DurabilitySetting = Literal["auto", "async", "process", "fsync"]
 
 REQUIRED_AT_RISK: tuple[RiskLevel, ...] = ("high", "critical", "unacceptable")
 """Default risk levels at which the audit trail is required unless `OTEL_AI_AUDIT_REQUIRED`
@@ -144,6 +145,12 @@ class AuditSettings:
     """Compliance-mode retention of each anchor: six months (EU AI Act Art. 19, 26(6))."""
     tsa_url: str | None = None
     """RFC 3161 time-stamping authority that stamps each anchor (e.g. https://tsa/...)."""
+    durability: DurabilitySetting = "auto"
+    """When an audited call returns: `async` at once, `process` once its records are committed
+    (survives SIGKILL), `fsync` once fsynced too (survives power loss); `auto`: `process` for
+    decisions of risk high and above, `async` below (see `durability_for`)."""
+    durable_timeout: float = 10.0
+    """Seconds a durable call waits for its commit before returning unconfirmed (counted)."""
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -360,7 +367,7 @@ def _choice(options: Any) -> Callable[[Any], str]:
     return convert
 
 
-def _text(check: Callable[[str], bool] | None = None, *, optional: bool = False
+def _text(check: Callable[[str], Any] | None = None, *, optional: bool = False
           ) -> Callable[[Any], str | None]:
     """Text, not blank, passing `check`; "" means unset where the setting is optional."""
 
@@ -378,8 +385,9 @@ def _text(check: Callable[[str], bool] | None = None, *, optional: bool = False
     return convert
 
 
-def _names(check: Callable[[str], bool] | None = None,
-           whole: Callable[[tuple[str, ...]], bool] | None = None) -> Callable[[Any], tuple[str, ...]]:
+def _names(check: Callable[[str], Any] | None = None,
+           whole: Callable[[tuple[str, ...]], bool] | None = None
+           ) -> Callable[[Any], tuple[str, ...]]:
     """A comma-separated list (or a list or tuple of text from `configure()`), each entry
     passing `check` and the whole passing `whole`."""
 
@@ -433,8 +441,8 @@ def _features(names: tuple[str, ...]) -> bool:
 
 
 _HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_MODEL_NAME = re.compile(r"[\w.\-]+")
-"""As `instrumentation.http._NAME`."""
+_NAME = re.compile(r"[\w.\-]+")
+"""A model name in `http_model_urls` (as `instrumentation.http._NAME`), or a risk level."""
 
 
 def _route(entry: str) -> bool:
@@ -445,7 +453,7 @@ def _route(entry: str) -> bool:
 
 def _model_url(entry: str) -> bool:
     name, separator, glob = entry.partition("=")
-    if not (separator and _MODEL_NAME.fullmatch(name.strip())):
+    if not (separator and _NAME.fullmatch(name.strip())):
         glob = entry
     glob = glob.strip()
     return "://" in glob or glob[:1] in ("*", "?", "[")
@@ -501,7 +509,7 @@ _RULES: dict[str, Rule] = {
     "sampling_rate": Rule("a number from 0 to 1 (a share of low-risk decisions to keep)",
                           _number(0, 1), optional=True),
     "sampling_keep_risk": Rule(_LIST + "risk levels (letters, digits, _ . -)",
-                               _names(_MODEL_NAME.fullmatch), optional=True),
+                               _names(_NAME.fullmatch), optional=True),
     "sampling_policy": Rule(_PATH + " of a JSON sampling policy", _text(optional=True),
                             optional=True),
     "sampling_hold_hours": Rule("a number of hours, 0 or more", _number(0)),
@@ -570,6 +578,8 @@ _RULES: dict[str, Rule] = {
     "anchor_retention_days": Rule("a whole number of days, at least 1", _integer(1)),
     "tsa_url": Rule("an http:// or https:// URL", _text(_http_url, optional=True),
                     optional=True),
+    "durability": Rule(_one_of(DurabilitySetting), _choice(DurabilitySetting)),
+    "durable_timeout": Rule("a number of seconds greater than 0", _number(0, above=True)),
 }
 """One rule per field of `AuditSettings` (checked below: a field without one is an error)."""
 

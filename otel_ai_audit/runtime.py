@@ -34,7 +34,7 @@ from otel_ai_audit.monitoring.profile import (
 )
 from otel_ai_audit.pipeline.metrics import pipeline_metrics
 from otel_ai_audit.pipeline.sampling import SamplingPolicy
-from otel_ai_audit.pipeline.writer import AuditWriter
+from otel_ai_audit.pipeline.writer import DURABILITY_LEVELS, AuditWriter, Durability
 from otel_ai_audit.processor import AuditSpanProcessor
 from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.record.schema import EventType, new_event
@@ -42,6 +42,8 @@ from otel_ai_audit.sinks import Shipper, configured_sinks
 
 logger = logging.getLogger(__name__)
 
+DURABLE_RISKS = frozenset({"high", "critical", "unacceptable"})
+"""Risk levels whose decisions `durability=auto` commits before the call returns."""
 OVERSIGHT_ACTIONS = ("accepted", "overridden", "reversed", "not_used", "stopped")
 
 
@@ -60,6 +62,7 @@ class ModelInfo:
     registry_name: str | None = None
     registry_version: str | None = None
     source: dict[str, Any] | None = None
+    durability: Durability | None = None
 
     def resolve(self, settings: AuditSettings) -> tuple[str | None, str | None]:
         """Name and version in order: explicit API, environment, model registry."""
@@ -90,6 +93,14 @@ class AuditRuntime:
             return self.models.get(model) or _NO_INFO
         except TypeError:
             return _NO_INFO
+
+    def durability(self, info: ModelInfo, risk: str) -> Durability:
+        """When a decision of this model and risk may return: the model's own setting, else
+        the configured one; `auto` makes high-risk decisions (and above) `process` durable."""
+        chosen = info.durability or self.settings.durability
+        if chosen == "auto":
+            return "process" if risk in DURABLE_RISKS else "async"
+        return chosen
 
     def shutdown(self) -> None:
         self.writer.close()
@@ -280,12 +291,16 @@ def _close_on_sigterm() -> None:
 
 
 def register_model(model: Any, *, name: str | None = None, version: str | None = None,
-                   risk: str | None = None, risk_fn: RiskFunction | None = None) -> None:
-    """Name a model object and set its risk (a level, or a function of one decision's output)."""
+                   risk: str | None = None, risk_fn: RiskFunction | None = None,
+                   durability: Durability | None = None) -> None:
+    """Name a model object and set its risk (a level, or a function of one decision's output)
+    and, if it should differ from the configured one, its decisions' durability."""
+    if durability is not None and durability not in DURABILITY_LEVELS:
+        raise ValueError(f"durability must be one of {DURABILITY_LEVELS}, not {durability!r}")
     runtime = configure()
     known = runtime.model_info(model)
     runtime.models[model] = replace(known, name=name, version=version, risk=risk,
-                                    risk_fn=risk_fn)
+                                    risk_fn=risk_fn, durability=durability)
 
 
 def note_registry_identity(model: Any, *, name: str | None, version: str | None,
