@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from otel_ai_audit.pipeline.writer import AuditWriter
+from otel_ai_audit.pipeline.writer import AuditWriter, Durability
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +80,10 @@ class AuditSpanProcessor(SpanProcessor):
     def __init__(self, writer: AuditWriter) -> None:
         self.writer = writer
 
-    def audit(self, span: AuditSpan) -> None:
-        """Queue an audited call for the writer: its records, then its span."""
-        self.writer.submit(span)
+    def audit(self, span: AuditSpan, durability: Durability = "async") -> None:
+        """Queue an audited call for the writer: its records, then its span; with `process`
+        or `fsync` durability, return once they are committed."""
+        self.writer.submit(span, durability)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None

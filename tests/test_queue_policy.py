@@ -3,7 +3,9 @@ events to disk. Neither loses a decision, and the chain keeps the order they wer
 
 The writer is slowed for real: another connection holds the store's SQLite write lock, as a
 busy disk or another process would, so the writer thread waits inside its write while a real
-scikit-learn model keeps scoring into a queue of four entries.
+scikit-learn model keeps scoring into a queue of four entries. Queue policies are about
+`async` durability (a `process` durable call waits for its commit whatever the queue holds), so
+these decisions are made `async`.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def chained_decisions(process: AuditedProcess) -> list[str]:
 
 
 def test_block_makes_the_caller_wait_and_loses_nothing(tmp_path: Path) -> None:
-    with audited_sklearn(tmp_path, max_queue=4, queue_full_policy="block") as process:
+    with audited_sklearn(tmp_path, max_queue=4, queue_full_policy="block",
+                         durability="async") as process:
         first: list[str] = []
         elapsed, made, spill_files = score_while_the_store_is_locked(process, first)
         stats = process.runtime.writer.stats()
@@ -96,7 +99,8 @@ def test_block_makes_the_caller_wait_and_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_spill_does_not_block_the_caller_and_loses_nothing(tmp_path: Path) -> None:
-    with audited_sklearn(tmp_path, max_queue=4, queue_full_policy="spill") as process:
+    with audited_sklearn(tmp_path, max_queue=4, queue_full_policy="spill",
+                         durability="async") as process:
         first: list[str] = []
         elapsed, made, spill_files = score_while_the_store_is_locked(process, first)
         stats = process.runtime.writer.stats()
@@ -117,7 +121,8 @@ def test_spill_does_not_block_the_caller_and_loses_nothing(tmp_path: Path) -> No
 
 def test_spill_onto_a_full_disk_counts_and_logs_what_it_loses(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with audited_sklearn(tmp_path, max_queue=4, queue_full_policy="spill") as process:
+    with audited_sklearn(tmp_path, max_queue=4, queue_full_policy="spill",
+                         durability="async") as process:
         writer = process.runtime.writer
         model, rows = trained_model(8)
         register_model(model, name="churn", risk="high")
@@ -131,8 +136,10 @@ def test_spill_onto_a_full_disk_counts_and_logs_what_it_loses(
         assert writer.flush()
         stats = writer.stats()
         report = process.verify()
-    assert report.ok, report.findings
     lost = CALLS * ROWS + 1 - len(process.events("inference"))
+    # The signed loss is a finding: verification fails and says how many, and why.
+    assert [(f.kind.value, f"{lost} decision(s) lost" in f.detail, "spill: " in f.detail)
+            for f in report.findings] == [("decisions_lost", True, True)]
     assert lost >= (CALLS - 8) * ROWS
     assert stats.failed == lost
     assert signed_checkpoints(process.store)[-1].counters["failed"] == lost

@@ -37,6 +37,10 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
                    f"Default: the files listed in ${TRUSTED_KEYS_ENV} (os.pathsep-separated).")
 @click.option("--allow-self-asserted", is_flag=True,
               help="Accept the keys the store itself holds (integrity only, not authenticity).")
+@click.option("--allow-lost", "allowed_losses", type=click.IntRange(min=0), default=0,
+              metavar="N", help="Accept up to N decisions per chain that the signed "
+                                "checkpoints count as lost (reported as a notice); default 0: "
+                                "any loss fails verification.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--publish-findings", is_flag=True,
               help="Write each finding and a summary of this run into <index prefix>-findings "
@@ -62,7 +66,7 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
 @s3_options
 @elasticsearch_options
 def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted: bool,
-           as_json: bool, publish_findings: bool, publish_to: str | None,
+           allowed_losses: int, as_json: bool, publish_findings: bool, publish_to: str | None,
            splunk_export: str | None, otlp_export: str | None, anchors_at: str | None,
            tsa_cert: str | None, min_retention_days: int, s3_endpoint: str | None,
            s3_region: str | None, **elasticsearch: Any) -> None:
@@ -97,7 +101,7 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
                     if tsa_cert else None, min_retention_days=min_retention_days,
                     store_id=getattr(source, "known_store_id", lambda: None)())
             report = Verifier(trusted, allow_self_asserted=allow_self_asserted,
-                              anchors=history).verify(source)
+                              anchors=history, allowed_losses=allowed_losses).verify(source)
             _note_repeats(report, source)
     except (StoreError, AuditError) as error:
         fail(str(error))

@@ -18,6 +18,7 @@ from opentelemetry import context, trace
 from otel_ai_audit import semconv
 from otel_ai_audit.decisions import DecisionBatch, new_decision_ids, row_count
 from otel_ai_audit.instrumentation.context import request_context
+from otel_ai_audit.pipeline.writer import Durability
 from otel_ai_audit.processor import AuditSpan
 from otel_ai_audit.record.schema import EventType
 from otel_ai_audit.runtime import AuditRuntime
@@ -55,6 +56,7 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
     """
     started = time.time_ns()
     audit = None
+    durability: Durability = "async"
     try:
         info = runtime.model_info(model)
         settings = runtime.settings
@@ -63,6 +65,7 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
             identity = {**identity, "source": info.source}
         ids = new_decision_ids(row_count(features))
         risk = info.risk or settings.default_risk
+        durability = runtime.durability(info, risk)
         batch = DecisionBatch(runtime.capture, identity, operation,
                               snapshot(features) if snapshot else features, None, ids, started, 0,
                               risk, info.risk_fn, settings.decision_mode)
@@ -82,15 +85,15 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
     try:
         result = call()
     except BaseException as error:
-        _finish(runtime, audit, None, error)
+        _finish(runtime, audit, None, error, durability)
         raise
     if audit is not None:
-        _finish(runtime, audit, snapshot(result) if snapshot else result, None)
+        _finish(runtime, audit, snapshot(result) if snapshot else result, None, durability)
     return result
 
 
 def _finish(runtime: AuditRuntime, audit: AuditSpan | None, outputs: Any,
-            error: BaseException | None) -> None:
+            error: BaseException | None, durability: Durability) -> None:
     if audit is None:
         return
     try:
@@ -103,6 +106,6 @@ def _finish(runtime: AuditRuntime, audit: AuditSpan | None, outputs: Any,
             audit.attributes[semconv.ERROR_TYPE] = batch.error
             audit.error = str(error)[:200]
         batch.context = request_context(batch.record_ids)
-        runtime.processor.audit(audit)
+        runtime.processor.audit(audit, durability)
     except Exception:  # noqa: BLE001
         InstrumentationErrors.record("recording the audit record", runtime)

@@ -10,6 +10,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -40,12 +41,13 @@ class SigningKey:
 
     private_key: Ed25519PrivateKey
 
-    @property
+    @cached_property
     def public_key(self) -> Ed25519PublicKey:
         return self.private_key.public_key()
 
-    @property
+    @cached_property
     def key_id(self) -> str:
+        """Computed once: the writer compares it on every commit."""
         return key_id(self.public_key)
 
     @property

@@ -16,6 +16,16 @@ wait. What is lost anyway (an event that cannot be built or sealed, a spill disk
 is logged and counted in the `failed` counter of the next signed checkpoint; a process killed
 before persisting shows in verification as a chain that was never closed.
 
+Durability (`submit(..., durability=)`): `async` returns at once (a process killed before the
+next write loses what is queued); `process` returns once the entry is committed to the store's
+write-ahead log (survives SIGKILL, not a power loss); `fsync` once that commit is fsynced too.
+Callers waiting at the same time share one commit (group commit): the writer wakes at the first
+durable entry and writes everything queued by then in one transaction. Whatever the level, the
+first entry of a chain waits until the chain's `chain_open` record is committed, so a process
+that made a decision always has a chain a verifier can see. A wait that outlasts
+`durable_timeout` (a store that keeps failing) returns anyway, logged and counted as
+`unconfirmed` in the signed checkpoints: the model is never held hostage by the trail.
+
 Sampling (see `sampling`): a sampled-out decision goes to the store's holding table in the same
 transaction as the records around it, counted per model and risk level in the checkpoints
 (`counters.sampled_out`). A dispute promotes its held decision into the chain just before the
@@ -31,7 +41,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 from otel_ai_audit.integrity.chain import Chain
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
@@ -46,7 +56,14 @@ from otel_ai_audit.store.sqlite import AuditStore, HeldRecord, SealedRecord, Sto
 logger = logging.getLogger(__name__)
 
 CountersProvider = Callable[[], dict[str, Any]]
+Durability = Literal["async", "process", "fsync"]
+LossCause = Literal["instrumentation", "build", "serialisation", "spill"]
+"""Why a decision never reached the chain: the instrumentation failed around the model call,
+its records could not be built or serialised, or a full queue could not spill to disk."""
+DURABILITY_LEVELS: tuple[Durability, ...] = ("async", "process", "fsync")
 QUEUE_FULL_POLICIES = ("block", "spill")
+DURABLE_TIMEOUT = 10.0
+"""Seconds a durable submit waits for its commit before returning unconfirmed."""
 HOLD_PURGE_INTERVAL = 60.0
 """Seconds between purges of expired held decisions (and one at close)."""
 _DISPUTE = EventType.DISPUTE.value
@@ -120,6 +137,7 @@ class AuditWriter:
         counters: CountersProvider | None = None,
         policy_hash: str = "",
         sampling: SamplingPolicy | None = None,
+        durable_timeout: float = DURABLE_TIMEOUT,
     ) -> None:
         if queue_full not in QUEUE_FULL_POLICIES:
             raise ValueError(f"queue-full policy must be one of {QUEUE_FULL_POLICIES}, "
@@ -137,6 +155,7 @@ class AuditWriter:
         self.counters_provider = counters
         self.policy_hash = policy_hash
         self.sampling = sampling
+        self.durable_timeout = durable_timeout
         self.hold_purge_interval = HOLD_PURGE_INTERVAL
         self._key = key
         self._parent_chain_id: str | None = None
@@ -154,6 +173,10 @@ class AuditWriter:
         """Set while entries wait on disk: every new entry goes there too, until drained."""
         self._last_logged = 0
         self._persisted = 0
+        self._sync_requested = False
+        """A waiting caller asked for `fsync`: the next commit is fsynced."""
+        self.unconfirmed = 0
+        """Durable submits that returned before their commit was confirmed (timeout)."""
         self._thread: threading.Thread | None = None
         self._store_lock = threading.Lock()
         """Held while the store is used, and by `fork()` while it closes the connection."""
@@ -167,6 +190,7 @@ class AuditWriter:
         self.persisted_records = 0
         self.sampled_out: dict[str, int] = {}
         self.failed = 0
+        self.failed_by_cause: dict[str, int] = {}
         self.late = 0
         self.store_errors = 0
         # Written by the next `_persist`, in one transaction: records sealed, decisions held
@@ -189,21 +213,49 @@ class AuditWriter:
 
     # --- hot path --------------------------------------------------------------------------
 
-    def submit(self, event: dict[str, Any] | DeferredEvents) -> None:
-        """Queue an event (or a deferred batch of them) for sealing. With the `block` policy,
-        blocks only while the queue is full; with `spill`, never blocks."""
-        self._enqueue(event)
+    def submit(self, event: dict[str, Any] | DeferredEvents,
+               durability: Durability = "async") -> None:
+        """Queue an event (or a deferred batch of them) for sealing, and with `process` or
+        `fsync` durability wait until it is committed (see the module docstring). With the
+        `block` policy, also blocks while the queue is full; with `spill`, never for room."""
+        ticket, opened = self._enqueue(event, durability == "fsync")
+        if ticket and (durability != "async" or opened):
+            self._wait_persisted(ticket)
 
     def rotate_key(self, key: SigningKey) -> None:
         """Switch to `key`; the rotation is recorded in the chain and signed by the old key."""
-        self._enqueue(_KeyRotation(key))
+        self._enqueue(_KeyRotation(key), False)
 
-    def _enqueue(self, item: dict[str, Any] | DeferredEvents | _KeyRotation) -> None:
+    def _enqueue(self, item: dict[str, Any] | DeferredEvents | _KeyRotation,
+                 sync: bool) -> tuple[int, bool]:
+        """Queue `item`; its ticket (the `queued` count it completes; 0 if it was not queued)
+        and whether it opened the chain."""
         with self._lock:
+            opened = self._thread is None
+            if sync:
+                self._sync_requested = True
             if not self._spills(item):
-                self._append(item)
+                return (self.queued if self._append(item) else 0), opened
+        return self._spill_entry(item), opened  # type: ignore[arg-type]
+
+    def _wait_persisted(self, ticket: int) -> None:
+        """Wake the writer and wait until entry `ticket` is committed, or `durable_timeout`."""
+        self._wake.set()
+        deadline = time.monotonic() + self.durable_timeout
+        with self._persisted_cv:
+            while self._persisted < ticket:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._persisted_cv.wait(remaining)
+            else:
                 return
-        self._spill_entry(item)  # type: ignore[arg-type]
+        with self._lock:
+            self.unconfirmed += 1
+        logger.error("otel-ai-audit: a decision waited %.0fs for its commit to %s and was "
+                     "returned unconfirmed (%d so far); it stays queued, and the signed "
+                     "checkpoints count it", self.durable_timeout, self.store_path,
+                     self.unconfirmed)
 
     def _spills(self, item: object) -> bool:
         """Does `item` go to the spill file? (Hold `_lock`.) Once an entry is spilled, all
@@ -213,9 +265,10 @@ class AuditWriter:
                 and not isinstance(item, _KeyRotation)
                 and (self._spill is not None or len(self._pending) >= self.max_queue))
 
-    def _append(self, item: dict[str, Any] | DeferredEvents | _KeyRotation) -> None:
+    def _append(self, item: dict[str, Any] | DeferredEvents | _KeyRotation) -> bool:
         """Queue `item` in memory (hold `_lock`), waiting while the queue is full or entries
-        wait in the spill file (only a key rotation can meet the latter)."""
+        wait in the spill file (only a key rotation can meet the latter); False if the chain
+        was closed meanwhile."""
         while ((len(self._pending) >= self.max_queue or self._spill is not None)
                and not self._stopping):
             self._not_full.wait(0.5)
@@ -223,7 +276,7 @@ class AuditWriter:
             self.late += 1
             logger.error("otel-ai-audit: event submitted after the audit chain was closed; "
                          "it is not recorded (late events so far: %d)", self.late)
-            return
+            return False
         logged = self._stamp()
         if self._thread is None:
             self._pending.append((_ChainOpen(), logged))
@@ -232,17 +285,17 @@ class AuditWriter:
         self.queued += 1
         if len(self._pending) >= self.batch_size:
             self._wake.set()
+        return True
 
-    def _spill_entry(self, item: dict[str, Any] | DeferredEvents) -> None:
+    def _spill_entry(self, item: dict[str, Any] | DeferredEvents) -> int:
         """Build `item`'s events on the caller's thread and append them to the spill file (or
-        to the queue, if the writer drained the file and made room meanwhile)."""
+        to the queue, if the writer drained the file and made room meanwhile); its ticket."""
         events = to_json_data(self._expand(item))
         if not events:
-            return
+            return 0
         with self._lock:
             if self._closed or (self._spill is None and len(self._pending) < self.max_queue):
-                self._append(_Built(events))
-                return
+                return self.queued if self._append(_Built(events)) else 0
             logged = self._stamp()
             try:
                 if self._spill is None:
@@ -250,12 +303,14 @@ class AuditWriter:
                 self._spill.append(logged, events)
             except (OSError, ValueError) as error:
                 self.failed += len(events)
+                self.failed_by_cause["spill"] = self.failed_by_cause.get("spill", 0) + len(events)
                 logger.error("otel-ai-audit: the queue is full and %d audit events could not be "
                              "spilled to disk (%s); they are lost and counted as failed in the "
                              "next checkpoint", len(events), error)
-                return
+                return 0
             self.queued += 1
             self.spilled += 1
+            return self.queued
 
     def _stamp(self) -> int:
         """The entry's `logged` time, never before the previous entry's (hold `_lock`)."""
@@ -318,8 +373,9 @@ class AuditWriter:
                 with self._lock:
                     batch, self._pending = self._pending, deque()
                     stopping = self._stopping
+                    sync, self._sync_requested = self._sync_requested, False
                     self._not_full.notify_all()
-                self._write_batch(batch)
+                self._write_batch(batch, sync)
                 self._drain_spill()
                 self._purge_expired_holds(now=stopping)
                 if stopping:
@@ -369,19 +425,35 @@ class AuditWriter:
             self._store = None
 
     def _use_store(self, action: Callable[[AuditStore], _Result], what: str) -> _Result:
-        """`action` on the open store, retried with backoff while the store fails (records
-        wait in memory meanwhile: an audit trail does not give up on them)."""
+        """`action` on the open store, retried with backoff (up to 5 s) while the store fails:
+        records wait in memory meanwhile, an audit trail does not give up on them. The cause is
+        logged once when the failure starts (and again only if it changes), and the recovery
+        once when it ends."""
         delay = 0.05
+        failing_since: float | None = None
+        last_error = ""
         while True:
             try:
                 with self._store_lock:
-                    return action(self._connect())
+                    result = action(self._connect())
             except StoreError as error:
                 self.store_errors += 1
-                logger.error("otel-ai-audit: %s in %s failed: %s (retrying)", what,
-                             self.store_path, error)
+                if str(error) != last_error:
+                    with self._lock:
+                        waiting, policy = len(self._pending), self.queue_full
+                    logger.error(
+                        "otel-ai-audit: %s failed: %s; %d entries waiting in memory, retried "
+                        "every %.0f s at most; meanwhile a full queue %s", what, error, waiting,
+                        5.0, "blocks the callers" if policy == "block" else "spills to disk")
+                    last_error = str(error)
+                failing_since = failing_since or time.monotonic()
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            if failing_since is not None:
+                logger.warning("otel-ai-audit: %s succeeded again after %.0f s", what,
+                               time.monotonic() - failing_since)
+            return result
 
     def _chain_open_event(self) -> dict[str, Any]:
         return new_event(
@@ -393,7 +465,8 @@ class AuditWriter:
             policy_hash=self.policy_hash,
         )
 
-    def _write_batch(self, batch: Iterable[tuple[Any, int]]) -> None:
+    def _write_batch(self, batch: Iterable[tuple[Any, int]], sync: bool = False) -> None:
+        """Seal `batch` and commit it (fsynced if `sync`: a caller waits for `fsync`)."""
         for item, logged in batch:
             if isinstance(item, _ChainOpen):
                 self._seal(self._chain_open_event(), logged)
@@ -408,7 +481,8 @@ class AuditWriter:
                 self._route(event, logged)
             self._processed += 1
         due = time.monotonic() - self._last_checkpoint_at >= self.checkpoint_interval
-        self._persist(self._checkpoint(closed=False) if due and self._unsigned() else None)
+        self._persist(self._checkpoint(closed=False) if due and self._unsigned() else None,
+                      sync=sync)
 
     def _drain_spill(self) -> None:
         """Seal what waits in the spill file, oldest first; remove the file once empty."""
@@ -434,7 +508,7 @@ class AuditWriter:
         try:
             return item.build()
         except Exception:  # noqa: BLE001 - one bad batch must not stop the chain
-            self.count_failed()
+            self.count_failed(cause="build")
             logger.exception("otel-ai-audit: building deferred audit events failed; counted as "
                              "failed in the next checkpoint")
             return []
@@ -502,20 +576,25 @@ class AuditWriter:
             try:
                 return action(to_json_data(event))
             except (CanonicalizationError, KeyError, TypeError, ValueError):
-                self.count_failed()
+                self.count_failed(cause="serialisation")
                 logger.error("otel-ai-audit: event could not be sealed and is counted as "
                              "failed in the next checkpoint: %s", error)
                 return None
 
-    def count_failed(self, count: int = 1) -> None:
-        """Count events lost before they could be sealed: the signed checkpoints carry it, so
-        a loss is on the record even when the record itself is not."""
+    def count_failed(self, count: int = 1, cause: LossCause = "instrumentation") -> None:
+        """Count events lost before they could be sealed, by cause: the signed checkpoints
+        carry it, so a loss is on the record even when the record itself is not."""
         with self._lock:  # callers that spill, and instrumentations, count here too
             self.failed += count
+            self.failed_by_cause[cause] = self.failed_by_cause.get(cause, 0) + count
 
     def _counters(self) -> dict[str, Any]:
         counters: dict[str, Any] = {"failed": self.failed,
                                     "sampled_out": dict(sorted(self.sampled_out.items()))}
+        if self.failed_by_cause:
+            counters["failed_by_cause"] = dict(sorted(self.failed_by_cause.items()))
+        if self.unconfirmed:
+            counters["unconfirmed"] = self.unconfirmed
         if self.counters_provider is not None:
             try:
                 counters.update(to_json_data(self.counters_provider()))
@@ -536,14 +615,15 @@ class AuditWriter:
         return self.chain.checkpoint(self._key, time.time_ns(), closed=closed,
                                      counters=counters, policy_hash=self.policy_hash)
 
-    def _persist(self, checkpoint: SignedCheckpoint | None) -> None:
-        """Write what was sealed, held and promoted since the last write (with `checkpoint`),
-        then let `flush()` know the entries behind it are persisted."""
+    def _persist(self, checkpoint: SignedCheckpoint | None, *, sync: bool = False) -> None:
+        """Write what was sealed, held and promoted since the last write (with `checkpoint`;
+        fsynced if `sync`), then let waiting callers and `flush()` know the entries behind it
+        are persisted."""
         records, held, released = self._unwritten, self._held, self._released
         if records or held or released or checkpoint is not None:
             self._use_store(lambda store: store.write(records, checkpoint, hold=held,
-                                                      release=released),
-                            f"writing {len(records)} records")
+                                                      release=released, sync=sync),
+                            f"writing {len(records)} records to {self.store_path}")
             self.persisted_records += len(records)
             self._unwritten, self._held, self._released = [], [], []
         if self._processed:

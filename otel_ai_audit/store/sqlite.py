@@ -13,6 +13,7 @@ after the last checkpoint, and the verifier reports those chains as not closed.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
@@ -139,6 +140,10 @@ class SchemaTooNewError(StoreError):
     """The store was written by a newer otel-ai-audit than this one."""
 
 
+class StoreFullError(StoreError):
+    """The disk (or quota) holding the store is full: writes wait until space returns."""
+
+
 class StoreCorruptError(StoreError):
     """SQLite reports the file as damaged (torn, truncated or overwritten pages)."""
 
@@ -175,6 +180,8 @@ def default_store_path() -> str:
 
 def _translate(error: sqlite3.DatabaseError, path: str) -> StoreError:
     message = str(error)
+    if "disk is full" in message:
+        return StoreFullError(f"{path}: disk full (errno {errno.ENOSPC}, {message})")
     if "malformed" in message or "disk image" in message:
         return StoreCorruptError(f"{path}: the SQLite file is damaged ({message})")
     if "not a database" in message or "file is encrypted" in message:
@@ -317,16 +324,17 @@ class AuditStore:
 
     def write(self, records: Iterable[SealedRecord],
               checkpoint: SignedCheckpoint | None = None, *, hold: Iterable[HeldRecord] = (),
-              release: Iterable[str] = ()) -> None:
+              release: Iterable[str] = (), sync: bool = False) -> None:
         """Persist a batch, and optionally the checkpoint covering it, in one transaction.
 
-        A batch with a checkpoint is committed with a full fsync (see the module docstring).
+        A batch with a checkpoint, or asked to (`sync`), is committed with a full fsync (see
+        the module docstring).
         `hold` adds sampled-out decisions to the holding table and `release` removes promoted
         ones, in the same transaction: a checkpoint that counts a decision as sampled out is
         never on disk without the held decision, and a promoted decision is never both held
         and chained.
         """
-        durable = checkpoint is not None
+        durable = sync or checkpoint is not None
         try:
             if durable:
                 self._db.execute("PRAGMA synchronous = FULL")
@@ -342,7 +350,8 @@ class AuditStore:
                     self._insert_checkpoint(checkpoint)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
+                    self._db.execute("ROLLBACK")
                 raise
             finally:
                 if durable:

@@ -60,6 +60,8 @@ class Kind(str, Enum):
     """The record was written by a newer schema version than this verifier reads."""
     STORE_CORRUPT = "store_corrupt"
     """The storage itself reports damage; what could be read was verified."""
+    DECISIONS_LOST = "decisions_lost"
+    """A signed checkpoint counts decisions that never reached the chain (by cause)."""
     ROLLED_BACK = "rolled_back"
     """The store holds a chain as an earlier anchor saw it: a later anchor saw it longer."""
     MISSING_CHAIN = "missing_chain"

@@ -112,10 +112,13 @@ class Verifier:
 
     def __init__(self, trusted_keys: Mapping[str, Any] | None = None, *,
                  allow_self_asserted: bool = False,
-                 anchors: AnchorHistory | None = None) -> None:
+                 anchors: AnchorHistory | None = None, allowed_losses: int = 0) -> None:
         self.trusted_keys = dict(trusted_keys or {})
         self.allow_self_asserted = allow_self_asserted
         self.anchors = anchors
+        self.allowed_losses = allowed_losses
+        """Lost decisions per chain that the operator accepts (signed counts up to it are
+        reported as a notice, not a finding)."""
 
     def verify(self, source: RecordSource) -> Report:
         trust = "pinned" if self.trusted_keys else "self-asserted"
@@ -201,6 +204,7 @@ class Verifier:
         verified, closed_at, key_ids = self._check_checkpoints(
             source, chain_id, data, store_keys, findings)
         order = self._check_records(source, chain_id, data, verified, closed_at, findings)
+        self._check_losses(chain_id, verified, findings, report)
         self._check_indexed_fields(source, chain_id, findings)
         if self.anchors is not None:
             _check_witnessed(chain_id, data, order, verified,
@@ -211,6 +215,26 @@ class Verifier:
             chain_id=chain_id, records=data.size, checkpoints=len(verified),
             closed=closed_at is not None, signed_size=max((c.size for c in valid), default=0),
             key_ids=sorted(key_ids)))
+
+    def _check_losses(self, chain_id: str, verified: list[_Verified], findings: list[Finding],
+                      report: Report) -> None:
+        """DECISIONS_LOST when the newest signed checkpoint counts decisions that never reached
+        the chain (counts are cumulative), unless within the operator's allowance."""
+        if not verified:
+            return
+        newest = verified[-1].checkpoint
+        lost = newest.counters.get("failed", 0)
+        if not isinstance(lost, int) or lost <= 0:
+            return
+        causes = newest.counters.get("failed_by_cause") or {}
+        why = ", ".join(f"{cause}: {count}" for cause, count in sorted(causes.items()))
+        detail = (f"checkpoint {newest.index} signs {lost} decision(s) lost before they reached "
+                  f"the chain{f' ({why})' if why else ''}")
+        if lost <= self.allowed_losses:
+            report.notices.append(f"chain {chain_id}: {detail}, within the allowance of "
+                                  f"{self.allowed_losses}")
+            return
+        findings.append(Finding(chain_id, max(newest.size - 1, 0), Kind.DECISIONS_LOST, detail))
 
     @staticmethod
     def _check_indexed_fields(source: RecordSource, chain_id: str,

@@ -45,7 +45,7 @@ from otel_ai_audit.instrumentation.context import request_context
 from otel_ai_audit.instrumentation.model_call import InstrumentationErrors
 from otel_ai_audit.processor import AuditSpan
 from otel_ai_audit.record.schema import EventType, new_event
-from otel_ai_audit.runtime import AuditRuntime, get_runtime
+from otel_ai_audit.runtime import AuditRuntime, ModelInfo, get_runtime
 from otel_ai_audit.version import __version__
 
 FRAMEWORK = "http"
@@ -187,7 +187,9 @@ class RemoteCall:
                 self.audit.error = record.error
             record.context = request_context(lambda: [record.decision_id])
             self.audit.end_ns = record.end_time_ns
-            self.runtime.processor.audit(self.audit)
+            risk = str(self.audit.attributes[semconv.RISK_LEVEL])
+            self.runtime.processor.audit(self.audit,
+                                         self.runtime.durability(ModelInfo(), risk))
         except Exception:  # noqa: BLE001
             InstrumentationErrors.record("recording the remote inference record", self.runtime)
 
