@@ -102,7 +102,8 @@ def test_bundle_verifies_offline(scenario: TriageScenario, bundle_key: tuple[Pat
                                  bundle: Path) -> None:
     result = cli("verify-bundle", str(bundle), *trusted(scenario, bundle_key))
     assert result.returncode == 0, result.stdout
-    assert result.stdout.startswith("OK: ")
+    assert result.stdout.startswith(f"OK: system {SYSTEM}, window ")
+    assert "1 chain(s), " in result.stdout and f"({scenario.decisions} decisions)" in result.stdout
 
 
 def test_manifest_lists_every_file_with_its_sha256_and_is_signed(
@@ -293,6 +294,7 @@ def test_tampered_bundle_fails_verify_bundle(scenario: TriageScenario,
     assert result.returncode == 1, result.stdout
     problems = [line for line in result.stdout.splitlines() if line.startswith("FAIL ")]
     assert any(message in line for line in problems), result.stdout
+    assert with_keys or problems[0].startswith("FAIL self_asserted_key: no --public-key given")
     assert "Traceback" not in result.stderr
 
 

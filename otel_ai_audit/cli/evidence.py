@@ -8,9 +8,13 @@ from pathlib import Path
 
 import click
 
+from otel_ai_audit.anchor.publish import DEFAULT_RETENTION_DAYS
+from otel_ai_audit.anchor.timestamp import load_certificate_chain
+from otel_ai_audit.cli._anchors import anchor_bucket, s3_options
 from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
 from otel_ai_audit.cli.verify import TRUSTED_KEYS_ENV
 from otel_ai_audit.config import ENV_PREFIX
+from otel_ai_audit.errors import AuditError
 from otel_ai_audit.integrity.keys import KeyFileError, SigningKey, load_trusted_keys
 from otel_ai_audit.store.sqlite import StoreError, default_store_path
 
@@ -38,9 +42,21 @@ SIGNING_KEY_ENV = f"{ENV_PREFIX}SIGNING_KEY"
               help="Outcome label counted as positive (e.g. high urgency); repeatable.")
 @click.option("--dataset", "datasets", multiple=True, type=click.Path(dir_okay=False),
               help="Training data file whose SHA-256 goes into the lineage; repeatable.")
+@click.option("--anchors", "anchors_at", metavar="s3://BUCKET/PREFIX",
+              help="The store's external anchors: the bundle carries those of the window and "
+                   "proves against them that no chain or record of it is left out.")
+@click.option("--tsa-cert", type=click.Path(dir_okay=False),
+              help="With --anchors: the time-stamping authority's certificate chain (PEM), "
+                   "to check every anchor's RFC 3161 time-stamp.")
+@click.option("--min-retention-days", type=int, default=DEFAULT_RETENTION_DAYS,
+              show_default=True, help="With --anchors: the compliance-mode retention each "
+                                      "anchor must have.")
+@s3_options
 def evidence(store: str, system: str, start: str, end: str, out: str, decisions: tuple[str, ...],
              signing_key: str | None, public_keys: tuple[str, ...], subgroups: tuple[str, ...],
-             positive_labels: tuple[str, ...], datasets: tuple[str, ...]) -> None:
+             positive_labels: tuple[str, ...], datasets: tuple[str, ...],
+             anchors_at: str | None, tsa_cert: str | None, min_retention_days: int,
+             s3_endpoint: str | None, s3_region: str | None) -> None:
     """Build a signed evidence bundle for SYSTEM's records from --from to --to.
 
     Exit 0: bundle written and the trail verified; 1: bundle written but the trail failed
@@ -58,14 +74,19 @@ def evidence(store: str, system: str, start: str, end: str, out: str, decisions:
     for dataset in datasets:
         if not Path(dataset).is_file():
             fail(f"--dataset {dataset}: no such file")
+    if (tsa_cert or s3_endpoint) and not anchors_at:
+        fail("--tsa-cert and --s3-endpoint go with --anchors s3://BUCKET/PREFIX")
     try:
         request = BundleRequest(
             store=store, system=system, window=Window.parse(start, end), out=Path(out),
             signing_key=SigningKey.load(key_path), trusted_keys=load_trusted_keys(key_files),
             decisions=decisions, subgroups=subgroups, positive_labels=positive_labels,
-            datasets=datasets)
+            datasets=datasets,
+            anchors=anchor_bucket(anchors_at, s3_endpoint, s3_region) if anchors_at else None,
+            tsa_chain=load_certificate_chain(tsa_cert) if tsa_cert else None,
+            min_retention_days=min_retention_days)
         bundle = build_bundle(request)
-    except (BundleError, KeyFileError, StoreError, ValueError, OSError) as error:
+    except (BundleError, KeyFileError, StoreError, AuditError, ValueError, OSError) as error:
         fail(str(error))
     click.echo(f"evidence bundle written to {bundle.path}: {bundle.decisions} decision(s), "
                f"{len(bundle.manifest['files'])} files, manifest signed by key "

@@ -4,22 +4,24 @@ Per chain, two reads of the store:
 
 1. The indexed columns only (seq, time, type, id): which seqs fall in the window, and where
    the facts about decisions recorded later (outcomes, oversight, disputes) and the lifecycle
-   records before the window are. Those few are read now, so pass 2 can join them.
-2. The records from the first to the last seq in the window, in pages. Every one of them goes
-   into the chain extract as its exact canonical bytes (a contiguous, hash-linked run, so no
-   record in between can be left out unseen); those whose event time is in the window go into
-   the decision log and the sections.
+   records before the window are. Those few are read now, so pass 2 can join them. With a
+   binary search on `chain.logged`, this gives the chain's range (see `bounds`).
+2. The records of the range, in pages. Every one of them goes into the chain extract as its
+   exact canonical bytes (a contiguous, hash-linked run, so no record in between can be left
+   out unseen); those whose event time is in the window go into the decision log and the
+   sections.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from otel_ai_audit.evidence.bounds import ChainExtract, plan_range
 from otel_ai_audit.evidence.sections import (
     LIFECYCLE_TYPES,
     Joins,
@@ -68,36 +70,39 @@ DECISION_FIELDS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class ChainExtract:
-    """A contiguous run of one chain, first..last seq, covering the window."""
+class Attribution:
+    """The store's chains by system: the system's own, those whose opening record is missing or
+    unreadable (they cannot be attributed, so a bundle cannot say they are not the system's),
+    and every other chain with the system its opening record names."""
 
-    chain_id: str
-    first_seq: int
-    last_seq: int
-    last_record_id: str
-    path: str
-
-    @property
-    def records(self) -> int:
-        return self.last_seq - self.first_seq + 1
+    chains: list[str]
+    unattributed: list[str]
+    others: dict[str, str]
 
 
-def system_chains(store: AuditStore, system: str) -> tuple[list[str], list[str]]:
-    """Chains whose opening record names `system` as its service (a chain is one process),
-    and chains whose opening record is missing or unreadable: they cannot be attributed, so
-    a bundle cannot say they are not the system's."""
-    chains, unattributed = [], []
+def system_chains(store: AuditStore, system: str) -> Attribution:
+    """Chains whose opening record names `system` as its service (a chain is one process)."""
+    attribution = Attribution([], [], {})
     for chain_id in store.chain_ids():
-        first = store.record_at(chain_id, 0)
-        try:
-            event = parse_record(first)["event"] if first is not None else None
-        except ValueError:
-            event = None
-        if event is None or event.get("type") != "chain_open":
-            unattributed.append(chain_id)
-        elif part(event, "service").get("name") == system:
-            chains.append(chain_id)
-    return chains, unattributed
+        named = opening_system(store.record_at(chain_id, 0))
+        if named is None:
+            attribution.unattributed.append(chain_id)
+        elif named == system:
+            attribution.chains.append(chain_id)
+        else:
+            attribution.others[chain_id] = named
+    return attribution
+
+
+def opening_system(record: bytes | None) -> str | None:
+    """The system (service name) a chain's opening record names; None if it is not one."""
+    try:
+        event = parse_record(record)["event"] if record is not None else None
+    except ValueError:
+        event = None
+    if event is None or event.get("type") != "chain_open":
+        return None
+    return str(part(event, "service").get("name"))
 
 
 class DecisionLog:
@@ -160,19 +165,21 @@ def event_json(record: bytes) -> bytes:
 
 
 def collect(store: AuditStore, chains: list[str], window: Window, folder: Path,
-            sections_for: Callable[[Joins], Sections],
+            sections_for: Callable[[Joins], Sections], required: Collection[str] = (),
             ) -> tuple[Sections, list[ChainExtract], int]:
     """Write the decision log and chain extracts into `folder`; return the sections, the
-    extracts and the number of decisions. `sections_for(joins)` makes the `Sections`."""
+    extracts and the number of decisions. `sections_for(joins)` makes the `Sections`; the
+    chains in `required` get a (possibly empty) range even without a record in the window.
+    ProofError when a record of the window is not signed yet."""
     joins = Joins()
     plans = []
     lifecycle: list[tuple[dict[str, Any], Location]] = []
     for chain_id in chains:
-        first, last, last_id = -1, -1, ""
-        for seq, time, kind, record_id in store.indexed_columns(chain_id):
+        first, last = -1, -1
+        for seq, time, kind, _ in store.indexed_columns(chain_id):
             if window.holds(time):
                 first = seq if first < 0 else first
-                last, last_id = seq, record_id
+                last = seq
             if (kind in JOINED_TYPES and time >= window.start) or (
                     kind in LIFECYCLE_TYPES and time < window.end):
                 data = store.record_at(chain_id, seq)
@@ -183,9 +190,10 @@ def collect(store: AuditStore, chains: list[str], window: Window, folder: Path,
                     joins.add(event)
                 else:
                     lifecycle.append((event, Location(chain_id, seq, leaf_hash(data).hex())))
-        if first >= 0:
-            plans.append(ChainExtract(chain_id, first, last, last_id,
-                                      f"integrity/chain-{chain_id}.jsonl"))
+        if first >= 0 or chain_id in required:
+            plan = plan_range(store, chain_id, window, (first, last) if first >= 0 else None,
+                              f"integrity/chain-{chain_id}.jsonl")
+            plans += [plan] if plan is not None else []
     sections = sections_for(joins)
     for event, where in lifecycle:
         sections.add_lifecycle(event, where)

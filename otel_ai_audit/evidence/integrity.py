@@ -1,9 +1,10 @@
 """The bundle's proof that its records are the trail's: checkpoints, keys, inclusion proofs.
 
 Each chain extract is a contiguous run of records, each linking to its predecessor's leaf
-hash. An inclusion proof of the run's last record against a signed checkpoint therefore
-vouches for the whole run (a changed record would break a link, and a changed last record
-would break the proof). The checkpoints file holds every signed checkpoint of the chain, so a
+hash. An inclusion proof of the run's last record (its tail proof) against a signed checkpoint
+therefore vouches for the whole run (a changed record would break a link, and a changed last
+record would break the proof). The records either side of the run prove that it holds all of
+the window (see `bounds`). The checkpoints file holds every signed checkpoint of the chain, so a
 reader can check the checkpoint chain and which key signed what. Everything here is checked
 offline with the existing proof and checkpoint code, from the files alone.
 """
@@ -13,19 +14,21 @@ from __future__ import annotations
 import base64
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otel_ai_audit.evidence.bounds import ChainExtract, Edges, record_id, write_bounds
 from otel_ai_audit.evidence.collect import (
     DECISION_FIELDS,
     DECISIONS_CSV,
     DECISIONS_JSONL,
-    ChainExtract,
     csv_row,
     event_json,
 )
 from otel_ai_audit.evidence.sections import Location, Review
+from otel_ai_audit.evidence.window import Window
 from otel_ai_audit.integrity.checkpoint import Checkpoint, payload_hash, signature_valid
 from otel_ai_audit.integrity.keys import key_id, load_public_key_pem
 from otel_ai_audit.integrity.merkle import GENESIS, leaf_hash
@@ -64,8 +67,8 @@ def checkpoints_path(chain_id: str) -> str:
     return f"integrity/checkpoints-{chain_id}.json"
 
 
-def anchor_path(chain_id: str) -> str:
-    return f"integrity/anchor-{chain_id}.json"
+def tail_path(chain_id: str) -> str:
+    return f"integrity/tail-{chain_id}.json"
 
 
 def proof_path(record_id: str) -> str:
@@ -73,13 +76,16 @@ def proof_path(record_id: str) -> str:
 
 
 def write_chain_evidence(store: AuditStore, folder: Path, extract: ChainExtract) -> None:
-    """The chain's checkpoints and the proof anchoring the extract's last record."""
+    """The chain's checkpoints, the proof of the extract's last record (none for an empty
+    range) and the proofs of the records either side of it."""
     checkpoints = [{"payload": c.payload.decode("utf-8"),
                     "signature": base64.b64encode(c.signature).decode("ascii"),
                     "key_id": c.key_id} for c in store.checkpoints(extract.chain_id)]
     _write_json(folder / checkpoints_path(extract.chain_id), checkpoints)
-    _write_json(folder / anchor_path(extract.chain_id),
-                build_proof(store, extract.last_record_id))
+    if extract.records:
+        _write_json(folder / tail_path(extract.chain_id),
+                    build_proof(store, record_id(store, extract.chain_id, extract.last_seq)))
+    write_bounds(store, folder, extract)
 
 
 def write_decision_proof(store: AuditStore, folder: Path, record_id: str) -> None:
@@ -92,52 +98,108 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def check_chain(folder: Path, chain: dict[str, Any], keys: dict[str, Any]) -> list[str]:
-    """Problems with one chain's extract, checkpoints and anchor (empty: it holds)."""
+@dataclass
+class ChainFacts:
+    """What one chain's evidence showed: its problems, the extract's edges, and how many
+    records and decisions of the window it holds."""
+
+    problems: list[str] = field(default_factory=list)
+    edges: Edges = field(default_factory=Edges)
+    records: int = 0
+    decisions: int = 0
+    leaves: dict[int, bytes] = field(default_factory=dict)
+    """Leaf hashes of the extract's records at the seqs asked for."""
+
+
+def check_chain(folder: Path, chain: dict[str, Any], window: Window, keys: dict[str, Any],
+                wanted: Collection[int] = ()) -> ChainFacts:
+    """One chain's checkpoints, extract and tail proof (see `ChainFacts`); `wanted`: the seqs
+    whose leaf hashes to keep (those an anchor witnessed as a checkpoint's head)."""
     chain_id = str(chain.get("chain_id"))
-    problems = _check_checkpoints(folder, chain_id, keys)
+    facts = ChainFacts(_check_checkpoints(folder, chain_id, keys))
+    if _read_extract(folder, chain, window, set(wanted), facts) and facts.edges.last is not None:
+        _check_tail(folder, chain_id, keys, facts)
+    return facts
+
+
+def _read_extract(folder: Path, chain: dict[str, Any], window: Window, wanted: set[int],
+                  facts: ChainFacts) -> bool:
+    """Stream the extract: contiguous seqs, each linking to the record before it, logged times
+    that never go back; count the window's records and decisions. False if it breaks off."""
+    chain_id, path = str(chain.get("chain_id")), str(chain.get("extract"))
     expected = int(chain.get("first_seq", 0))
-    previous: bytes | None = None
-    last: bytes | None = None
+    previous: tuple[bytes, int] | None = None  # leaf hash and logged time of the last record
     try:
-        with open(folder / str(chain.get("extract")), "rb") as handle:
+        with open(folder / path, "rb") as handle:
             for number, line in enumerate(handle, 1):
                 data = line.rstrip(b"\n")
                 header = parse_header(data)
-                where = f"{chain.get('extract')} line {number}"
+                where = f"{path} line {number}"
                 if header is None or header.chain_id != chain_id:
-                    return [*problems, f"{where}: not a canonical record of chain {chain_id}"]
+                    facts.problems.append(f"{where}: not a canonical record of chain {chain_id}")
+                    return False
                 if header.seq != expected:
-                    return [*problems, f"{where}: seq {header.seq} where {expected} belongs "
-                                       "(records missing or reordered)"]
-                link = previous if previous is not None else (GENESIS if expected == 0 else None)
+                    facts.problems.append(f"{where}: seq {header.seq} where {expected} belongs "
+                                          "(records missing or reordered)")
+                    return False
+                link = previous[0] if previous is not None else (
+                    GENESIS if expected == 0 else None)
                 if link is not None and bytes.fromhex(header.prev) != link:
-                    problems.append(f"{where}: seq {expected} does not link to the record "
-                                    "before it (one of the two was edited)")
-                previous, last, expected = leaf_hash(data), data, expected + 1
+                    facts.problems.append(f"{where}: seq {expected} does not link to the record "
+                                          "before it (one of the two was edited)")
+                if previous is not None and header.logged_ns < previous[1]:
+                    facts.problems.append(f"{where}: seq {expected} was logged before the record "
+                                          "before it")
+                _count(data, window, facts)
+                facts.edges.first = facts.edges.first or data
+                facts.edges.last, previous = data, (leaf_hash(data), header.logged_ns)
+                if expected in wanted:
+                    facts.leaves[expected] = previous[0]
+                expected += 1
     except OSError as error:
-        return [*problems, f"{chain.get('extract')}: unreadable: {error.strerror}"]
-    if last is None or expected - 1 != int(chain.get("last_seq", -1)):
-        return [*problems, f"{chain.get('extract')}: ends at seq {expected - 1}, the manifest "
-                           f"says {chain.get('last_seq')} (records removed)"]
-    anchor = _read_json(folder / anchor_path(chain_id))
-    if anchor is None:
-        return [*problems, f"{anchor_path(chain_id)}: missing or not JSON"]
-    problems += [f"{anchor_path(chain_id)}: {p}" for p in check_proof(anchor, keys)]
-    if str(anchor.get("record", "")).encode("utf-8") != last:
-        problems.append(f"{anchor_path(chain_id)}: proves another record than the extract's "
-                        "last one")
-    return problems
+        facts.problems.append(f"{path}: unreadable: {error.strerror}")
+        return False
+    if expected - 1 != int(chain.get("last_seq", -1)):
+        facts.problems.append(f"{path}: ends at seq {expected - 1}, the manifest says "
+                              f"{chain.get('last_seq')} (records removed)")
+        return False
+    return True
 
 
-def check_decision_log(folder: Path, chains: list[dict[str, Any]]) -> list[str]:
-    """Each decision of the log is a record of the chain extracts (same leaf hash, same event
-    bytes), and its CSV row is the one its JSONL line gives. So whoever holds only the bundle's
-    key cannot change a decision either: the extracts are proven against the trail's key.
+def _count(data: bytes, window: Window, facts: ChainFacts) -> None:
+    try:
+        event = parse_record(data)["event"]
+    except ValueError:
+        return  # not JSON: the links and the tail proof say the record was changed
+    if isinstance(event.get("time"), str) and window.holds(event["time"]):
+        facts.records += 1
+        facts.decisions += event.get("type") == "inference"
+
+
+def _check_tail(folder: Path, chain_id: str, keys: dict[str, Any], facts: ChainFacts) -> None:
+    path = tail_path(chain_id)
+    proof = _read_json(folder / path)
+    if not isinstance(proof, dict):
+        facts.problems.append(f"{path}: missing or not JSON")
+        return
+    facts.problems += [f"{path}: {p}" for p in check_proof(proof, keys)]
+    if str(proof.get("record", "")).encode("utf-8") != facts.edges.last:
+        facts.problems.append(f"{path}: proves another record than the extract's last one")
+    facts.edges.tail_proof = proof
+
+
+def check_decision_log(folder: Path, chains: list[dict[str, Any]], window: Window,
+                       decisions: int) -> list[str]:
+    """Each decision of the log is a decision of the window in the chain extracts (same leaf
+    hash, same event bytes), each one once, and there are `decisions` of them (all the
+    extracts hold); its CSV row is the one its JSONL line gives. So whoever holds only the
+    bundle's key cannot change or leave out a decision either: the extracts are proven against
+    the trail's key.
 
     Both files are in extract order, so they are read in step with the extracts (streaming).
     """
     problems: list[str] = []
+    number = 0
     records = _extract_records(folder, chains)
     current = next(records, None)
     try:
@@ -159,6 +221,9 @@ def check_decision_log(folder: Path, chains: list[dict[str, Any]]) -> list[str]:
                     return [*problems, f"{where}: decision {event.get('id')} is not in the chain "
                                        f"extracts (chain {chain_id} seq {seq})"]
                 data = current[2]
+                current = next(records, None)
+                if event.get("type") != "inference" or not window.holds(str(event.get("time"))):
+                    problems.append(f"{where}: {event.get('id')} is not a decision of the window")
                 leaf = leaf_hash(data).hex()
                 if event_json(line.rstrip(b"\n")) != event_json(data) or entry.get(
                         "leaf_hash") != leaf:
@@ -176,7 +241,10 @@ def check_decision_log(folder: Path, chains: list[dict[str, Any]]) -> list[str]:
             if next(rows, None) is not None:
                 problems.append(f"{DECISIONS_CSV}: more rows than {DECISIONS_JSONL} has lines")
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        problems.append(f"decision log unreadable: {error}")
+        return [*problems, f"decision log unreadable: {error}"]
+    if number != decisions:
+        problems.append(f"{DECISIONS_JSONL}: {number} decision(s), but the chain extracts hold "
+                        f"{decisions} of the window: decisions are left out")
     return problems
 
 

@@ -20,7 +20,8 @@ from otel_ai_audit.record.canonical import canonical_json
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 SIGNER_KEY = "keys/bundle-signer.pub.pem"
-FORMAT = "otel-ai-audit/evidence-bundle/v1"
+FORMAT = "otel-ai-audit/evidence-bundle/v2"
+"""v2 adds the proof that the bundle holds the whole window (see `bounds`, `anchors`)."""
 SIGNATURE_CONTEXT = b"otel-ai-audit evidence manifest v1\n"
 """Prefixed to the signed bytes, so a manifest signature is never valid as anything else."""
 UNLISTED = (MANIFEST, SIGNATURE)
