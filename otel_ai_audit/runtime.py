@@ -240,6 +240,8 @@ def configure(tracer_provider: TracerProvider | None = None, *,
         for shipper in runtime.shippers:
             shipper.start()
         runtime.anchoring = _anchoring(settings, signing_key)
+        if runtime.anchoring is not None:
+            metrics.observe_anchoring(runtime.anchoring)
         if install_processor:
             _provider(tracer_provider).add_span_processor(runtime.processor)
         atexit.register(runtime.shutdown)

@@ -592,7 +592,10 @@ def test_forked_worker_writes_its_own_chain(tmp_path: Path, key: SigningKey) -> 
     (child_chain,) = set(chain_ids(path)) - {parent_chain}
     opening = json.loads(rows(path, child_chain)[0]["data"])["event"]
     assert opening["type"] == "chain_open" and opening["parent_chain_id"] == parent_chain
-    assert {c.chain_id: c.records for c in report.chains} == {parent_chain: 10, child_chain: 8}
+    # The parent recorded the fork, naming the child's chain, before the child existed.
+    forks = [json.loads(row["data"])["event"] for row in rows(path, parent_chain)]
+    assert [e["child_chain_id"] for e in forks if e["type"] == "chain_fork"] == [child_chain]
+    assert {c.chain_id: c.records for c in report.chains} == {parent_chain: 11, child_chain: 8}
 
 
 # --- command line ----------------------------------------------------------------------------
@@ -758,3 +761,33 @@ def test_cli_keygen_prove_verify_proof(tmp_path: Path) -> None:
                                             output={"score": 0.99}))
     assert cli("prove", str(path), record_id, "--out", str(proof)).exit_code == 0
     assert cli("verify-proof", str(proof), "--public-key", public).exit_code == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_childs_deleted_chain_is_missing(tmp_path: Path, key: SigningKey) -> None:
+    """The parent recorded the fork (chain_fork, committed before the child existed), so the
+    child's chain deleted with its checkpoints is a finding, not silence; even a child that
+    made no decision has a closed chain."""
+    path = tmp_path / "audit.db"
+    writer = AuditWriter(str(path), key, checkpoint_every=4, checkpoint_interval=3600.0,
+                         flush_interval=3600.0)
+    writer.submit(inference_event(0))
+    assert writer.flush()
+    for decisions in (2, 0):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for i in range(decisions):
+                    writer.submit(inference_event(i))
+                code = 0 if writer.close() else 2
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert writer.close()
+    parent = writer.chain.chain_id
+    children = sorted(set(chain_ids(path)) - {parent})
+    assert len(children) == 2 and verify(path, key).findings == []
+    tamper(path, "DELETE FROM records WHERE chain_id = ?", (children[0],))
+    tamper(path, "DELETE FROM checkpoints WHERE chain_id = ?", (children[0],))
+    assert located(verify(path, key)) == {(children[0], None, "missing_chain")}

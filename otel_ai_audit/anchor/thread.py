@@ -121,6 +121,9 @@ class AnchoringThread:
         self._store = None
         self._anchorer = None
 
+    def _before_fork(self) -> None:
+        return None
+
     def _after_fork_in_child(self) -> None:
         """A forked child does not anchor: the parent's thread anchors the shared store."""
         self._reset()

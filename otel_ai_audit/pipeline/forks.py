@@ -17,6 +17,10 @@ from typing import Protocol
 class StoreHolder(Protocol):
     _store_lock: threading.Lock
 
+    def _before_fork(self) -> None:
+        """Work that must be on disk before the child exists (the writer's `chain_fork`)."""
+        ...
+
     def _close_store(self) -> None: ...
 
     def _after_fork_in_child(self) -> None: ...
@@ -33,6 +37,8 @@ def track(holder: StoreHolder) -> None:
 
 def _close_before_fork() -> None:
     _forking[:] = list(_holders)
+    for holder in _forking:
+        holder._before_fork()
     for holder in _forking:
         holder._store_lock.acquire()
         holder._close_store()

@@ -37,13 +37,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
-from otel_ai_audit.integrity.chain import Chain
+from otel_ai_audit.integrity.chain import Chain, new_chain_id
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.pipeline import forks
@@ -64,6 +65,8 @@ DURABILITY_LEVELS: tuple[Durability, ...] = ("async", "process", "fsync")
 QUEUE_FULL_POLICIES = ("block", "spill")
 DURABLE_TIMEOUT = 10.0
 """Seconds a durable submit waits for its commit before returning unconfirmed."""
+FORK_WAIT = 2.0
+"""Seconds `fork()` waits at most for the parent's `chain_fork` record to be committed."""
 HOLD_PURGE_INTERVAL = 60.0
 """Seconds between purges of expired held decisions (and one at close)."""
 _DISPUTE = EventType.DISPUTE.value
@@ -162,8 +165,9 @@ class AuditWriter:
         self._reset()
         forks.track(self)
 
-    def _reset(self) -> None:
-        """Fresh state: at construction and in a forked child."""
+    def _reset(self, chain_id: str | None = None) -> None:
+        """Fresh state: at construction and in a forked child (whose chain id its parent
+        chose, when the parent recorded the fork)."""
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
         self._persisted_cv = threading.Condition(threading.Lock())
@@ -184,7 +188,11 @@ class AuditWriter:
         self._registered_key = ""
         self._stopping = False
         self._closed = False
-        self.chain = Chain()
+        self.chain = Chain(chain_id)
+        self._store_failing = False
+        self._chain_opened = threading.Event()
+        """Set once the chain's chain_open record is committed."""
+        self._child_chain_id: str | None = None
         self.queued = 0
         self.spilled = 0
         self.persisted_records = 0
@@ -238,10 +246,12 @@ class AuditWriter:
                 return (self.queued if self._append(item) else 0), opened
         return self._spill_entry(item), opened  # type: ignore[arg-type]
 
-    def _wait_persisted(self, ticket: int) -> None:
-        """Wake the writer and wait until entry `ticket` is committed, or `durable_timeout`."""
+    def _wait_persisted(self, ticket: int, timeout: float | None = None) -> bool:
+        """Wake the writer and wait until entry `ticket` is committed, or `timeout` (default
+        `durable_timeout`); whether it was."""
         self._wake.set()
-        deadline = time.monotonic() + self.durable_timeout
+        timeout = self.durable_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         with self._persisted_cv:
             while self._persisted < ticket:
                 remaining = deadline - time.monotonic()
@@ -249,13 +259,14 @@ class AuditWriter:
                     break
                 self._persisted_cv.wait(remaining)
             else:
-                return
+                return True
         with self._lock:
             self.unconfirmed += 1
         logger.error("otel-ai-audit: a decision waited %.0fs for its commit to %s and was "
                      "returned unconfirmed (%d so far); it stays queued, and the signed "
-                     "checkpoints count it", self.durable_timeout, self.store_path,
+                     "checkpoints count it", timeout, self.store_path,
                      self.unconfirmed)
+        return False
 
     def _spills(self, item: object) -> bool:
         """Does `item` go to the spill file? (Hold `_lock`.) Once an entry is spilled, all
@@ -438,6 +449,7 @@ class AuditWriter:
                     result = action(self._connect())
             except StoreError as error:
                 self.store_errors += 1
+                self._store_failing = True
                 if str(error) != last_error:
                     with self._lock:
                         waiting, policy = len(self._pending), self.queue_full
@@ -451,6 +463,7 @@ class AuditWriter:
                 delay = min(delay * 2, 5.0)
                 continue
             if failing_since is not None:
+                self._store_failing = False
                 logger.warning("otel-ai-audit: %s succeeded again after %.0f s", what,
                                time.monotonic() - failing_since)
             return result
@@ -626,6 +639,8 @@ class AuditWriter:
                             f"writing {len(records)} records to {self.store_path}")
             self.persisted_records += len(records)
             self._unwritten, self._held, self._released = [], [], []
+            if records:
+                self._chain_opened.set()
         if self._processed:
             self._mark_persisted(self._processed)
             self._processed = 0
@@ -648,8 +663,42 @@ class AuditWriter:
 
     # --- fork ------------------------------------------------------------------------------
 
+    def _before_fork(self) -> None:
+        """A parent with an open chain records the child's chain id (`chain_fork`), committed
+        before the child exists: a child chain that later disappears is then a finding."""
+        self._child_chain_id = None
+        with self._lock:
+            active = self._thread is not None and not self._closed
+        if not active:
+            return
+        if self._store_failing or not os.path.exists(self.store_path):
+            logger.error("otel-ai-audit: a fork of chain %s is not recorded: its store %s is "
+                         "failing or gone", self.chain.chain_id, self.store_path)
+            return
+        child = new_chain_id()
+        ticket, _ = self._enqueue(new_event(EventType.CHAIN_FORK, child_chain_id=child), False)
+        if ticket and self._wait_persisted(ticket, min(self.durable_timeout, FORK_WAIT)):
+            self._child_chain_id = child
+
     def _after_fork_in_child(self) -> None:
+        """The child's own chain, under the id its parent recorded, opened at once (and closed
+        at the child's exit, including a multiprocessing worker's `os._exit`)."""
         if self._spill is not None:
             self._spill.close()  # the parent's file: the parent drains it
+        child, self._child_chain_id = self._child_chain_id, None
         self._parent_chain_id = self.chain.chain_id
-        self._reset()
+        self._reset(child)
+        if child is None:
+            return
+        with self._lock:
+            self._pending.append((_ChainOpen(), self._stamp()))
+            self._start_thread()
+        self._wake.set()
+        wait = min(self.durable_timeout, FORK_WAIT)
+        if not self._chain_opened.wait(wait):
+            logger.error("otel-ai-audit: the forked child's chain %s could not be opened in "
+                         "%s within %.0fs", child, self.store_path, wait)
+        if "multiprocessing" in sys.modules:
+            from multiprocessing import util
+
+            util.Finalize(self, AuditWriter.close, args=(self,), exitpriority=10)

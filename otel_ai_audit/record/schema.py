@@ -44,6 +44,7 @@ class EventType(str, Enum):
     MODEL_CARD = "model_card"
     SAMPLING = "sampling"
     CHAIN_OPEN = "chain_open"
+    CHAIN_FORK = "chain_fork"
     KEY_ROTATION = "key_rotation"
 
 

@@ -364,6 +364,9 @@ class Shipper:
             self._store.close()
             self._store = None
 
+    def _before_fork(self) -> None:
+        return None
+
     def _after_fork_in_child(self) -> None:
         """A forked child never ships: the parent ships the child's chain too."""
         self._reset()

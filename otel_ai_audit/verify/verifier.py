@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 _OK, _NONCANONICAL, _MALFORMED, _FOREIGN = 0, 1, 2, 3
 _ROTATION_MARK = b'"type":"key_rotation"'
+_FORK_MARK = b'"type":"chain_fork"'
 _INT64_MAX = 2**63 - 1
 _TORN = "the last record is cut off: the writer crashed mid-write"
 _RESERIALISED = "record was re-serialised: its bytes are not the canonical form that was hashed"
@@ -96,6 +97,8 @@ class _ChainData:
     leaves: np.ndarray
     prevs: np.ndarray
     rotations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    forks: dict[int, str] = field(default_factory=dict)
+    """seq of each chain_fork record: the child chain it names."""
     corrupt: str | None = None
 
     @property
@@ -142,20 +145,28 @@ class Verifier:
             report.notices.extend(self.anchors.notices)
             report.notices.append(self.anchors.summary())
             report.findings.extend(self.anchors.findings)
+        forked: dict[str, tuple[str, int]] = {}
         for chain_id in chain_ids:
             try:
-                self._verify_chain(source, chain_id, store_keys, report)
+                for seq, child in self._verify_chain(source, chain_id, store_keys,
+                                                     report).items():
+                    forked.setdefault(child, (chain_id, seq))
             except StoreCorruptError as error:
                 report.findings.append(Finding(chain_id, None, Kind.STORE_CORRUPT,
                                                f"reading stopped early: {error}"))
-        self._check_missing_chains(source, chain_ids, report)
+        self._check_missing_chains(source, chain_ids, forked, report)
         return report
 
     def _check_missing_chains(self, source: RecordSource, chain_ids: list[str],
-                              report: Report) -> None:
-        """MISSING_CHAIN for a chain an anchor witnessed, or a forked child's chain_open
-        names as its parent, that the trail does not hold."""
+                              forked: dict[str, tuple[str, int]], report: Report) -> None:
+        """MISSING_CHAIN for a chain that an anchor witnessed, that a parent's chain_fork
+        names as its child, or that a forked child's chain_open names as its parent, and that
+        the trail does not hold."""
         missing: dict[str, str] = {}
+        for child, (parent, seq) in forked.items():
+            if child not in chain_ids:
+                missing[child] = (f"chain {parent} forked it (chain_fork at seq {seq}); the "
+                                  "trail does not hold it")
         for chain_id in chain_ids:
             try:
                 parent = _parent_chain(source, chain_id)
@@ -196,7 +207,8 @@ class Verifier:
     # --- one chain ---------------------------------------------------------------------------
 
     def _verify_chain(self, source: RecordSource, chain_id: str, store_keys: dict[str, Any],
-                      report: Report) -> None:
+                      report: Report) -> dict[int, str]:
+        """Verify one chain into `report`; the children its chain_fork records name."""
         findings: list[Finding] = []
         data = _read_chain(source, chain_id)
         if data.corrupt:
@@ -215,6 +227,7 @@ class Verifier:
             chain_id=chain_id, records=data.size, checkpoints=len(verified),
             closed=closed_at is not None, signed_size=max((c.size for c in valid), default=0),
             key_ids=sorted(key_ids)))
+        return data.forks
 
     def _check_losses(self, chain_id: str, verified: list[_Verified], findings: list[Finding],
                       report: Report) -> None:
@@ -681,6 +694,16 @@ def _check_witnessed(chain_id: str, data: _ChainData, order: np.ndarray,
             return
 
 
+def _forked_child(data: bytes) -> str | None:
+    """The child a chain_fork record names (the marker may also be application data)."""
+    try:
+        event = parse_record(data)["event"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    child = event.get("child_chain_id") if event.get("type") == "chain_fork" else None
+    return str(child) if child else None
+
+
 def _parent_chain(source: RecordSource, chain_id: str) -> str | None:
     """The parent a forked chain's chain_open record names (None for a first chain)."""
     first = source.record_at(chain_id, 0)
@@ -726,6 +749,7 @@ def _read_chain(source: RecordSource, chain_id: str) -> _ChainData:
     leaves = bytearray()
     prevs = bytearray()
     rotations: dict[int, dict[str, Any]] = {}
+    forks: dict[int, str] = {}
     chain_bytes = chain_id.encode()
     match_header = HEADER_PATTERN.match
     sha256 = hashlib.sha256
@@ -749,6 +773,10 @@ def _read_chain(source: RecordSource, chain_id: str) -> _ChainData:
                         rotations[int(seq)] = parse_record(data)
                     except ValueError:
                         pass
+                if _FORK_MARK in data:
+                    child = _forked_child(data)
+                    if child is not None:
+                        forks[int(seq)] = child
                 continue
             header = _fallback_header(data)
             if header is None:
@@ -773,6 +801,7 @@ def _read_chain(source: RecordSource, chain_id: str) -> _ChainData:
         leaves=np.frombuffer(bytes(leaves), dtype=np.uint8).reshape(n, 32),
         prevs=np.frombuffer(bytes(prevs), dtype=np.uint8).reshape(n, 32),
         rotations=rotations,
+        forks=forks,
         corrupt=corrupt,
     )
 
