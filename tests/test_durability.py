@@ -152,3 +152,61 @@ def test_async_durability_gives_every_process_a_chain(tmp_path: Path, mode: str)
     for pid, count in made.items():  # what is lost is the tail of the queue, never all of it
         assert kept[pid] >= 1 and count - kept[pid] < count
     assert verify(store, key) <= {"chain_not_closed"}
+
+
+def test_an_api_with_two_workers_keeps_every_answered_request(tmp_path: Path) -> None:
+    """The unmodified churn API under `opentelemetry-instrument uvicorn --workers 2` (spawned
+    workers), its process group SIGKILLed while requests flow: every request the API answered
+    has its decision in the store (high risk by default: `process` durable)."""
+    import uuid
+
+    import httpx
+
+    from tests.services.base import free_port
+
+    key = SigningKey.generate()
+    key.save(tmp_path / "k.key.pem", tmp_path / "k.pub.pem")
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "OTEL_AI_AUDIT_STORE": str(tmp_path / "audit.db"),
+           "OTEL_AI_AUDIT_SIGNING_KEY": str(tmp_path / "k.key.pem"),
+           "OTEL_AI_AUDIT_FASTAPI_ROUTES": "POST /predict", "OTEL_SERVICE_NAME": "churn-api",
+           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+           "OTEL_LOGS_EXPORTER": "none", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "torch,mlflow"}
+    server = subprocess.Popen(
+        [str(bin_dir / "opentelemetry-instrument"), "uvicorn", "app:app", "--app-dir",
+         str(ROOT / "examples" / "churn_api"), "--workers", "2", "--host", "127.0.0.1",
+         "--port", str(port)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, start_new_session=True)
+    answered: list[str] = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            wanted = random.Random(7).randint(120, 240)
+            while len(answered) < wanted:
+                request_id = f"req-{uuid.uuid4().hex}"
+                response = client.post("/predict", headers={"x-request-id": request_id}, json={
+                    "tenure_months": 12, "monthly_charges": 70.5, "support_calls": 2})
+                if response.status_code == 200:
+                    answered.append(request_id)
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+    assert len(answered) >= 120
+    with AuditStore(tmp_path / "audit.db", create=False, readonly=True) as opened:
+        decided = b"\n".join(bytes(row[0]) for row in opened._rows(
+            "SELECT data FROM records WHERE type = 'inference'"))
+        workers = {json.loads(opened.record_at(chain, 0) or b"{}")["event"]["process"]["pid"]
+                   for chain in opened.chain_ids()}
+    missing = [request_id for request_id in answered if request_id.encode() not in decided]
+    assert missing == [], f"{len(missing)} of {len(answered)} answered requests are missing"
+    assert len(workers) >= 1
+    assert verify(tmp_path / "audit.db", key) <= {"chain_not_closed"}
