@@ -25,6 +25,7 @@ from elasticsearch import Elasticsearch
 from sklearn.linear_model import LogisticRegression
 
 from otel_ai_audit import last_decision_ids, record_oversight, register_model
+from otel_ai_audit.anchor.publish import Anchorer
 from otel_ai_audit.cli import main
 from otel_ai_audit.dashboards import KIBANA_OBJECTS, generated_files, kibana
 from otel_ai_audit.datasets.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
@@ -36,7 +37,13 @@ from otel_ai_audit.record.canonical import rfc3339_from_ns
 from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.runtime import get_runtime
 from otel_ai_audit.sinks import Shipper
-from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink, index_names, record_fields
+from otel_ai_audit.store.sqlite import AuditStore
+from otel_ai_audit.sinks.elasticsearch import (
+    ElasticsearchSink,
+    anchors_index,
+    index_names,
+    record_fields,
+)
 from otel_ai_audit.verify.publish import findings_index
 from tests.audit_fixtures import chain_ids, checkpoints, edit_event, inference_event
 from tests.instrumentation_fixtures import audited_process, instrumented
@@ -85,7 +92,7 @@ def test_every_line_is_a_saved_object_and_every_reference_resolves() -> None:
             assert (reference["type"], reference["id"]) in ids, (item["id"], reference)
     data_views = by_type(objects, "index-pattern")
     assert {view["attributes"]["title"] for view in data_views.values()} == {
-        *index_names()[:2], findings_index()}
+        *index_names()[:2], findings_index(), anchors_index()}
     lenses = by_type(objects, "lens")
     assert len(lenses) == len(kibana.PANELS)
     for lens in lenses.values():
@@ -145,7 +152,7 @@ def _accessors(kind: str, visualization: dict[str, Any]) -> list[str]:
 
 
 def test_rule_bodies_are_what_the_alerting_api_takes() -> None:
-    indices = {*index_names()[:2], findings_index()}
+    indices = {*index_names()[:2], findings_index(), anchors_index()}
     for rule in kibana.RULES:
         body = json.loads((DASHBOARDS / f"kibana/rules/{rule.key}.json").read_text())
         assert set(body) == {"name", "rule_type_id", "consumer", "enabled", "schedule", "tags",
@@ -172,7 +179,8 @@ def test_another_prefix_gets_its_own_objects() -> None:
     default, other = kibana.saved_objects(), kibana.saved_objects("acme-audit")
     assert not {item["id"] for item in default} & {item["id"] for item in other}
     titles = {view["attributes"]["title"] for view in by_type(other, "index-pattern").values()}
-    assert titles == {"acme-audit-records", "acme-audit-checkpoints", "acme-audit-findings"}
+    assert titles == {"acme-audit-records", "acme-audit-checkpoints", "acme-audit-findings",
+                      "acme-audit-anchors"}
     references = {ref["id"] for item in other for ref in item["references"]}
     assert references <= {item["id"] for item in other}
     assert all(body["params"]["index"][0].startswith("acme-audit-")
@@ -275,6 +283,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory,
                              role="underwriter", reason="checked against the file")
         monitoring_events(drifted=True)
         process.close()
+    anchor_and_ship(process.store, elasticsearch.url, prefix)
     client = Elasticsearch(elasticsearch.url)
     (chain,) = chain_ids(process.store)
     _delete(client, index_names(prefix)[0], f"{chain}:5")
@@ -345,6 +354,17 @@ def test_panels_show_what_was_recorded(seeded: Seeded) -> None:
     assert table("gaps") == [[chain_ids(seeded.store)[0], "gap", 1, 5]]
 
 
+def anchor_and_ship(store: Path, url: str, prefix: str) -> None:
+    """An anchor of the closed store (kept in its outbox: the WORM side has its own tests),
+    shipped to Elasticsearch like everything else, for the `anchoring stalled` rule."""
+    with AuditStore(store) as opened:
+        key = SigningKey.load(f"{store}.signing-key.pem")
+        assert Anchorer(opened, key, None).run().built == 1
+    shipper = Shipper(str(store), ElasticsearchSink(Elasticsearch(url), index_prefix=prefix))
+    assert shipper.drain(timeout=60)
+    shipper.close()
+
+
 def test_rules_on_seeded_data(seeded: Seeded) -> None:
     outcomes = {rule.key: rule_outcome(seeded.client, body) for rule, body in zip(
         kibana.RULES, kibana.alert_rules(seeded.prefix).values(), strict=True)}
@@ -354,8 +374,11 @@ def test_rules_on_seeded_data(seeded: Seeded) -> None:
         "verify-not-run": {},
         "no-decisions": {},
         "decision-volume-drop": {"rare": RARE},
+        "anchoring-stalled": {},
         "override-rate": {"all": pytest.approx(seeded.overrides / seeded.oversight_actions)},
     }
+    (anchor,) = seeded.client.search(index=anchors_index(seeded.prefix))["hits"]["hits"]
+    assert anchor["_source"]["anchor.seq"] == 1 and anchor["_source"]["anchor.daily"]
 
 
 def test_rules_stay_silent_on_clean_data(tmp_path: Path,
@@ -373,7 +396,7 @@ def test_rules_stay_silent_on_clean_data(tmp_path: Path,
         kibana.RULES, kibana.alert_rules(prefix).values(), strict=True)}
     assert outcomes == {"drift": {}, "integrity": {}, "verify-not-run": {"all": 0},
                         "no-decisions": {"all": 0}, "decision-volume-drop": {},
-                        "override-rate": {}}
+                        "anchoring-stalled": {"all": 0}, "override-rate": {}}
 
 
 def test_integrity_rule_fires_on_a_tampered_chain_only(

@@ -166,7 +166,8 @@ def test_space_prefix_connector_and_basic_auth(peer: tuple[str, FakeKibana]) -> 
     assert all(path.startswith("/s/audit/api/") for _, path in state.requests)
     views = [item for (_, kind, _), item in state.objects.items() if kind == "index-pattern"]
     assert {view["attributes"]["title"] for view in views} == {
-        "acme-audit-records", "acme-audit-checkpoints", "acme-audit-findings"}
+        "acme-audit-records", "acme-audit-checkpoints", "acme-audit-findings",
+        "acme-audit-anchors"}
     for body in state.rules.values():
         (action,) = body["actions"]
         assert action["id"] == "slack-ops" and body["params"]["index"][0].startswith("acme-")

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from otel_ai_audit.anchor.document import (
     GENESIS,
@@ -36,6 +37,9 @@ PUBLISHED_FORMAT = "otel-ai-audit/published-anchor/v1"
 DEFAULT_RETENTION_DAYS = 190
 """Six months (EU AI Act Art. 19, 26(6)) and a margin for a late request."""
 _NS_PER_DAY = 86_400 * 10**9
+HEARTBEAT_NS = 3600 * 10**9
+"""An anchor at least every hour, even when nothing changed: its absence then means anchoring
+stalled (the `anchoring stalled` alert), not an idle service."""
 
 
 @dataclass
@@ -59,6 +63,16 @@ def published_body(anchor: StoredAnchor) -> bytes:
         "signature": base64.b64encode(anchor.signature).decode("ascii"),
         "timestamp": base64.b64encode(anchor.token).decode("ascii") if anchor.token else None,
     })
+
+
+def anchor_fields(anchor: StoredAnchor) -> dict[str, Any]:
+    """The fields the sinks index an anchor by (Elasticsearch, Splunk, OTLP): enough to search
+    and alert on (`anchoring stalled`), beside the published object itself."""
+    parsed = Anchor.from_payload(anchor.payload)
+    return {"anchor.seq": anchor.seq, "anchor.store_id": parsed.store_id,
+            "anchor.issued_at_ns": parsed.issued_at_ns, "anchor.daily": parsed.daily,
+            "anchor.chains": len(parsed.chains), "anchor.key_id": anchor.key_id,
+            "anchor.timestamped": anchor.token is not None}
 
 
 class Anchorer:
@@ -99,7 +113,7 @@ class Anchorer:
 
     def build(self) -> int | None:
         """Append the next anchor to the outbox; its number, or None when nothing changed
-        since the last anchor and no new UTC day began."""
+        since the last anchor, no new UTC day began and the last is under an hour old."""
         self._catch_up()
         store_id = self.store.store_id()
         latest = self.store.latest_checkpoints()
@@ -114,7 +128,8 @@ class Anchorer:
                        for chain_id, signed in latest.items()}
             changed = [chain for chain_id, chain in sorted(current.items())
                        if self._witnessed.get(chain_id) != chain]
-            if not changed and not daily:
+            due = last is None or now - last.issued_at_ns >= HEARTBEAT_NS
+            if not changed and not daily and not due:
                 raise _Unchanged
             listed = sorted(current.values(), key=lambda c: c.chain_id) if daily else changed
             anchor = Anchor(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_ai_audit.config import ELASTICSEARCH_INDEX_PREFIX
-from otel_ai_audit.sinks.elasticsearch import index_names
+from otel_ai_audit.sinks.elasticsearch import anchors_index, index_names
 from otel_ai_audit.verify.publish import findings_index
 
 CORE_MIGRATION_VERSION = "8.8.0"
@@ -32,6 +32,7 @@ DATA_VIEWS = {
     "records": ("@timestamp", "otel-ai-audit records"),
     "checkpoints": ("@timestamp", "otel-ai-audit checkpoints"),
     "findings": ("@timestamp", "otel-ai-audit integrity findings"),
+    "anchors": ("@timestamp", "otel-ai-audit anchors"),
 }
 
 
@@ -176,7 +177,7 @@ def index_of(data_view: str, prefix: str = ELASTICSEARCH_INDEX_PREFIX) -> str:
     """The index (or data stream) a data view reads."""
     records, checkpoints, _ = index_names(prefix)
     return {"records": records, "checkpoints": checkpoints,
-            "findings": findings_index(prefix)}[data_view]
+            "findings": findings_index(prefix), "anchors": anchors_index(prefix)}[data_view]
 
 
 def _saved(kind: str, saved_id: str, attributes: dict[str, Any],
@@ -364,6 +365,12 @@ RULES: tuple[Rule, ...] = (
          "records", "<", 10, (1, "h"), "15m",
          "Model {{context.group}} recorded {{context.value}} decision(s) in the last hour.",
          filter="event.type : inference", group_by="model.name"),
+    Rule("anchoring-stalled", "otel-ai-audit: anchoring stalled", ".es-query", "anchors", "<", 1,
+         (2, "h"), "15m",
+         "No external anchor reached Elasticsearch in the last 2 hours (a running service "
+         "anchors at least hourly): anchoring, S3 Object Lock or the TSA has failed, and what "
+         "the store holds since is not protected against rollback. Check ai_audit.anchor.age.",
+         query={"match_all": {}}),
     Rule("override-rate", "otel-ai-audit: override-rate spike", ".index-threshold", "records",
          ">", 0.3, (1, "h"), "15m",
          "Reviewers overrode or reversed the model in {{context.value}} of their oversight "
@@ -378,10 +385,10 @@ def rule_params(rule: Rule, prefix: str = ELASTICSEARCH_INDEX_PREFIX) -> dict[st
     """The rule type's `params`, as `POST /api/alerting/rule/{id}` takes them."""
     size, unit = rule.window
     index = index_of(rule.data_view, prefix)
-    if rule.data_view == "findings":
-        # A pattern: before the first `verify --publish-findings` there is no index, and a
-        # pattern matching nothing is an empty result (the "not run" rule fires) where a
-        # missing index would make every run of the rule fail.
+    if rule.data_view in ("findings", "anchors"):
+        # A pattern: before the first `verify --publish-findings` (or the first shipped anchor)
+        # there is no index, and a pattern matching nothing is an empty result (the "not run"
+        # and "stalled" rules fire) where a missing index would make every run fail.
         index += "*"
     common = {"index": [index],
               "timeField": DATA_VIEWS[rule.data_view][0], "timeWindowSize": size,

@@ -9,6 +9,9 @@ Layout, named from a prefix (default `otel-ai-audit`; never `logs-*-*`, which El
   them, the fields people search and chart are indexed (`RECORD_FIELDS`), derived from the
   bytes by `record_fields`, which the verifier uses again to check that they still agree.
 * `<prefix>-checkpoints`: a data stream of the signed checkpoints, `_id` = "<chain id>:<index>".
+* `<prefix>-anchors`: a data stream of the external anchors (`otel_ai_audit.anchor`), `_id` =
+  "<store id>:<seq>", for search and the `anchoring stalled` rule; the published, retention-
+  locked copies are the trusted ones.
 * `<prefix>-keys`: an index of the public keys, `_id` = key id, with no retention: a key must
   outlive every record it verifies.
 
@@ -39,12 +42,13 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 
+from otel_ai_audit.anchor.publish import anchor_fields, published_body
 from otel_ai_audit.config import ELASTICSEARCH_INDEX_PREFIX, ELASTICSEARCH_RETENTION, AuditSettings
 from otel_ai_audit.integrity.checkpoint import Checkpoint, SignedCheckpoint
 from otel_ai_audit.record.canonical import rfc3339_from_ns
 from otel_ai_audit.record.schema import parse_record
 from otel_ai_audit.sinks.shipper import DeliveryError
-from otel_ai_audit.store.sqlite import SealedRecord
+from otel_ai_audit.store.sqlite import SealedRecord, StoredAnchor
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 _DOUBLE = {"type": "double"}
@@ -102,6 +106,18 @@ CHECKPOINT_FIELDS: dict[str, dict[str, Any]] = {
     "signature": {"type": "binary"},
 }
 
+ANCHOR_FIELDS: dict[str, dict[str, Any]] = {
+    "@timestamp": {"type": "date_nanos"},
+    "anchor.seq": {"type": "long"},
+    "anchor.store_id": _KEYWORD,
+    "anchor.daily": {"type": "boolean"},
+    "anchor.chains": {"type": "long"},
+    "anchor.key_id": _KEYWORD,
+    "anchor.timestamped": {"type": "boolean"},
+    "published": {"type": "binary"},
+}
+"""Mapping of the anchors data stream (`anchor_fields`, and the published object as bytes)."""
+
 KEY_FIELDS: dict[str, dict[str, Any]] = {
     "key_id": _KEYWORD,
     "pem": {"type": "keyword", "index": False, "doc_values": False},
@@ -155,6 +171,12 @@ def index_names(prefix: str = ELASTICSEARCH_INDEX_PREFIX) -> tuple[str, str, str
         raise ValueError(f"index prefix {prefix!r} makes `logs-*-*` names, which Elasticsearch "
                          "9.x stores as logsdb with synthetic _source: choose another prefix")
     return names
+
+
+def anchors_index(prefix: str = ELASTICSEARCH_INDEX_PREFIX) -> str:
+    """The data stream of the external anchors: for search and the `anchoring stalled` rule;
+    the trust is in the WORM copies (`otel_ai_audit.anchor`)."""
+    return f"{prefix}-anchors"
 
 
 def record_fields(data: bytes) -> dict[str, Any] | None:
@@ -265,6 +287,7 @@ class ElasticsearchSink:
         self.concurrency = concurrency
         self._pool: ThreadPoolExecutor | None = None
         self.records_index, self.checkpoints_index, self.keys_index = index_names(index_prefix)
+        self.anchors_index = anchors_index(index_prefix)
         self.retention = retention
         self.index_settings = dict(index_settings or {})
         """Settings of the data streams' backing indices (shards, replicas, ...)."""
@@ -280,13 +303,14 @@ class ElasticsearchSink:
                    retention=settings.elasticsearch_retention)
 
     def install(self) -> None:
-        """Put the three index templates (idempotent: each start puts them again, so changed
+        """Put the four index templates (idempotent: each start puts them again, so changed
         settings reach the next backing index). Raises `DeliveryError` if Elasticsearch
         refuses them or cannot be reached."""
         lifecycle = {"data_retention": self.retention}
         templates = (
             (self.records_index, RECORD_FIELDS, True),
             (self.checkpoints_index, CHECKPOINT_FIELDS, True),
+            (self.anchors_index, ANCHOR_FIELDS, True),
             (self.keys_index, KEY_FIELDS, False),
         )
         for name, fields, stream in templates:
@@ -314,6 +338,12 @@ class ElasticsearchSink:
     def send_keys(self, keys: Mapping[str, str]) -> None:
         ids = list(keys)
         self._bulk(self.keys_index, "", ids, lambda i: {"key_id": ids[i], "pem": keys[ids[i]]})
+
+    def send_anchors(self, batch: Sequence[StoredAnchor]) -> None:
+        documents = [_anchor_document(anchor) for anchor in batch]
+        self._bulk(self.anchors_index, "",
+                   [f"{document['anchor.store_id']}:{document['anchor.seq']}"
+                    for document in documents], lambda i: documents[i])
 
     def close(self) -> None:
         if self._pool is not None:
@@ -446,6 +476,12 @@ def _record_document(record: SealedRecord) -> dict[str, Any]:
         "chain.seq": record.seq}
     fields["canonical"] = base64.b64encode(record.data).decode("ascii")
     return fields
+
+
+def _anchor_document(anchor: StoredAnchor) -> dict[str, Any]:
+    fields = anchor_fields(anchor)
+    return {**fields, "@timestamp": _timestamp(None, fields["anchor.issued_at_ns"]) or _EPOCH,
+            "published": base64.b64encode(published_body(anchor)).decode("ascii")}
 
 
 def _checkpoint_document(signed: SignedCheckpoint) -> dict[str, Any]:

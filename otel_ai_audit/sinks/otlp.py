@@ -39,11 +39,12 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.util.re import parse_env_headers
 
+from otel_ai_audit.anchor.publish import anchor_fields, published_body
 from otel_ai_audit.config import AuditSettings
 from otel_ai_audit.integrity.checkpoint import Checkpoint, SignedCheckpoint
 from otel_ai_audit.record.schema import parse_header
 from otel_ai_audit.sinks.shipper import DeliveryError
-from otel_ai_audit.store.sqlite import SealedRecord
+from otel_ai_audit.store.sqlite import SealedRecord, StoredAnchor
 from otel_ai_audit.version import __version__
 
 PIPELINE = "ai_audit.pipeline"
@@ -59,6 +60,8 @@ CHECKPOINT_SIZE = "ai_audit.checkpoint.size"
 CHECKPOINT_KEY_ID = "ai_audit.checkpoint.key_id"
 CHECKPOINT_PAYLOAD = "ai_audit.checkpoint.payload"
 CHECKPOINT_SIGNATURE = "ai_audit.checkpoint.signature"
+ANCHOR_PUBLISHED = "ai_audit.anchor.published"
+"""An anchor span's published object (canonical JSON: signed payload, signature, token)."""
 KEY_ID = "ai_audit.key.id"
 KEY_PEM = "ai_audit.key.pem"
 DOCUMENT_ID = "elasticsearch.document_id"
@@ -123,6 +126,19 @@ class OtlpSink:
         self._export([_span("ai_audit.key", f"key:{key_id}", time.time_ns(),
                             {KIND: "key", KEY_ID: key_id, KEY_PEM: pem})
                       for key_id, pem in keys.items()])
+
+    def send_anchors(self, batch: Sequence[StoredAnchor]) -> None:
+        spans = []
+        for anchor in batch:
+            fields = anchor_fields(anchor)
+            spans.append(_span("ai_audit.anchor",
+                               f"anchor:{fields['anchor.store_id']}:{anchor.seq}",
+                               fields["anchor.issued_at_ns"], {
+                                   KIND: "anchor", ANCHOR_PUBLISHED:
+                                   published_body(anchor).decode("utf-8"),
+                                   **{f"ai_audit.{name}": value for name, value in fields.items()
+                                      if name != "anchor.issued_at_ns"}}))
+        self._export(spans)
 
     def close(self) -> None:
         self.exporter.shutdown()

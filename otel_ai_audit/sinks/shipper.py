@@ -33,12 +33,13 @@ from typing import Protocol, TypeVar
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 from otel_ai_audit.pipeline import forks
 from otel_ai_audit.pipeline.metrics import PipelineMetrics
-from otel_ai_audit.store.sqlite import AuditStore, SealedRecord, StoreError
+from otel_ai_audit.store.sqlite import AuditStore, SealedRecord, StoreError, StoredAnchor
 
 logger = logging.getLogger(__name__)
 
 RECORDS = "records"
 CHECKPOINTS = "checkpoints"
+ANCHORS = "anchors"
 """Cursor kinds: the last delivered record seq, and the last delivered checkpoint index."""
 
 _ROUNDS_PER_CHAIN = 16
@@ -80,6 +81,11 @@ class Sink(Protocol):
         """Public keys (key id to PEM) the checkpoints are signed with."""
         ...
 
+    def send_anchors(self, batch: Sequence[StoredAnchor]) -> None:
+        """External anchors (`otel_ai_audit.anchor`), for search and alerting beside the
+        records; their trust is in the WORM copies, not here."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -90,6 +96,7 @@ class ShipperStats:
     shipped_records: int = 0
     shipped_checkpoints: int = 0
     shipped_keys: int = 0
+    shipped_anchors: int = 0
     retried: int = 0
     """Items sent again after a failed attempt."""
     failed_attempts: int = 0
@@ -224,6 +231,7 @@ class Shipper:
                 lambda done: self._keys_sent.update(key_id for key_id, _ in done))
         elif fresh:
             caught_up = False
+        caught_up = self._ship_anchors() and caught_up
         for chain_id in chains:
             if self._expired():
                 return False
@@ -232,6 +240,18 @@ class Shipper:
             else:
                 caught_up = False
         return caught_up
+
+    def _ship_anchors(self) -> bool:
+        """The anchors built since this sink's anchor cursor, in order."""
+        with self._store_lock:
+            store = self._connect()
+            anchors = store.anchors(after=store.ship_cursor(self.sink.name, "", ANCHORS))
+        if not anchors:
+            return True
+        if not self._ready(ANCHORS):
+            return False
+        return self._deliver(ANCHORS, ANCHORS, self.sink.send_anchors, anchors,
+                             lambda done: self._advance("", ANCHORS, done[-1].seq))
 
     def _ship_chain(self, chain_id: str) -> bool:
         name = self.sink.name

@@ -48,15 +48,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 
+from otel_ai_audit.anchor.publish import anchor_fields, published_body
 from otel_ai_audit.config import AuditSettings
 from otel_ai_audit.integrity.checkpoint import Checkpoint, SignedCheckpoint
 from otel_ai_audit.record.schema import parse_header
 from otel_ai_audit.sinks.shipper import DeliveryError
-from otel_ai_audit.store.sqlite import SealedRecord
+from otel_ai_audit.store.sqlite import SealedRecord, StoredAnchor
 
 RECORD_SOURCETYPE = "otel_ai_audit:record"
 CHECKPOINT_SOURCETYPE = "otel_ai_audit:checkpoint"
 KEY_SOURCETYPE = "otel_ai_audit:key"
+ANCHOR_SOURCETYPE = "otel_ai_audit:anchor"
 
 EVENT_PATH = "/services/collector/event"
 ACK_PATH = "/services/collector/ack"
@@ -149,6 +151,18 @@ class SplunkHecSink:
                                    json.dumps({"key": {"key_id": key_id, "pem": pem}},
                                               sort_keys=True), {})
                     for key_id, pem in keys.items()])
+
+    def send_anchors(self, batch: Sequence[StoredAnchor]) -> None:
+        """Each anchor as its published object, with its search fields as indexed fields."""
+        events = []
+        for anchor in batch:
+            fields = anchor_fields(anchor)
+            events.append(self._envelope(
+                ANCHOR_SOURCETYPE, _decimal_seconds(fields["anchor.issued_at_ns"]),
+                published_body(anchor).decode("utf-8"),
+                {name: str(value).lower() if isinstance(value, bool) else str(value)
+                 for name, value in fields.items()}))
+        self._post(events)
 
     def close(self) -> None:
         self._http.clear()
