@@ -30,7 +30,13 @@ STORE_DECISIONS = 100_000
 
 
 def _setup() -> tuple[object, np.ndarray]:
-    from otel_ai_audit.datasets.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
+    from otel_ai_audit.datasets.adult import (
+        CATEGORICAL,
+        NUMERIC,
+        TARGET,
+        adult_pipeline,
+        load_split,
+    )
     from otel_ai_audit.monitoring.profile import build_profile
 
     features = NUMERIC + CATEGORICAL

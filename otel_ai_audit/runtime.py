@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -239,7 +240,7 @@ def configure(tracer_provider: TracerProvider | None = None, *,
             Shipper(settings.store, sink, metrics=metrics) for sink in sinks])
         for shipper in runtime.shippers:
             shipper.start()
-        runtime.anchoring = _anchoring(settings, signing_key)
+        runtime.anchoring = _anchoring(settings, lambda: writer.key)
         if runtime.anchoring is not None:
             metrics.observe_anchoring(runtime.anchoring)
         if install_processor:
@@ -250,7 +251,8 @@ def configure(tracer_provider: TracerProvider | None = None, *,
         return runtime
 
 
-def _anchoring(settings: AuditSettings, key: SigningKey) -> AnchoringThread | None:
+def _anchoring(settings: AuditSettings,
+               key: Callable[[], SigningKey]) -> AnchoringThread | None:
     if not settings.anchor_s3:
         return None
     location = settings.anchor_s3

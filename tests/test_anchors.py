@@ -45,8 +45,7 @@ from tests.audit_fixtures import (
     write_store,
 )
 
-
-# --- set-up ------------------------------------------------------------------------------------
+# --- set-up --------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -190,7 +189,7 @@ def test_a_forked_workers_trail_verifies_against_its_anchors(trail: Trail,
     assert trail.verify(tsa_chain).findings == []
 
 
-# --- the insider's attacks -------------------------------------------------------------------------
+# --- the insider's attacks -----------------------------------------------------------------------
 
 
 def test_rollback_to_an_earlier_copy(trail: Trail, tsa_chain: list[Any],
@@ -292,7 +291,7 @@ def test_history_rewritten_and_re_signed_with_the_real_key(trail: Trail,
     assert kinds(trail.verify(tsa_chain)) == {(chain, "history_rewritten")}
 
 
-# --- the anchors themselves ------------------------------------------------------------------------
+# --- the anchors themselves ----------------------------------------------------------------------
 
 
 def test_an_anchor_cannot_be_deleted_or_its_retention_shortened(trail: Trail) -> None:
@@ -374,7 +373,7 @@ def test_a_bucket_without_object_lock_is_refused_in_one_line(trail: Trail, s3: A
         AnchorBucket(f"s3://{plain}/x", client=s3).check_object_lock()
 
 
-# --- command line and runtime ----------------------------------------------------------------------
+# --- command line and runtime --------------------------------------------------------------------
 
 
 def cli(*args: str) -> Result:
@@ -555,3 +554,26 @@ def test_anchoring_resumes_after_an_outage_and_nothing_is_missing(
     finally:
         own_s3.stop()
         own_tsa.stop()
+
+
+def test_a_trail_whose_key_was_rotated_verifies_against_its_anchors(
+        trail: Trail, tsa_chain: list[Any]) -> None:
+    """Anchors signed before the rotation by the old key, after it by the new one: trusting
+    both (a trust file), the trail and its anchors verify."""
+    writer = open_writer(trail, 5)
+    trail.anchor()
+    rotated = SigningKey.generate()
+    writer.rotate_key(rotated)
+    for i in range(5, 9):
+        writer.submit(inference_event(i))
+    assert writer.close()
+    old, trail.key = trail.key, rotated
+    trail.anchor()
+    history = read_anchor_history(trail.bucket, {old.key_id: old.public_key,
+                                                 rotated.key_id: rotated.public_key},
+                                  tsa_chain=tsa_chain)
+    assert history.findings == [] and {a.key_id for a in history.anchors} == {
+        old.key_id, rotated.key_id}
+    with AuditStore(trail.path, create=False, readonly=True) as store:
+        report = Verifier({old.key_id: old.public_key}, anchors=history).verify(store)
+    assert report.findings == []

@@ -77,7 +77,9 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trail]:
     shifted = shift(test)
     with instrumented(tmp_path_factory.mktemp("drift"), SklearnInstrumentor) as process:
         model = adult_pipeline().fit(train[FEATURES], train[TARGET])
-        register_model(model, name="adult-income", version="2.1.0")
+        # Asynchronous: each split (16,281 rows) must be scored within its one-second window,
+        # and a `process` durable call would wait for its 16,281 records to be committed.
+        register_model(model, name="adult-income", version="2.1.0", durability="async")
         # Two one-second windows, so that `--every 1s` sees the trend.
         start = _now()
         model.predict_proba(test[FEATURES])

@@ -37,13 +37,13 @@ from otel_ai_audit.record.canonical import rfc3339_from_ns
 from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.runtime import get_runtime
 from otel_ai_audit.sinks import Shipper
-from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.sinks.elasticsearch import (
     ElasticsearchSink,
     anchors_index,
     index_names,
     record_fields,
 )
+from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.publish import findings_index
 from tests.audit_fixtures import chain_ids, checkpoints, edit_event, inference_event
 from tests.instrumentation_fixtures import audited_process, instrumented

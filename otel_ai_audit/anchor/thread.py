@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 class AnchoringThread:
-    def __init__(self, store_path: str, key: SigningKey,
+    def __init__(self, store_path: str, key: Callable[[], SigningKey],
                  bucket: Callable[[], AnchorBucket | None], *, tsa_url: str | None,
                  retention_days: int, interval: float) -> None:
         self.store_path = store_path
@@ -107,10 +107,12 @@ class AnchoringThread:
             self._wake.clear()
 
     def _connect(self) -> Anchorer:
+        """The anchorer, signing with the writer's current key (it follows a rotation)."""
         if self._anchorer is None:
             self._store = AuditStore(self.store_path)
-            self._anchorer = Anchorer(self._store, self.key, self._bucket_factory(),
+            self._anchorer = Anchorer(self._store, self.key(), self._bucket_factory(),
                                       tsa_url=self.tsa_url, retention_days=self.retention_days)
+        self._anchorer.key = self.key()
         return self._anchorer
 
     # --- fork safety (see otel_ai_audit.pipeline.forks) ---------------------------------------

@@ -11,16 +11,16 @@ from typing import Any
 
 import click
 
+from otel_ai_audit.anchor.publish import DEFAULT_RETENTION_DAYS
+from otel_ai_audit.anchor.timestamp import load_certificate_chain
+from otel_ai_audit.anchor.verify import read_anchor_history
+from otel_ai_audit.cli._anchors import anchor_bucket, s3_options
 from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
 from otel_ai_audit.cli._elasticsearch import (
     elasticsearch_options,
     elasticsearch_source,
     settings_from,
 )
-from otel_ai_audit.anchor.publish import DEFAULT_RETENTION_DAYS
-from otel_ai_audit.anchor.timestamp import load_certificate_chain
-from otel_ai_audit.anchor.verify import read_anchor_history
-from otel_ai_audit.cli._anchors import anchor_bucket, s3_options
 from otel_ai_audit.errors import AuditError
 from otel_ai_audit.integrity.keys import KeyFileError, load_trusted_keys
 from otel_ai_audit.store.sqlite import AuditStore, StoreError

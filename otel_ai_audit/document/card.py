@@ -140,7 +140,8 @@ def build_model_card(model: Any, training_record: StoredRecord, eval_frame: pd.D
                      version: str | None = None, features: Sequence[str] | None = None,
                      eval_source: str | Path | DataSource | None = None,
                      train_frame: pd.DataFrame | None = None,
-                     train_source: str | Path | DataSource | None = None, artifact: str | Path | None = None,
+                     train_source: str | Path | DataSource | None = None,
+                     artifact: str | Path | None = None,
                      narrative: Narrative | None = None, positive_label: Any = 1,
                      confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
                      seed: int = SEED) -> ModelCard:

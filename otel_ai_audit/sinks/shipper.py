@@ -33,7 +33,7 @@ from typing import Protocol, TypeVar
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 from otel_ai_audit.pipeline import forks
 from otel_ai_audit.pipeline.metrics import PipelineMetrics
-from otel_ai_audit.store.sqlite import AuditStore, SealedRecord, StoreError, StoredAnchor
+from otel_ai_audit.store.sqlite import AuditStore, SealedRecord, StoredAnchor, StoreError
 
 logger = logging.getLogger(__name__)
 
