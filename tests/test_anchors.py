@@ -577,3 +577,41 @@ def test_a_trail_whose_key_was_rotated_verifies_against_its_anchors(
     with AuditStore(trail.path, create=False, readonly=True) as store:
         report = Verifier({old.key_id: old.public_key}, anchors=history).verify(store)
     assert report.findings == []
+
+
+def test_a_chain_deleted_in_elasticsearch_is_missing_against_the_anchors(
+        trail: Trail, tsa_chain: list[Any], elasticsearch: Any) -> None:
+    """`verify --elasticsearch ... --anchors`: the trail shipped to Elasticsearch, one chain's
+    documents deleted there; without anchors the rest verifies, with them the chain is
+    missing."""
+    from elasticsearch import Elasticsearch
+
+    from otel_ai_audit.sinks import Shipper
+    from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink, index_names
+
+    write_store(trail.path, trail.key, 6)
+    write_store(trail.path, trail.key, 7)
+    trail.anchor()
+    prefix = f"anchored-{uuid.uuid4().hex[:8]}"
+    shipper = Shipper(str(trail.path), ElasticsearchSink(Elasticsearch(elasticsearch.url),
+                                                         index_prefix=prefix))
+    assert shipper.drain(timeout=60)
+    shipper.close()
+    victim = chain_ids(trail.path)[0]
+    client = Elasticsearch(elasticsearch.url)
+    for index in index_names(prefix)[:2]:
+        client.indices.refresh(index=index)
+        hits = client.search(index=index, query={"term": {"chain.id": victim}}, size=100)
+        for hit in hits["hits"]["hits"]:
+            client.delete(index=hit["_index"], id=hit["_id"], refresh=True)
+    client.close()
+    folder = trail.path.parent
+    (folder / "k.pub.pem").write_text(trail.key.public_pem)
+    common = ["verify", "--elasticsearch", elasticsearch.url, "--index-prefix", prefix,
+              "--public-key", str(folder / "k.pub.pem"), "--json"]
+    assert cli(*common).exit_code == 0
+    anchored = cli(*common, "--anchors", trail.location, "--s3-endpoint", trail.endpoint,
+                   "--tsa-cert", str(trail.certchain))
+    assert anchored.exit_code == 1
+    assert [(f["chain_id"], f["kind"]) for f in json.loads(anchored.stdout)["findings"]] == [
+        (victim, "missing_chain")]
