@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
+from otel_ai_audit.anchor.publish import DEFAULT_RETENTION_DAYS
 from otel_ai_audit.anchor.s3 import AnchorBucket
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,3 +28,23 @@ def s3_options(function: F) -> F:
 
 def anchor_bucket(location: str, s3_endpoint: str | None, s3_region: str | None) -> AnchorBucket:
     return AnchorBucket(location, endpoint_url=s3_endpoint, region=s3_region)
+
+
+def anchor_check_options(anchors_help: str) -> Callable[[F], F]:
+    """`--anchors` (with `anchors_help`), `--tsa-cert`, `--min-retention-days` and the S3
+    options: what checking a trail against its anchors needs (`verify`, `evidence`)."""
+    def decorate(function: F) -> F:
+        for option in reversed([
+            click.option("--anchors", "anchors_at", metavar="s3://BUCKET/PREFIX",
+                         help=anchors_help),
+            click.option("--tsa-cert", type=click.Path(dir_okay=False),
+                         help="With --anchors: the time-stamping authority's certificate "
+                              "chain (PEM), to check every anchor's RFC 3161 time-stamp."),
+            click.option("--min-retention-days", type=int, default=DEFAULT_RETENTION_DAYS,
+                         show_default=True, help="With --anchors: the compliance-mode "
+                                                 "retention each anchor must have."),
+        ]):
+            function = option(function)
+        return s3_options(function)
+
+    return decorate

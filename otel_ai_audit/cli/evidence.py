@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
-from otel_ai_audit.anchor.publish import DEFAULT_RETENTION_DAYS
 from otel_ai_audit.anchor.timestamp import load_certificate_chain
-from otel_ai_audit.cli._anchors import anchor_bucket, s3_options
+from otel_ai_audit.cli._anchors import anchor_bucket, anchor_check_options
 from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
 from otel_ai_audit.cli.verify import TRUSTED_KEYS_ENV
 from otel_ai_audit.config import ENV_PREFIX
@@ -42,16 +41,9 @@ SIGNING_KEY_ENV = f"{ENV_PREFIX}SIGNING_KEY"
               help="Outcome label counted as positive (e.g. high urgency); repeatable.")
 @click.option("--dataset", "datasets", multiple=True, type=click.Path(dir_okay=False),
               help="Training data file whose SHA-256 goes into the lineage; repeatable.")
-@click.option("--anchors", "anchors_at", metavar="s3://BUCKET/PREFIX",
-              help="The store's external anchors: the bundle carries those of the window and "
-                   "proves against them that no chain or record of it is left out.")
-@click.option("--tsa-cert", type=click.Path(dir_okay=False),
-              help="With --anchors: the time-stamping authority's certificate chain (PEM), "
-                   "to check every anchor's RFC 3161 time-stamp.")
-@click.option("--min-retention-days", type=int, default=DEFAULT_RETENTION_DAYS,
-              show_default=True, help="With --anchors: the compliance-mode retention each "
-                                      "anchor must have.")
-@s3_options
+@anchor_check_options(
+    "The store's external anchors: the bundle carries those of the window and "
+    "proves against them that no chain or record of it is left out.")
 def evidence(store: str, system: str, start: str, end: str, out: str, decisions: tuple[str, ...],
              signing_key: str | None, public_keys: tuple[str, ...], subgroups: tuple[str, ...],
              positive_labels: tuple[str, ...], datasets: tuple[str, ...],

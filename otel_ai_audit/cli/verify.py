@@ -11,10 +11,9 @@ from typing import Any
 
 import click
 
-from otel_ai_audit.anchor.publish import DEFAULT_RETENTION_DAYS
 from otel_ai_audit.anchor.timestamp import load_certificate_chain
 from otel_ai_audit.anchor.verify import read_anchor_history
-from otel_ai_audit.cli._anchors import anchor_bucket, s3_options
+from otel_ai_audit.cli._anchors import anchor_bucket, anchor_check_options
 from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
 from otel_ai_audit.cli._elasticsearch import (
     elasticsearch_options,
@@ -54,16 +53,9 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
                    "(/services/search/jobs/export?output_mode=json) or the HEC events sent.")
 @click.option("--otlp-export", metavar="FILE", type=click.Path(dir_okay=False),
               help="Verify the audit spans in a Collector file exporter's output (OTLP/JSON).")
-@click.option("--anchors", "anchors_at", metavar="s3://BUCKET/PREFIX",
-              help="Also check the trail against its external anchors there: rollback, "
-                   "deleted chains, truncation and rewritten history since each anchor.")
-@click.option("--tsa-cert", type=click.Path(dir_okay=False),
-              help="With --anchors: the time-stamping authority's certificate chain (PEM), "
-                   "to check every anchor's RFC 3161 time-stamp.")
-@click.option("--min-retention-days", type=int, default=DEFAULT_RETENTION_DAYS,
-              show_default=True, help="With --anchors: the compliance-mode retention each "
-                                      "anchor must have.")
-@s3_options
+@anchor_check_options(
+    "Also check the trail against its external anchors there: rollback, "
+    "deleted chains, truncation and rewritten history since each anchor.")
 @elasticsearch_options
 def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted: bool,
            allowed_losses: int, as_json: bool, publish_findings: bool, publish_to: str | None,

@@ -248,3 +248,19 @@ def stop_process_group(pid: int, timeout: float = 60.0) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+class SingleProcessService:
+    """A service that is one `ServiceProcess` (`name` for messages): stop and log tail."""
+
+    name = "service"
+    process: ServiceProcess | None = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=30)
+
+    def log_tail(self, lines: int = 60) -> str:
+        if self.process is None:
+            return f"({self.name} not started)"
+        return self.process.log_tail(lines)

@@ -21,7 +21,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.services.base import ServiceProcess, ServiceStartError, cache_root, free_port
+from tests.services.base import (
+    ServiceProcess,
+    ServiceStartError,
+    SingleProcessService,
+    cache_root,
+    free_port,
+)
 from tests.services.collector import go_executable, run_or_raise
 
 VERSITYGW_VERSION = "v1.8.0"
@@ -64,13 +70,14 @@ def supports_user_xattrs(directory: Path) -> bool:
     return True
 
 
-class S3Service:
+class S3Service(SingleProcessService):
     """versitygw on a free loopback port, single account, path-style addressing.
 
     A client needs `endpoint`, `access_key`, `secret_key` and `region`; buckets and objects live
     under `workdir` (`data/`, versions in `versions/`), its log in `workdir/service.log`.
     """
 
+    name = "versitygw"
     region = "us-east-1"
     access_key = "otel-ai-audit-test"
 
@@ -116,15 +123,6 @@ class S3Service:
         )
         self.process.start()
         return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop(timeout=30)
-
-    def log_tail(self, lines: int = 60) -> str:
-        if self.process is None:
-            return "(versitygw not started)"
-        return self.process.log_tail(lines)
 
     def env(self) -> dict[str, str]:
         return {

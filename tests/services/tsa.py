@@ -22,7 +22,13 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tests.services.base import ServiceProcess, ServiceStartError, cache_root, free_port
+from tests.services.base import (
+    ServiceProcess,
+    ServiceStartError,
+    SingleProcessService,
+    cache_root,
+    free_port,
+)
 from tests.services.collector import go_executable, run_or_raise
 
 TSA_VERSION = "v2.1.3"
@@ -85,12 +91,14 @@ def progress(message: str) -> None:
     print(f"[timestamp-server] {message}", file=sys.stderr, flush=True)
 
 
-class TimestampAuthorityService:
+class TimestampAuthorityService(SingleProcessService):
     """timestamp-server with the in-memory signer on a free loopback port.
 
     `url` takes `POST` of an `application/timestamp-query`; `certchain_pem` (empty until started)
     is the PEM chain, leaf first and root last, also written to `certchain_path`.
     """
+
+    name = "timestamp-server"
 
     def __init__(self, workdir: Path, startup_timeout: float = 60.0) -> None:
         self.workdir = workdir
@@ -129,15 +137,6 @@ class TimestampAuthorityService:
         self.process.start()
         self.certchain_path.write_bytes(self.certchain_pem)
         return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop(timeout=30)
-
-    def log_tail(self, lines: int = 60) -> str:
-        if self.process is None:
-            return "(timestamp-server not started)"
-        return self.process.log_tail(lines)
 
     def env(self) -> dict[str, str]:
         return {
