@@ -498,12 +498,22 @@ class AuditWriter:
                       sync=sync)
 
     def _drain_spill(self) -> None:
-        """Seal what waits in the spill file, oldest first; remove the file once empty."""
+        """Seal what waits in the spill file, oldest first; remove the file once empty.
+
+        Entries still in the memory queue were queued before the spill began (once it has,
+        every entry spills): they are sealed first, so `logged` never goes backwards.
+        """
         while True:
             with self._lock:
                 spill = self._spill
                 if spill is None:
                     return
+                earlier, self._pending = self._pending, deque()
+                self._not_full.notify_all()
+            if earlier:
+                self._write_batch(earlier)
+                continue
+            with self._lock:
                 if spill.drained:  # removed under the lock: the next spill starts a new file
                     self._spill = None
                     self._not_full.notify_all()
