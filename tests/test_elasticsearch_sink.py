@@ -572,3 +572,18 @@ def test_settings_turn_shipping_on(tmp_path: Path) -> None:
     assert configured_sinks(AuditSettings.from_env({})) == []
     secret = AuditSettings.from_env({}, elasticsearch_url="http://u:secret@127.0.0.1:9200")
     assert "secret" not in configured_sinks(secret)[0].name  # cursors never hold credentials
+
+
+def test_shipping_to_a_dead_address_is_one_clean_line(small_store: Path) -> None:
+    """Nothing listens there: the command says so once, without the client's tracebacks."""
+    from tests.services.base import free_port
+
+    result = subprocess.run(
+        [str(BIN / "otel-ai-audit"), "ship", "--store", str(small_store),
+         "--elasticsearch", f"http://127.0.0.1:{free_port()}", "--once"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [next(
+        line for line in result.stderr.splitlines() if line.startswith("otel-ai-audit: error:"))]
+    assert "Connection refused" in result.stderr

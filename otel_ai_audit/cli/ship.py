@@ -60,7 +60,8 @@ def ship(store: str, once: bool, timeout: float, **destinations: Any) -> None:
         fail("nowhere to ship: pass --elasticsearch URL, --splunk-hec URL or --otlp-endpoint "
              "URL (or set their OTEL_AI_AUDIT_* variables)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    # The client logs each retry with its traceback; the shipper says what failed in one line.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
     for sink in sinks:
         _install(sink)
     shippers = [Shipper(store, sink, create_store=False) for sink in sinks]
