@@ -51,8 +51,8 @@ def make_model() -> Pipeline:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="folder with adult.data and adult.test (default: the copy shipped "
-                        "with otel-ai-audit)")
+    parser.add_argument("--data", help="folder with adult.data and adult.test (default: the "
+                        "copy shipped with otel-ai-audit)")
     parser.add_argument("--out", default="adult-gbt-card", type=Path)
     args = parser.parse_args()
     store = args.out / "audit.db"
