@@ -9,6 +9,7 @@ the file with plain sqlite3 and drops the append-only triggers first.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -63,6 +64,28 @@ def write_store(path: Path, key: SigningKey, records: int = 20, *, checkpoint_ev
     else:
         assert writer.flush()
     return writer
+
+
+def decide_in_forked_child(writer: AuditWriter, decisions: int) -> None:
+    """Fork; the child submits `decisions` inference events through the inherited writer and
+    closes it (its own chain), leaving through os._exit, never through pytest. Returns once the
+    child exited 0."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for i in range(decisions):
+                writer.submit(inference_event(i))
+            code = 0 if writer.close() else 2
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def delete_chain(db_path: Path, chain_id: str) -> None:
+    """Delete a whole chain, records and checkpoints, as an attacker would."""
+    tamper(db_path, "DELETE FROM records WHERE chain_id = ?", (chain_id,))
+    tamper(db_path, "DELETE FROM checkpoints WHERE chain_id = ?", (chain_id,))
 
 
 def tamper(db_path: Path, sql: str, params: Iterable[Any] = ()) -> None:

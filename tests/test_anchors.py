@@ -39,6 +39,8 @@ from otel_ai_audit.verify.verifier import Verifier
 from tests.audit_fixtures import (
     chain_ids,
     checkpoints,
+    decide_in_forked_child,
+    delete_chain,
     inference_event,
     rows,
     tamper,
@@ -173,16 +175,7 @@ def test_a_clean_trail_of_several_writers_verifies_against_its_anchors(
 def test_a_forked_workers_trail_verifies_against_its_anchors(trail: Trail,
                                                             tsa_chain: list[Any]) -> None:
     writer = open_writer(trail, 3)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            for i in range(5):
-                writer.submit(inference_event(i))
-            code = 0 if writer.close() else 2
-        finally:
-            os._exit(code)
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    decide_in_forked_child(writer, 5)
     assert writer.close()
     trail.anchor()
     assert len(chain_ids(trail.path)) == 2
@@ -215,8 +208,7 @@ def test_a_whole_chain_deleted_with_its_checkpoints(trail: Trail, tsa_chain: lis
     write_store(trail.path, trail.key, 7)
     trail.anchor()
     victim = chain_ids(trail.path)[0]
-    tamper(trail.path, "DELETE FROM records WHERE chain_id = ?", (victim,))
-    tamper(trail.path, "DELETE FROM checkpoints WHERE chain_id = ?", (victim,))
+    delete_chain(trail.path, victim)
     assert trail.verify(anchored=False).findings == []  # without anchors: silence
     assert kinds(trail.verify(tsa_chain)) == {(victim, "missing_chain")}
 
@@ -225,19 +217,10 @@ def test_a_parent_chain_deleted_while_its_forked_child_names_it(
         trail: Trail, tsa_chain: list[Any]) -> None:
     writer = open_writer(trail, 3)
     parent = writer.chain.chain_id
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            writer.submit(inference_event(1))
-            code = 0 if writer.close() else 2
-        finally:
-            os._exit(code)
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    decide_in_forked_child(writer, 1)
     assert writer.close()
     trail.anchor()
-    tamper(trail.path, "DELETE FROM records WHERE chain_id = ?", (parent,))
-    tamper(trail.path, "DELETE FROM checkpoints WHERE chain_id = ?", (parent,))
+    delete_chain(trail.path, parent)
     # The child's chain_open names its parent: missing even without anchors.
     assert kinds(trail.verify(anchored=False)) == {(parent, "missing_chain")}
     assert kinds(trail.verify(tsa_chain)) == {(parent, "missing_chain")}
@@ -273,8 +256,7 @@ def rewrite_history(path: Path, chain_id: str, key: SigningKey, seq: int) -> Non
             new_checkpoints.append(chain.checkpoint(key, old.issued_at_ns, closed=old.closed,
                                                     counters=old.counters,
                                                     policy_hash=old.policy_hash))
-    tamper(path, "DELETE FROM records WHERE chain_id = ?", (chain_id,))
-    tamper(path, "DELETE FROM checkpoints WHERE chain_id = ?", (chain_id,))
+    delete_chain(path, chain_id)
     with AuditStore(path) as store:
         store.write(rebuilt)
         for checkpoint in new_checkpoints:

@@ -38,6 +38,8 @@ from otel_ai_audit.store.sqlite import AuditStore, SealedRecord
 from tests.audit_fixtures import (
     chain_ids,
     checkpoints,
+    decide_in_forked_child,
+    delete_chain,
     edit_event,
     forge_closing_checkpoint,
     inference_event,
@@ -774,20 +776,10 @@ def test_a_forked_childs_deleted_chain_is_missing(tmp_path: Path, key: SigningKe
     writer.submit(inference_event(0))
     assert writer.flush()
     for decisions in (2, 0):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                for i in range(decisions):
-                    writer.submit(inference_event(i))
-                code = 0 if writer.close() else 2
-            finally:
-                os._exit(code)
-        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        decide_in_forked_child(writer, decisions)
     assert writer.close()
     parent = writer.chain.chain_id
     children = sorted(set(chain_ids(path)) - {parent})
     assert len(children) == 2 and verify(path, key).findings == []
-    tamper(path, "DELETE FROM records WHERE chain_id = ?", (children[0],))
-    tamper(path, "DELETE FROM checkpoints WHERE chain_id = ?", (children[0],))
+    delete_chain(path, children[0])
     assert located(verify(path, key)) == {(children[0], None, "missing_chain")}
