@@ -30,6 +30,8 @@ from otel_ai_audit.anchor.s3 import AnchorBucket
 from otel_ai_audit.anchor.timestamp import TimestampError, verify_timestamp
 from otel_ai_audit.verify.findings import Finding, Kind
 
+UNSTAMPED = ("anchor time-stamps were not checked: pass --tsa-cert FILE (the TSA's certificate "
+             "chain) to check them")
 CLOCK_SKEW = timedelta(minutes=5)
 """How far an anchor's own clock may run ahead of the TSA's genTime."""
 _KEY_NAME = re.compile(r"(\d{12})\.json$")
@@ -73,8 +75,7 @@ def read_anchor_history(bucket: AnchorBucket, trusted_keys: Mapping[str, Any], *
     """Read and check every anchor at `bucket`; AnchorStorageError if it cannot be read."""
     history = AnchorHistory(str(bucket.location))
     if tsa_chain is None:
-        history.notices.append("anchor time-stamps were not checked: pass --tsa-cert FILE (the "
-                               "TSA's certificate chain) to check them")
+        history.notices.append(UNSTAMPED)
     previous: tuple[Anchor, bytes] | None = None
     expected = 1
     for key, versions in sorted(bucket.versions().items()):

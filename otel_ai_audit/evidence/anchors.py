@@ -23,7 +23,13 @@ from cryptography import x509
 
 from otel_ai_audit.anchor.document import GENESIS, Anchor, anchor_hash
 from otel_ai_audit.anchor.s3 import AnchorBucket
-from otel_ai_audit.anchor.verify import AnchorHistory, Witnessed, _check_one, read_anchor_history
+from otel_ai_audit.anchor.verify import (
+    UNSTAMPED,
+    AnchorHistory,
+    Witnessed,
+    _check_one,
+    read_anchor_history,
+)
 from otel_ai_audit.evidence.bounds import record_id
 from otel_ai_audit.evidence.collect import opening_system
 from otel_ai_audit.evidence.window import Window
@@ -41,8 +47,6 @@ from otel_ai_audit.record.schema import parse_header
 from otel_ai_audit.store.sqlite import AuditStore
 
 ANCHORS = "anchors"
-UNSTAMPED = ("anchor time-stamps were not checked: pass --tsa-cert FILE (the TSA's certificate "
-             "chain) to check them")
 
 
 def anchor_file(seq: int) -> str:
