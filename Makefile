@@ -7,11 +7,12 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO_OUT ?= otel-ai-audit-demo
 
-.PHONY: demo test bench services services-down services-prepare clean help
+.PHONY: demo test test-unit bench services services-down services-prepare clean help
 
 help:
 	@echo "make demo           run the three scenarios on the embedded store (writes $(DEMO_OUT)/)"
 	@echo "make test           set up everything and run the whole test-suite"
+	@echo "make test-unit      the fast tests only (no services), for a quick loop"
 	@echo "make bench          run the benchmarks"
 	@echo "make services       start Elasticsearch + Collector in the background (.services.env)"
 	@echo "make services-down  stop them"
@@ -38,6 +39,10 @@ services-prepare: $(VENV)/.installed-test
 
 test: services-prepare
 	$(PY) -m pytest
+
+# Fast tests that need no service: a developer's loop while changing code.
+test-unit: $(VENV)/.installed-test
+	$(PY) -m pytest tests/unit
 
 bench: services-prepare
 	$(PY) -m benchmarks

@@ -37,7 +37,7 @@ from otel_ai_audit.errors import AuditError, ConfigurationError
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.monitoring.drift import METHODS
 from otel_ai_audit.pipeline.writer import QUEUE_FULL_POLICIES
-from tests.test_zero_code import BIN, run_environment
+from tests.integration.test_zero_code import BIN, run_environment
 
 # --- every field, checked where it is read --------------------------------------------------
 

@@ -30,7 +30,7 @@ from otel_ai_audit.store.sqlite import AuditStore
 from tests.instrumentation_fixtures import AuditedProcess, audited_process
 from tests.services.base import free_port, wait_until
 
-CHURN_API = Path(__file__).parent.parent / "examples" / "churn_api"
+CHURN_API = Path(__file__).parents[2] / "examples" / "churn_api"
 BIN = Path(sys.executable).parent
 TOKEN = "Bearer s3cret-token-of-customer-care"
 CUSTOMERS = [{"tenure_months": 2.0 + 7 * i, "monthly_charges": 30.0 + 9 * i,

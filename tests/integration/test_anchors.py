@@ -421,7 +421,7 @@ def test_the_runtime_anchors_while_it_runs_and_after_it_closes(
            "OTEL_AI_AUDIT_CHECKPOINT_INTERVAL": "0.5",
            "OTEL_AI_AUDIT_TSA_URL": trail.tsa_url}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     observed = json.loads(done.stdout)
     assert observed["ai_audit.anchor.published"] >= 1 and observed["ai_audit.anchor.failures"] == 0
@@ -497,7 +497,7 @@ def test_anchoring_resumes_after_an_outage_and_nothing_is_missing(
         seconds = 8 if down == "s3" else 17
         app = subprocess.Popen([sys.executable, "-c", OUTAGE_APP, str(seconds)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=Path(__file__).resolve().parent.parent)
+                               cwd=Path(__file__).resolve().parents[2])
 
         def outage() -> None:
             time.sleep(2.0)

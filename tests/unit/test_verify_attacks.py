@@ -59,7 +59,7 @@ SIZE = EVENTS + 1
 """Records in a default store: the chain_open record and the events."""
 HEADS = (3, 7, 11, 15, 19, 20)
 """Seqs the default store's checkpoints end at (sizes 4, 8, ..., 20 and the closing 21)."""
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Evidence bundles that prove they hold the whole window, against a real S3 server with Object
-Lock and a real RFC 3161 TSA (the anchors' own services, see tests/test_anchors.py).
+Lock and a real RFC 3161 TSA (the anchors' own services, see tests/integration/test_anchors.py).
 
 Each attack of issue "evidence bundles can leave things out" is played as the officer holding
 the bundle key (or a forger holding their own store and keys) would play it, and must fail
@@ -26,7 +26,7 @@ from otel_ai_audit.record.canonical import rfc3339_from_ns
 from otel_ai_audit.record.schema import parse_record
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.audit_fixtures import inference_event, saved_key, tamper
-from tests.test_anchors import (  # noqa: F401 - fixtures, found by pytest where imported
+from tests.integration.test_anchors import (  # noqa: F401 - fixtures, found by pytest where imported
     Trail,
     _no_stray_env,
     cli,

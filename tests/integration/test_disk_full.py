@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from otel_ai_audit.cli import main
 from otel_ai_audit.integrity.keys import SigningKey
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = textwrap.dedent("""
     import os, sys, time
     import numpy as np

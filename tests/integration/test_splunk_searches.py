@@ -24,7 +24,7 @@ from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.sinks.splunk_hec import RECORD_SOURCETYPE
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.instrumentation_fixtures import instrumented
-from tests.test_kibana_dashboards import DASHBOARDS, monitoring_events
+from tests.integration.test_kibana_dashboards import DASHBOARDS, monitoring_events
 
 APP = DASHBOARDS / SPLUNK_APP / "default"
 FIELD = re.compile(r"\b(?:chain|event)\.[A-Za-z0-9_.]*[A-Za-z0-9_]")

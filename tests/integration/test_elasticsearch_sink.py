@@ -47,7 +47,7 @@ from tests.audit_fixtures import chain_ids, edit_event, inference_event, rows, s
 from tests.instrumentation_fixtures import instrumented
 from tests.services.base import free_port, http_server, wait_until
 from tests.services.elasticsearch import ElasticsearchService
-from tests.test_zero_code import APP, BIN, run_environment
+from tests.integration.test_zero_code import APP, BIN, run_environment
 
 EVENTS = 20
 """Events in the small store: the chain_open record and 20 decisions, seq 0..20, checkpoints

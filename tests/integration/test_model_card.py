@@ -28,7 +28,7 @@ from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.verifier import Verifier
 from tests.conftest import SHARED_DATA
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "adult_income" / "train_and_document.py"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "adult_income" / "train_and_document.py"
 MITCHELL_SECTIONS = ["Model Details", "Intended Use", "Factors", "Metrics", "Evaluation Data",
                      "Training Data", "Quantitative Analyses", "Ethical Considerations",
                      "Caveats and Recommendations"]

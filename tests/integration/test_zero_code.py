@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.services.base import wait_until
 from tests.services.collector import CollectorService
 
-APP = Path(__file__).parent / "apps" / "score_loop.py"
+APP = Path(__file__).parents[1] / "apps" / "score_loop.py"
 BIN = Path(sys.executable).parent
 
 

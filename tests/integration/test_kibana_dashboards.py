@@ -51,7 +51,7 @@ from tests.kibana_queries import kql, layer_data_view, lens_layer, lens_rows, ru
 from tests.services.base import free_port
 from tests.services.elasticsearch import ElasticsearchService
 
-DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
+DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 LENS_TYPES = {"keyword": "string", "long": "number", "double": "number", "date": "date",
               "date_nanos": "date", "boolean": "boolean"}
 

@@ -38,7 +38,7 @@ from tests.pipeline_fixtures import (
     trained_model,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_sampled_out_decisions_add_up_with_kept_ones_in_signed_checkpoints(
@@ -235,7 +235,7 @@ def sample_fixed_decisions(store: str) -> tuple[list[str], list[str]]:
 
 def test_the_same_decisions_are_kept_in_another_run(tmp_path: Path) -> None:
     here = sample_fixed_decisions(str(tmp_path / "here.db"))
-    script = ("import json, sys; from tests.test_sampling import sample_fixed_decisions; "
+    script = ("import json, sys; from tests.integration.test_sampling import sample_fixed_decisions; "
               "print(json.dumps(sample_fixed_decisions(sys.argv[1])))")
     other = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "other.db")], cwd=REPO, check=True,

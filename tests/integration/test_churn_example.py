@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.services.base import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "churn_api"
 BIN = Path(sys.executable).parent
 

@@ -28,7 +28,7 @@ from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.verifier import Verifier
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = textwrap.dedent("""
     import multiprocessing, os, sys
     import numpy as np
