@@ -19,8 +19,11 @@ before persisting shows in verification as a chain that was never closed.
 Durability (`submit(..., durability=)`): `async` returns at once (a process killed before the
 next write loses what is queued); `process` returns once the entry is committed to the store's
 write-ahead log (survives SIGKILL, not a power loss); `fsync` once that commit is fsynced too.
-Callers waiting at the same time share one commit (group commit): the writer wakes at the first
-durable entry and writes everything queued by then in one transaction. Whatever the level, the
+A durable caller commits in its own thread, under the batch lock, everything queued by then
+(its entry included) in one transaction: callers waiting at the same time share that commit
+(group commit), and a lone caller pays no hand-over to the writer thread, whose wake-ups cost
+more CPU than the commit itself. Until the chain is open, and while the store fails, durable
+callers leave the work to the writer thread (which retries) and wait. Whatever the level, the
 first entry of a chain waits until the chain's `chain_open` record is committed, so a process
 that made a decision always has a chain a verifier can see. A wait that outlasts
 `durable_timeout` (a store that keeps failing) returns anyway, logged and counted as
@@ -110,6 +113,10 @@ class _KeyRotation:
         self.key = key
 
 
+class _LeftToWriter(Exception):
+    """A caller's own commit met a failing store: the writer thread takes over (and retries)."""
+
+
 class _Built:
     """Events built already: by a caller that spilled, or read back from the spill file."""
 
@@ -169,6 +176,9 @@ class AuditWriter:
         """Fresh state: at construction and in a forked child (whose chain id its parent
         chose, when the parent recorded the fork)."""
         self._lock = threading.Lock()
+        self._batch_lock = threading.Lock()
+        """Held while a batch is taken from the queue, sealed and written: by the writer thread,
+        or by a durable caller committing what is queued (see `_commit`)."""
         self._not_full = threading.Condition(self._lock)
         self._persisted_cv = threading.Condition(threading.Lock())
         self._wake = threading.Event()
@@ -206,6 +216,7 @@ class AuditWriter:
         self._unwritten: list[SealedRecord] = []
         self._held: list[HeldRecord] = []
         self._released: list[str] = []
+        self._checkpoints: list[SignedCheckpoint] = []
         self._processed = 0
         self._signed_counters: dict[str, Any] | None = None
         self._last_checkpoint_at = time.monotonic()
@@ -227,8 +238,29 @@ class AuditWriter:
         `fsync` durability wait until it is committed (see the module docstring). With the
         `block` policy, also blocks while the queue is full; with `spill`, never for room."""
         ticket, opened = self._enqueue(event, durability == "fsync")
-        if ticket and (durability != "async" or opened):
-            self._wait_persisted(ticket)
+        if not ticket or (durability == "async" and not opened):
+            return
+        deadline = time.monotonic() + self.durable_timeout
+        if opened or not self._commit(ticket, deadline):
+            self._wait_persisted(ticket, max(deadline - time.monotonic(), 0.0))
+
+    def _commit(self, ticket: int, deadline: float) -> bool:
+        """Write what is queued, entry `ticket` included, in the calling thread; whether it is
+        committed. False leaves it to the writer thread: the chain is not open yet, entries
+        wait in the spill file, the store fails, or the batch lock stays busy to `deadline`."""
+        if self._store_failing or self._spill is not None or not self._chain_opened.is_set():
+            return False
+        if not self._batch_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            return False
+        try:
+            if self._persisted < ticket and not self._store_failing:
+                self._write_queue(retry=False)
+        except Exception:  # noqa: BLE001 - the trail never raises into the model's caller
+            logger.exception("otel-ai-audit: committing queued audit entries failed")
+            return False
+        finally:
+            self._batch_lock.release()
+        return self._persisted >= ticket
 
     def rotate_key(self, key: SigningKey) -> None:
         """Switch to `key`; the rotation is recorded in the chain and signed by the old key."""
@@ -381,23 +413,30 @@ class AuditWriter:
             while True:
                 self._wake.wait(self.flush_interval)
                 self._wake.clear()
-                with self._lock:
-                    batch, self._pending = self._pending, deque()
-                    stopping = self._stopping
-                    sync, self._sync_requested = self._sync_requested, False
-                    self._not_full.notify_all()
-                self._write_batch(batch, sync)
-                self._drain_spill()
-                self._purge_expired_holds(now=stopping)
-                if stopping:
-                    with self._lock:
-                        done = not self._pending and self._spill is None
-                    if done:
-                        self._persist(self._checkpoint(closed=True))
-                        return
+                with self._batch_lock:
+                    stopping = self._write_queue(retry=True)
+                    self._drain_spill()
+                    self._purge_expired_holds(now=stopping)
+                    if stopping:
+                        with self._lock:
+                            done = not self._pending and self._spill is None
+                        if done:
+                            self._persist(self._checkpoint(closed=True))
+                            return
         finally:
             with self._store_lock:
                 self._close_store()
+
+    def _write_queue(self, *, retry: bool) -> bool:
+        """Seal and write everything queued (hold `_batch_lock`); whether the chain is
+        closing. Without `retry`, a failing store leaves what was sealed for the writer thread."""
+        with self._lock:
+            batch, self._pending = self._pending, deque()
+            stopping = self._stopping
+            sync, self._sync_requested = self._sync_requested, False
+            self._not_full.notify_all()
+        self._write_batch(batch, sync, retry=retry)
+        return stopping
 
     def _open_store(self) -> bool:
         """Open the store, retrying with backoff; False if it was still unusable at close."""
@@ -435,11 +474,13 @@ class AuditWriter:
             self._store.close()
             self._store = None
 
-    def _use_store(self, action: Callable[[AuditStore], _Result], what: str) -> _Result:
+    def _use_store(self, action: Callable[[AuditStore], _Result], what: str, *,
+                   retry: bool = True) -> _Result:
         """`action` on the open store, retried with backoff (up to 5 s) while the store fails:
         records wait in memory meanwhile, an audit trail does not give up on them. The cause is
         logged once when the failure starts (and again only if it changes), and the recovery
-        once when it ends."""
+        once when it ends. Without `retry` (a caller's own commit), the first failure raises
+        `_LeftToWriter`."""
         delay = 0.05
         failing_since: float | None = None
         last_error = ""
@@ -449,7 +490,12 @@ class AuditWriter:
                     result = action(self._connect())
             except StoreError as error:
                 self.store_errors += 1
-                self._store_failing = True
+                already_failing, self._store_failing = self._store_failing, True
+                if not retry:
+                    if not already_failing:
+                        logger.error("otel-ai-audit: %s failed: %s; left to the writer thread, "
+                                     "which retries", what, error)
+                    raise _LeftToWriter from error
                 if str(error) != last_error:
                     with self._lock:
                         waiting, policy = len(self._pending), self.queue_full
@@ -463,9 +509,9 @@ class AuditWriter:
                 delay = min(delay * 2, 5.0)
                 continue
             if failing_since is not None:
-                self._store_failing = False
                 logger.warning("otel-ai-audit: %s succeeded again after %.0f s", what,
                                time.monotonic() - failing_since)
+            self._store_failing = False
             return result
 
     def _chain_open_event(self) -> dict[str, Any]:
@@ -478,7 +524,8 @@ class AuditWriter:
             policy_hash=self.policy_hash,
         )
 
-    def _write_batch(self, batch: Iterable[tuple[Any, int]], sync: bool = False) -> None:
+    def _write_batch(self, batch: Iterable[tuple[Any, int]], sync: bool = False, *,
+                     retry: bool = True) -> None:
         """Seal `batch` and commit it (fsynced if `sync`: a caller waits for `fsync`)."""
         for item, logged in batch:
             if isinstance(item, _ChainOpen):
@@ -487,15 +534,15 @@ class AuditWriter:
             if isinstance(item, _KeyRotation):
                 self._seal(self._rotation_event(item.key), logged)
                 self._processed += 1
-                self._persist(self._checkpoint(closed=False))
+                self._persist(self._checkpoint(closed=False), retry=retry)
                 self._key = item.key
                 continue
             for event in self._expand(item):
-                self._route(event, logged)
+                self._route(event, logged, retry)
             self._processed += 1
         due = time.monotonic() - self._last_checkpoint_at >= self.checkpoint_interval
         self._persist(self._checkpoint(closed=False) if due and self._unsigned() else None,
-                      sync=sync)
+                      sync=sync, retry=retry)
 
     def _drain_spill(self) -> None:
         """Seal what waits in the spill file, oldest first; remove the file once empty.
@@ -536,7 +583,7 @@ class AuditWriter:
                              "failed in the next checkpoint")
             return []
 
-    def _route(self, event: dict[str, Any], logged: int) -> None:
+    def _route(self, event: dict[str, Any], logged: int, retry: bool = True) -> None:
         """Seal `event`: after promoting the decision it disputes, or into the holding table
         if sampling leaves it out of the chain."""
         if event.get("type") == _DISPUTE:
@@ -549,7 +596,7 @@ class AuditWriter:
             event = kept
         self._seal(event, logged)
         if self.chain.size - self.chain.last_checkpoint_size >= self.checkpoint_every:
-            self._persist(self._checkpoint(closed=False))
+            self._persist(self._checkpoint(closed=False), retry=retry)
 
     def _hold(self, event: dict[str, Any], logged: int, expires: int) -> None:
         data = self._converted(canonical_json, event)
@@ -638,17 +685,27 @@ class AuditWriter:
         return self.chain.checkpoint(self._key, time.time_ns(), closed=closed,
                                      counters=counters, policy_hash=self.policy_hash)
 
-    def _persist(self, checkpoint: SignedCheckpoint | None, *, sync: bool = False) -> None:
+    def _persist(self, checkpoint: SignedCheckpoint | None, *, sync: bool = False,
+                 retry: bool = True) -> None:
         """Write what was sealed, held and promoted since the last write (with `checkpoint`;
         fsynced if `sync`), then let waiting callers and `flush()` know the entries behind it
-        are persisted."""
+        are persisted. Without `retry`, a failing store leaves it all for the next write."""
+        if checkpoint is not None:
+            self._checkpoints.append(checkpoint)
         records, held, released = self._unwritten, self._held, self._released
-        if records or held or released or checkpoint is not None:
-            self._use_store(lambda store: store.write(records, checkpoint, hold=held,
-                                                      release=released, sync=sync),
-                            f"writing {len(records)} records to {self.store_path}")
+        checkpoints = self._checkpoints
+        if records or held or released or checkpoints:
+            if not retry and self._store_failing:
+                return
+            try:
+                self._use_store(lambda store: store.write(records, checkpoints, hold=held,
+                                                          release=released, sync=sync),
+                                f"writing {len(records)} records to {self.store_path}",
+                                retry=retry)
+            except _LeftToWriter:
+                return
             self.persisted_records += len(records)
-            self._unwritten, self._held, self._released = [], [], []
+            self._unwritten, self._held, self._released, self._checkpoints = [], [], [], []
             if records:
                 self._chain_opened.set()
         if self._processed:

@@ -20,7 +20,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -323,9 +323,11 @@ class AuditStore:
     # --- writing -------------------------------------------------------------------------
 
     def write(self, records: Iterable[SealedRecord],
-              checkpoint: SignedCheckpoint | None = None, *, hold: Iterable[HeldRecord] = (),
-              release: Iterable[str] = (), sync: bool = False) -> None:
-        """Persist a batch, and optionally the checkpoint covering it, in one transaction.
+              checkpoint: SignedCheckpoint | Sequence[SignedCheckpoint] | None = None, *,
+              hold: Sequence[HeldRecord] = (), release: Sequence[str] = (),
+              sync: bool = False) -> None:
+        """Persist a batch, and optionally the checkpoint covering it (or several, in order:
+        those of a write the writer had to retry), in one transaction.
 
         A batch with a checkpoint, or asked to (`sync`), is committed with a full fsync (see
         the module docstring).
@@ -334,7 +336,8 @@ class AuditStore:
         never on disk without the held decision, and a promoted decision is never both held
         and chained.
         """
-        durable = sync or checkpoint is not None
+        checkpoints = [checkpoint] if isinstance(checkpoint, SignedCheckpoint) else checkpoint
+        durable = sync or bool(checkpoints)
         try:
             if durable:
                 self._db.execute("PRAGMA synchronous = FULL")
@@ -343,11 +346,14 @@ class AuditStore:
                 self._db.executemany(
                     "INSERT INTO records (chain_id, seq, time, type, record_id, data) "
                     "VALUES (?, ?, ?, ?, ?, ?)", records)
-                self._db.executemany("INSERT OR IGNORE INTO held VALUES (?, ?, ?, ?, ?)", hold)
-                self._db.executemany("DELETE FROM held WHERE record_id = ?",
-                                     ((record_id,) for record_id in release))
-                if checkpoint is not None:
-                    self._insert_checkpoint(checkpoint)
+                if hold:  # a statement even with nothing to do costs a single-entry commit
+                    self._db.executemany("INSERT OR IGNORE INTO held VALUES (?, ?, ?, ?, ?)",
+                                         hold)
+                if release:
+                    self._db.executemany("DELETE FROM held WHERE record_id = ?",
+                                         ((record_id,) for record_id in release))
+                for each in checkpoints or ():
+                    self._insert_checkpoint(each)
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
