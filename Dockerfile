@@ -7,6 +7,6 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY otel_ai_audit ./otel_ai_audit
 COPY examples ./examples
-RUN pip install --no-cache-dir -e '.[demo,anchor]'
+RUN pip install --no-cache-dir -e '.[demo,anchor,elasticsearch]'
 
 CMD ["otel-ai-audit", "demo", "--out", "/out"]

@@ -89,7 +89,7 @@ def read_anchor_history(bucket: AnchorBucket, trusted_keys: Mapping[str, Any], *
                 f"{len(versions) - 1} later version(s) of anchor {seq} exist: someone wrote it "
                 "again; the first version is the one checked")))
         body = bucket.get(first.key, first.version_id)
-        checked = _check_one(history, seq, body, trusted_keys, tsa_chain)
+        checked = check_anchor(history, seq, body, trusted_keys, tsa_chain)
         if checked is None:
             previous = None
             expected = seq + 1
@@ -124,9 +124,11 @@ def read_anchor_history(bucket: AnchorBucket, trusted_keys: Mapping[str, Any], *
     return history
 
 
-def _check_one(history: AnchorHistory, seq: int, body: bytes, trusted_keys: Mapping[str, Any],
-               tsa_chain: list[x509.Certificate] | None) -> tuple[Anchor, bytes] | None:
-    """The anchor in `body` if it is one, signed by a trusted key (and time-stamped)."""
+def check_anchor(history: AnchorHistory, seq: int, body: bytes, trusted_keys: Mapping[str, Any],
+                 tsa_chain: list[x509.Certificate] | None) -> tuple[Anchor, bytes] | None:
+    """The anchor in `body` (the object of anchor `seq`) and its signed payload, if it is one,
+    signed by a trusted key (and time-stamped when `tsa_chain` is given); else None, with the
+    reason as a finding in `history`. Also checks anchors copied into an evidence bundle."""
     try:
         published = json.loads(body)
         if published.get("format") != PUBLISHED_FORMAT:

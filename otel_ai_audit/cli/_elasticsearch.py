@@ -1,4 +1,5 @@
-"""Elasticsearch connection options shared by `verify` and `ship`.
+"""Elasticsearch connection options shared by `verify`, `ship`, `drift` and `fairness`, and the
+connections they open.
 
 Each flag sets the `AuditSettings` field of the same name and falls back to its
 `OTEL_AI_AUDIT_ELASTICSEARCH_*` variable, so secrets can stay out of the command line.
@@ -8,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from otel_ai_audit.cli._common import fail
 from otel_ai_audit.config import AuditSettings
+from otel_ai_audit.verify.findings import Report
 from otel_ai_audit.verify.verifier import RecordSource
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -53,15 +58,23 @@ def settings_from(**options: Any) -> AuditSettings:
         fail(str(error))
 
 
+def connect(settings: AuditSettings) -> Elasticsearch:
+    """A client for the settings. The client library is imported here, at the call, so that
+    without the `elasticsearch` extra the caller's `except ValueError` reports it in one line
+    (`MissingExtraError`), as it reports a bad setting."""
+    from otel_ai_audit.backends.elasticsearch.client import connect as open_client
+
+    return open_client(settings)
+
+
 @contextmanager
 def elasticsearch_source(**options: Any) -> Iterator[RecordSource]:
     """The verifier's view of Elasticsearch at `--elasticsearch URL` (a snapshot in time)."""
-    from otel_ai_audit.sinks.elasticsearch import connect
-    from otel_ai_audit.verify.elasticsearch_source import ElasticsearchSource
-
     settings = settings_from(**options)
     try:
         client = connect(settings)
+        from otel_ai_audit.backends.elasticsearch.source import ElasticsearchSource
+
         source = ElasticsearchSource(client, index_prefix=settings.elasticsearch_index_prefix)
     except ValueError as error:
         fail(str(error))
@@ -70,3 +83,19 @@ def elasticsearch_source(**options: Any) -> Iterator[RecordSource]:
             yield source
     finally:
         client.close()
+
+
+def publish_findings(report: Report, settings: AuditSettings) -> str:
+    """Publish the report into the findings index of `settings`; the run id. Any problem (no
+    extra, a bad setting, Elasticsearch refusing) ends the command with one line."""
+    try:
+        client = connect(settings)
+        from otel_ai_audit.backends.elasticsearch.publish import PublishError, publish_findings
+
+        try:
+            return publish_findings(client, report,
+                                    index_prefix=settings.elasticsearch_index_prefix)
+        finally:
+            client.close()
+    except (ValueError, PublishError) as error:
+        fail(str(error))

@@ -20,9 +20,9 @@ from typing import Any
 
 import urllib3
 
+from otel_ai_audit.backends._http import transport_reason
 from otel_ai_audit.config import ELASTICSEARCH_INDEX_PREFIX
 from otel_ai_audit.dashboards import kibana
-from otel_ai_audit.sinks.elasticsearch import transport_reason
 
 IMPORT_PATH = "/api/saved_objects/_import?overwrite=true"
 RULE_PATH = "/api/alerting/rule/"
@@ -113,7 +113,7 @@ class KibanaInstaller:
                                          **options)
         except urllib3.exceptions.HTTPError as error:
             raise KibanaError(f"cannot reach Kibana at {self.url} ({what}): "
-                              f"{transport_reason(error)}") from error  # type: ignore[arg-type]
+                              f"{transport_reason(error)}") from error
         try:
             answer = json.loads(response.data or b"{}")
         except ValueError:

@@ -19,9 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from otel_ai_audit.backends.elasticsearch.layout import anchors_index, findings_index, index_names
 from otel_ai_audit.config import ELASTICSEARCH_INDEX_PREFIX
-from otel_ai_audit.sinks.elasticsearch import anchors_index, index_names
-from otel_ai_audit.verify.publish import findings_index
 
 CORE_MIGRATION_VERSION = "8.8.0"
 TYPE_MIGRATION_VERSIONS = {"index-pattern": "8.0.0", "lens": "8.9.0", "dashboard": "8.7.0"}

@@ -1,8 +1,8 @@
 """A Splunk app with the same views and alerts as the Kibana objects, over HEC-shipped records.
 
 Records arrive with sourcetype `otel_ai_audit:record` and `_raw` = the canonical record JSON
-(see `otel_ai_audit.sinks.splunk_hec`), so with `KV_MODE = json` every record field is a search
-field under its JSON path: `chain.id`, `chain.seq`, `event.type`, `event.model.name`,
+(see `otel_ai_audit.backends.splunk_hec.layout`), so with `KV_MODE = json` every record field
+is a search field under its JSON path: `chain.id`, `chain.seq`, `event.type`, `event.model.name`,
 `event.drift.score`, ... Searches start from the macro `otel_ai_audit_records`, which users
 point at their index.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 
-from otel_ai_audit.sinks.splunk_hec import RECORD_SOURCETYPE
+from otel_ai_audit.backends.splunk_hec.layout import RECORD_SOURCETYPE
 
 APP = "otel_ai_audit"
 MACRO = "otel_ai_audit_records"

@@ -27,7 +27,7 @@ from otel_ai_audit.anchor.verify import (
     UNSTAMPED,
     AnchorHistory,
     Witnessed,
-    _check_one,
+    check_anchor,
     read_anchor_history,
 )
 from otel_ai_audit.evidence.bounds import record_id
@@ -188,7 +188,7 @@ def check_anchors(folder: Path, spec: dict[str, Any], window: Window, keys: dict
             problems.append(f"{anchor_file(seq)}: missing: the run of anchors is broken")
             previous = None
             continue
-        checked = _check_one(history, seq, body, keys, tsa_chain)
+        checked = check_anchor(history, seq, body, keys, tsa_chain)
         if checked is None:
             previous = None
             continue

@@ -1,5 +1,8 @@
 """Sinks beyond the embedded store, fed by shippers that read the store as a write-ahead spool.
 
+Each backend's sink lives in its package (`otel_ai_audit.backends`); this package holds what
+they share.
+
 A `Sink` only delivers batches; a `Shipper` owns the reading, the cursors and the retries
 (like exporters and processors in the OpenTelemetry SDK).
 """
@@ -20,15 +23,15 @@ def configured_sinks(settings: AuditSettings) -> list[Sink]:
     """The sinks the settings turn on (each client library is imported only when used)."""
     sinks: list[Sink] = []
     if settings.elasticsearch_url:
-        from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink
+        from otel_ai_audit.backends.elasticsearch.sink import ElasticsearchSink
 
         sinks.append(ElasticsearchSink.from_settings(settings))
     if settings.splunk_hec_url:
-        from otel_ai_audit.sinks.splunk_hec import SplunkHecSink
+        from otel_ai_audit.backends.splunk_hec.sink import SplunkHecSink
 
         sinks.append(SplunkHecSink.from_settings(settings))
     if settings.otlp_endpoint:
-        from otel_ai_audit.sinks.otlp import OtlpSink
+        from otel_ai_audit.backends.otlp.sink import OtlpSink
 
         sinks.append(OtlpSink.from_settings(settings))
     return sinks

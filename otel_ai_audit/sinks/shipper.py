@@ -131,7 +131,7 @@ class Shipper:
         """Fresh thread state: at construction and in a forked child (which never ships: the
         parent's shipper delivers the child's chain from the shared store)."""
         self._store: AuditStore | None = None
-        self._store_lock = threading.Lock()
+        self.store_lock = threading.Lock()
         """Held while the store is used, and by `fork()` while it closes the connection."""
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,8 +166,8 @@ class Shipper:
             thread.join(timeout + 5.0)
             delivered = not thread.is_alive() and self._caught_up
             self._thread = None
-        with self._store_lock:
-            self._close_store()
+        with self.store_lock:
+            self.close_store()
         self.sink.close()
         if not delivered:
             logger.warning("otel-ai-audit: shipping to %s stopped with records still "
@@ -215,7 +215,7 @@ class Shipper:
     def _pass(self) -> bool:
         """Ship everything the store holds now; True if all of it was delivered."""
         try:
-            with self._store_lock:
+            with self.store_lock:
                 store = self._connect()
                 keys = store.public_keys()
                 chains = store.unshipped_chains(self.sink.name)
@@ -243,7 +243,7 @@ class Shipper:
 
     def _ship_anchors(self) -> bool:
         """The anchors built since this sink's anchor cursor, in order."""
-        with self._store_lock:
+        with self.store_lock:
             store = self._connect()
             anchors = store.anchors(after=store.ship_cursor(self.sink.name, "", ANCHORS))
         if not anchors:
@@ -255,7 +255,7 @@ class Shipper:
 
     def _ship_chain(self, chain_id: str) -> bool:
         name = self.sink.name
-        with self._store_lock:
+        with self.store_lock:
             store = self._connect()
             cursor = store.ship_cursor(name, chain_id, RECORDS)
             # Read before the records: the writer commits a checkpoint with the records it
@@ -266,7 +266,7 @@ class Shipper:
         caught_up = True
         rounds = 0
         while True:
-            with self._store_lock:
+            with self.store_lock:
                 batch = self._connect().records_after(chain_id, cursor, self.batch_size)
             if batch:
                 if not self._deliver(chain_id, RECORDS, self.sink.send_records, batch,
@@ -346,7 +346,7 @@ class Shipper:
         return self._held_until.get(key, 0.0) <= time.monotonic()
 
     def _advance(self, chain_id: str, kind: str, seq: int) -> None:
-        with self._store_lock:
+        with self.store_lock:
             self._connect().set_ship_cursor(self.sink.name, chain_id, kind, seq)
 
     # --- waiting ---------------------------------------------------------------------------
@@ -374,20 +374,20 @@ class Shipper:
     # --- store connection ------------------------------------------------------------------
 
     def _connect(self) -> AuditStore:
-        """The open store (hold `_store_lock`); opened again after a fork closed it."""
+        """The open store (hold `store_lock`); opened again after a fork closed it."""
         if self._store is None:
             self._store = AuditStore(self.store_path, create=self.create_store)
         return self._store
 
-    def _close_store(self) -> None:
+    def close_store(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
 
-    def _before_fork(self) -> None:
+    def before_fork(self) -> None:
         return None
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         """A forked child never ships: the parent ships the child's chain too."""
         self._reset()
         self._closed = True

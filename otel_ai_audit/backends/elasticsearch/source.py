@@ -1,4 +1,4 @@
-"""Verifying the trail where it lives in Elasticsearch: a `RecordSource` over a sink's indices.
+"""Verifying the trail where it lives in Elasticsearch: a `RecordSource` over the sink's indices.
 
 Reads one point-in-time snapshot of the records and checkpoints data streams (opened by
 `with`), so a verification sees one consistent state while shippers keep writing. A record's
@@ -8,7 +8,7 @@ shard order), so the verifier finds gaps, duplicates and reordering as in the em
 The chain proves the canonical bytes; people search the indexed fields beside them. A
 document whose `risk.level` was edited while its `canonical` bytes were kept passes the chain
 and misleads every dashboard. So each document's fields are derived again from its bytes
-(`record_fields`, as the sink did) and compared, and `field_mismatches` hands the differences
+(`layout.record_fields`, as the sink did) and compared, and `field_mismatches` hands the differences
 to the verifier, which reports them as INDEX_MISMATCH.
 """
 
@@ -18,23 +18,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from elasticsearch import (
+from otel_ai_audit.backends.elasticsearch import layout
+from otel_ai_audit.backends.elasticsearch.client import (
     ApiError,
-    AuthenticationException,
     AuthorizationException,
     Elasticsearch,
-    NotFoundError,
     TransportError,
+    describe,
+    explain,
 )
-
 from otel_ai_audit.config import ELASTICSEARCH_INDEX_PREFIX
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
-from otel_ai_audit.sinks.elasticsearch import (
-    describe,
-    index_names,
-    record_fields,
-    transport_reason,
-)
 from otel_ai_audit.store.sqlite import StoreError
 from otel_ai_audit.verify.export_source import decode_base64
 
@@ -52,7 +46,8 @@ class ElasticsearchSource:
                  index_prefix: str = ELASTICSEARCH_INDEX_PREFIX, page_size: int = 5000,
                  keep_alive: str = "10m") -> None:
         self.client = client
-        self.records_index, self.checkpoints_index, self.keys_index = index_names(index_prefix)
+        self.records_index, self.checkpoints_index, self.keys_index = layout.index_names(
+            index_prefix)
         self.page_size = page_size
         self.keep_alive = keep_alive
         self.url = describe(client)
@@ -202,40 +197,25 @@ class ElasticsearchSource:
     @contextmanager
     def _reading(self, index: str) -> Iterator[None]:
         """Elasticsearch's errors as one line a user can act on."""
-        where = f"Elasticsearch at {self.url}"
         try:
             yield
-        except AuthenticationException as error:
-            raise ElasticsearchSourceError(
-                f"{where} refused the credentials (HTTP 401): check the API key, or the user "
-                "name and password") from error
-        except AuthorizationException as error:
-            raise ElasticsearchSourceError(
-                f"{where}: these credentials may not read {index} (HTTP 403)") from error
-        except NotFoundError as error:
-            raise ElasticsearchSourceError(
-                f"{where} has no {index}: nothing was shipped there, or the index prefix is "
-                "wrong") from error
-        except ApiError as error:
-            raise ElasticsearchSourceError(
-                f"{where} answered HTTP {error.meta.status} reading {index}: "
-                f"{error.message}") from error
-        except TransportError as error:
-            raise ElasticsearchSourceError(
-                f"cannot reach {where}: {transport_reason(error)}") from error
+        except (ApiError, TransportError) as error:
+            raise ElasticsearchSourceError(explain(
+                error, self.client, f"reading {index}", missing=f"has no {index}: nothing was "
+                "shipped there, or the index prefix is wrong")) from error
 
 
 def _disagreement(doc_id: str, fields: dict[str, Any], data: bytes,
                   position: int) -> tuple[int, str] | None:
     """(seq, detail) if the document's indexed fields and id are not what its bytes say."""
-    expected = record_fields(data)
+    expected = layout.record_fields(data)
     if expected is None:
         return None  # not a record at all: the verifier reports the bytes themselves
     seq = expected.get("chain.seq")
     differ = [(name, fields.get(name), expected.get(name))
               for name in sorted(expected.keys() | fields.keys())
               if fields.get(name) != expected.get(name)]
-    expected_id = f"{expected.get('chain.id')}:{seq}"
+    expected_id = layout.document_id(str(expected.get("chain.id")), seq)
     if doc_id != expected_id:
         differ.insert(0, ("_id", doc_id, expected_id))
     if not differ:

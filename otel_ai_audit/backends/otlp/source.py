@@ -1,4 +1,4 @@
-"""Verifying records that travelled as spans (`OtlpSink`) through an OpenTelemetry Collector.
+"""Verifying records that travelled as spans (the OTLP sink) through an OpenTelemetry Collector.
 
 `read_otlp_export` reads OTLP/JSON lines as the Collector's file exporter writes them
 (`{"resourceSpans": [...]}` per line) and rebuilds the trail from the spans whose resource is
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from otel_ai_audit.sinks import otlp
+from otel_ai_audit.backends.otlp import layout
 from otel_ai_audit.verify.export_source import (
     ExportError,
     ExportSource,
@@ -40,24 +40,24 @@ def read_otlp_export(path: str | Path) -> ExportSource:
 def trail_items(spans: Iterable[Mapping[str, Any]]) -> Iterator[Item]:
     """The trail's items in spans' attributes (decoded to plain values)."""
     for attributes in spans:
-        kind = attributes.get(otlp.KIND)
+        kind = attributes.get(layout.KIND)
         if kind == "record":
-            if otlp.RECORD in attributes:
-                data = str(attributes[otlp.RECORD]).encode("utf-8")
+            if layout.RECORD in attributes:
+                data = str(attributes[layout.RECORD]).encode("utf-8")
             else:
-                data = decode_base64(attributes.get(otlp.RECORD_BASE64))
-            yield "record", (*record_position(data, attributes.get(otlp.CHAIN_ID),
-                                              attributes.get(otlp.CHAIN_SEQ)), data)
+                data = decode_base64(attributes.get(layout.RECORD_BASE64))
+            yield "record", (*record_position(data, attributes.get(layout.CHAIN_ID),
+                                              attributes.get(layout.CHAIN_SEQ)), data)
         elif kind == "checkpoint":
             yield "checkpoint", signed_checkpoint({
-                "chain_id": attributes.get(otlp.CHAIN_ID),
-                "index": attributes.get(otlp.CHECKPOINT_INDEX),
-                "size": attributes.get(otlp.CHECKPOINT_SIZE),
-                "key_id": attributes.get(otlp.CHECKPOINT_KEY_ID),
-                "payload": attributes.get(otlp.CHECKPOINT_PAYLOAD),
-                "signature": attributes.get(otlp.CHECKPOINT_SIGNATURE)})
+                "chain_id": attributes.get(layout.CHAIN_ID),
+                "index": attributes.get(layout.CHECKPOINT_INDEX),
+                "size": attributes.get(layout.CHECKPOINT_SIZE),
+                "key_id": attributes.get(layout.CHECKPOINT_KEY_ID),
+                "payload": attributes.get(layout.CHECKPOINT_PAYLOAD),
+                "signature": attributes.get(layout.CHECKPOINT_SIGNATURE)})
         elif kind == "key":
-            yield "key", (str(attributes.get(otlp.KEY_ID)), str(attributes.get(otlp.KEY_PEM)))
+            yield "key", (str(attributes.get(layout.KEY_ID)), str(attributes.get(layout.KEY_PEM)))
 
 
 def _span_attributes(lines: list[str], path: str) -> Iterator[dict[str, Any]]:
@@ -77,7 +77,7 @@ def _span_attributes(lines: list[str], path: str) -> Iterator[dict[str, Any]]:
         found = True
         for resource_spans in document["resourceSpans"] or []:
             resource = _attributes(resource_spans.get("resource", {}).get("attributes"))
-            if resource.get(otlp.PIPELINE) != "audit":
+            if resource.get(layout.PIPELINE) != layout.PIPELINE_VALUE:
                 continue
             for scope_spans in resource_spans.get("scopeSpans") or []:
                 for span in scope_spans.get("spans") or []:

@@ -12,10 +12,10 @@ Two forms are accepted, told apart object by object:
 Records are the `_raw` (or `event`) text of sourcetype `otel_ai_audit:record`; checkpoints and
 keys come from `otel_ai_audit:checkpoint` and `otel_ai_audit:key`; events of sourcetype
 `otel_ai_audit:span` are audit spans that came through the Collector (their attributes, as
-`OtlpSink` set them). Without a sourcetype an
-event is recognised by its shape. Other sourcetypes are not part of the trail and are skipped.
-A record's position is its indexed `chain.id`/`chain.seq` when the export has them, else what
-its own bytes say. Repeats of one event (HEC delivers at least once) are collapsed.
+the OTLP sink set them). Without a sourcetype an event is recognised by its shape. Other
+sourcetypes are not part of the trail and are skipped. A record's position is its indexed
+`chain.id`/`chain.seq` when the export has them, else what its own bytes say. Repeats of one
+event (HEC delivers at least once) are collapsed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from otel_ai_audit.sinks.splunk_hec import CHECKPOINT_SOURCETYPE, KEY_SOURCETYPE, RECORD_SOURCETYPE
+from otel_ai_audit.backends.otlp.source import trail_items
+from otel_ai_audit.backends.splunk_hec.layout import (
+    CHECKPOINT_SOURCETYPE,
+    KEY_SOURCETYPE,
+    RECORD_SOURCETYPE,
+    SOURCETYPE_PREFIX,
+    SPAN_SOURCETYPE,
+)
 from otel_ai_audit.verify.export_source import (
     ExportError,
     ExportSource,
@@ -34,11 +41,6 @@ from otel_ai_audit.verify.export_source import (
     record_position,
     signed_checkpoint,
 )
-from otel_ai_audit.verify.otlp_source import trail_items
-
-SPAN_SOURCETYPE = "otel_ai_audit:span"
-"""Audit spans the Collector's splunkhecexporter sent (collector_config/otelcol-gateway.yaml):
-the event is the span as JSON, the record in its `ai_audit.record` attribute."""
 
 _SHAPES = ((b'{"chain":', RECORD_SOURCETYPE), (b'{"checkpoint":', CHECKPOINT_SOURCETYPE),
            (b'{"key":', KEY_SOURCETYPE))
@@ -105,7 +107,7 @@ def _events(text: str, path: str) -> Iterator[tuple[str, str | None, dict[str, A
         sourcetype = (result if isinstance(result, dict) else item).get("sourcetype")
         if isinstance(sourcetype, list):
             sourcetype = sourcetype[0] if sourcetype else None
-        if sourcetype is not None and not str(sourcetype).startswith("otel_ai_audit:"):
+        if sourcetype is not None and not str(sourcetype).startswith(SOURCETYPE_PREFIX):
             continue
         yield raw, sourcetype, fields if isinstance(fields, dict) else {}
 

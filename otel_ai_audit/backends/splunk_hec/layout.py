@@ -1,0 +1,102 @@
+"""The Splunk layout: the sourcetypes and events of the trail (what searches, dashboards and
+the export verifier rely on).
+
+* sourcetype `otel_ai_audit:record`: `event` is the record's canonical JSON *as a string*, so
+  Splunk's `_raw` is the exact bytes that were hashed and an export verifies; its fields come
+  from KV_MODE=json (`chain.id`, `chain.seq`, `event.type`, `event.risk.level`,
+  `event.model.name`, ...). `time` is the record's time (epoch seconds, microseconds).
+* sourcetype `otel_ai_audit:checkpoint`: `{"checkpoint": {chain_id, index, size, key_id,
+  payload, signature}}` (payload and signature base64, the exact signed bytes).
+* sourcetype `otel_ai_audit:key`: `{"key": {key_id, pem}}`, so an export is verifiable alone.
+* sourcetype `otel_ai_audit:anchor`: the published anchor object, its search fields indexed.
+* sourcetype `otel_ai_audit:span`: audit spans the Collector's splunkhecexporter sent
+  (collector_config/otelcol-gateway.yaml): the span as JSON, the record in its
+  `ai_audit.record` attribute.
+
+Each event also carries the indexed fields `chain.id` and `chain.seq` (checkpoints:
+`checkpoint.index`), which a verifier takes as the stored position, as Elasticsearch's.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from otel_ai_audit.anchor.publish import anchor_fields, published_body
+from otel_ai_audit.integrity.chain import SealedRecord
+from otel_ai_audit.integrity.checkpoint import Checkpoint, SignedCheckpoint
+from otel_ai_audit.record.schema import parse_header
+from otel_ai_audit.store.sqlite import StoredAnchor
+
+SOURCETYPE_PREFIX = "otel_ai_audit:"
+"""Every sourcetype of the trail starts so; an export's other events are not part of it."""
+RECORD_SOURCETYPE = f"{SOURCETYPE_PREFIX}record"
+CHECKPOINT_SOURCETYPE = f"{SOURCETYPE_PREFIX}checkpoint"
+KEY_SOURCETYPE = f"{SOURCETYPE_PREFIX}key"
+ANCHOR_SOURCETYPE = f"{SOURCETYPE_PREFIX}anchor"
+SPAN_SOURCETYPE = f"{SOURCETYPE_PREFIX}span"
+
+Envelope = Callable[[str, "float | str", str, dict[str, Any]], bytes]
+"""Wraps (sourcetype, time in epoch seconds, event text, indexed fields) into one HEC event."""
+
+_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
+
+
+def record_event(record: SealedRecord, envelope: Envelope) -> bytes:
+    """The HEC event of a record (see the module docstring for the contract)."""
+    header = parse_header(record.data)
+    text = record.data.decode("utf-8", errors="replace")
+    return envelope(RECORD_SOURCETYPE, _epoch_seconds(record.time, header),
+                    text, {"chain.id": record.chain_id, "chain.seq": record.seq})
+
+
+def checkpoint_event(signed: SignedCheckpoint, envelope: Envelope) -> bytes:
+    try:
+        issued = decimal_seconds(Checkpoint.from_payload(signed.payload).issued_at_ns)
+    except ValueError:
+        issued = "0"  # shipped as stored: the verifier reports it as malformed
+    body = {"chain_id": signed.chain_id, "index": signed.index, "size": signed.size,
+            "key_id": signed.key_id,
+            "payload": base64.b64encode(signed.payload).decode("ascii"),
+            "signature": base64.b64encode(signed.signature).decode("ascii")}
+    return envelope(CHECKPOINT_SOURCETYPE, issued, json.dumps({"checkpoint": body},
+                                                              sort_keys=True),
+                    {"chain.id": signed.chain_id, "checkpoint.index": signed.index})
+
+
+def key_event(key_id: str, pem: str, seconds: float, envelope: Envelope) -> bytes:
+    return envelope(KEY_SOURCETYPE, seconds,
+                    json.dumps({"key": {"key_id": key_id, "pem": pem}}, sort_keys=True), {})
+
+
+def anchor_event(anchor: StoredAnchor, envelope: Envelope) -> bytes:
+    """An anchor as its published object, with its search fields as indexed fields."""
+    fields = anchor_fields(anchor)
+    return envelope(ANCHOR_SOURCETYPE, decimal_seconds(fields["anchor.issued_at_ns"]),
+                    published_body(anchor).decode("utf-8"),
+                    {name: str(value).lower() if isinstance(value, bool) else str(value)
+                     for name, value in fields.items()})
+
+
+def decimal_seconds(nanos: int) -> str:
+    """Unix nanoseconds as the decimal seconds HEC takes, to the microsecond."""
+    seconds, rest = divmod(nanos, 1_000_000_000)
+    return f"{seconds}.{rest // 1000:06d}"
+
+
+def _epoch_seconds(text: str, header: Any) -> str:
+    """The record's time as epoch seconds with microseconds: `event.time` (RFC 3339), else
+    its sequencing time."""
+    match = _RFC3339.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        return decimal_seconds(header.logged_ns if header is not None else 0)
+    *whole, fraction = match.groups()
+    try:
+        seconds = calendar.timegm(tuple(map(int, whole)))  # type: ignore[arg-type]
+    except (OverflowError, ValueError):
+        return decimal_seconds(header.logged_ns if header is not None else 0)
+    return f"{seconds}.{(fraction or '').ljust(6, '0')[:6]}"
