@@ -7,12 +7,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO_OUT ?= otel-ai-audit-demo
 
-.PHONY: demo test test-unit bench services services-down services-prepare clean help
+.PHONY: demo test test-unit typecheck bench services services-down services-prepare clean help
 
 help:
 	@echo "make demo           run the three scenarios on the embedded store (writes $(DEMO_OUT)/)"
 	@echo "make test           set up everything and run the whole test-suite"
 	@echo "make test-unit      the fast tests only (no services), for a quick loop"
+	@echo "make typecheck      mypy ([tool.mypy] in pyproject.toml: strict on the core packages)"
 	@echo "make bench          run the benchmarks"
 	@echo "make services       start Elasticsearch + Collector in the background (.services.env)"
 	@echo "make services-down  stop them"
@@ -37,12 +38,17 @@ demo: $(VENV)/.installed-base
 services-prepare: $(VENV)/.installed-test
 	$(PY) -m tests.services prepare
 
-test: services-prepare
-	$(PY) -m pytest
+# The whole suite, with the thorough Hypothesis profile (more examples per property).
+test: typecheck services-prepare
+	$(PY) -m pytest --hypothesis-profile=ci
 
-# Fast tests that need no service: a developer's loop while changing code.
+# Fast tests that need no service: a developer's loop while changing code (Hypothesis's
+# default "dev" profile, registered in tests/conftest.py).
 test-unit: $(VENV)/.installed-test
 	$(PY) -m pytest tests/unit
+
+typecheck: $(VENV)/.installed-test
+	$(PY) -m mypy
 
 bench: services-prepare
 	$(PY) -m benchmarks
@@ -54,4 +60,4 @@ services-down:
 	@test -x $(PY) && $(PY) -m tests.services down || true
 
 clean: services-down
-	rm -rf $(VENV) .services .services.env .pytest_cache .hypothesis
+	rm -rf $(VENV) .services .services.env .pytest_cache .hypothesis .mypy_cache

@@ -20,7 +20,7 @@ from typing import Any
 from otel_ai_audit.capture import CapturePolicy
 from otel_ai_audit.monitoring.profile import monitor_views
 from otel_ai_audit.record.canonical import to_json_data
-from otel_ai_audit.record.schema import EventType, new_event
+from otel_ai_audit.record.schema import DESCRIBED_TIME, EventType, new_event
 
 RiskFunction = Callable[[Any], str]
 
@@ -92,6 +92,7 @@ class DecisionBatch:
     trace: dict[str, str] = field(default_factory=dict)
     service: dict[str, Any] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
+    described_time: str | None = None
     error: str | None = None
 
     def build(self) -> list[dict[str, Any]]:
@@ -99,6 +100,8 @@ class DecisionBatch:
                   "service": self.service, "latency_ms": self.duration_ns / 1e6}
         if self.context:
             common["context"] = self.context
+        if self.described_time is not None:
+            common[DESCRIBED_TIME] = self.described_time
         if self.error is not None:
             return [new_event(EventType.INFERENCE, event_id=self.ids.batch_id,
                               time_ns=self.end_time_ns, error={"type": self.error},

@@ -12,12 +12,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.services.base import ServiceStartError
 from tests.services.collector import CollectorService
 from tests.services.elasticsearch import ElasticsearchService
 from tests.services.s3 import S3Service
 from tests.services.tsa import TimestampAuthorityService
+
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("ci", max_examples=400, deadline=None)
+settings.load_profile("dev")
+"""Property tests scale their example counts from the profile's `max_examples`: "dev" (the
+default, `make test-unit`) keeps a developer's loop under a minute, "ci" (`make test`,
+`pytest --hypothesis-profile=ci`) runs four times as many examples."""
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 

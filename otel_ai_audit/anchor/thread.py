@@ -44,7 +44,7 @@ class AnchoringThread:
     def _reset(self) -> None:
         self._store: AuditStore | None = None
         self._anchorer: Anchorer | None = None
-        self._store_lock = threading.Lock()
+        self.store_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -64,11 +64,11 @@ class AnchoringThread:
         self._wake.set()
         thread.join(timeout)
         self._thread = None
-        with self._store_lock:
-            self._close_store()
+        with self.store_lock:
+            self.close_store()
 
     def run_once(self) -> AnchorRun:
-        with self._store_lock:
+        with self.store_lock:
             try:
                 anchorer = self._connect()
                 result = anchorer.run()
@@ -117,15 +117,15 @@ class AnchoringThread:
 
     # --- fork safety (see otel_ai_audit.pipeline.forks) ---------------------------------------
 
-    def _close_store(self) -> None:
+    def close_store(self) -> None:
         if self._store is not None:
             self._store.close()
         self._store = None
         self._anchorer = None
 
-    def _before_fork(self) -> None:
+    def before_fork(self) -> None:
         return None
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         """A forked child does not anchor: the parent's thread anchors the shared store."""
         self._reset()

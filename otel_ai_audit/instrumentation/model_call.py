@@ -4,14 +4,19 @@ Hot path: resolve the model's identity (cached fingerprint), allocate decision i
 parent context and the time, call the model, and queue the decision batch with the facts of its
 span. The writer thread builds the records and emits the span later (`AuditSpan`). Any failure
 of ours is logged and counted; the model's result or exception reaches the caller untouched.
+
+The instrumentations reach the audit runtime only through what `instrument()` is given, as
+opentelemetry-python-contrib's instrumentors take `tracer_provider=`: `audit_runtime=` is an
+`AuditRuntime`, or a callable returning the current one (None while none is configured); by
+default, the process's runtime (`otel_ai_audit.configure`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context, trace
 
@@ -20,13 +25,40 @@ from otel_ai_audit.decisions import DecisionBatch, new_decision_ids, row_count
 from otel_ai_audit.instrumentation.context import request_context
 from otel_ai_audit.pipeline.writer import Durability
 from otel_ai_audit.processor import AuditSpan
-from otel_ai_audit.record.schema import EventType
-from otel_ai_audit.runtime import AuditRuntime
+from otel_ai_audit.record.schema import EventType, described_time
+
+if TYPE_CHECKING:
+    from otel_ai_audit.runtime import AuditRuntime
 
 logger = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
 Identify = Callable[[Any, "str | None", "str | None"], dict[str, Any]]
+RuntimeSource = Callable[[], "AuditRuntime | None"]
+"""Asked on every call for the audit runtime to record to (None: record nothing)."""
+
+
+def runtime_source(kwargs: Mapping[str, Any]) -> RuntimeSource:
+    """The `audit_runtime` an instrumentor's `instrument(**kwargs)` was given, as a callable;
+    the process's runtime when none was (it follows `configure()` and `shutdown()`). A given
+    callable that fails counts as an instrumentation failure and records nothing."""
+    given = kwargs.get("audit_runtime")
+    if given is None:
+        from otel_ai_audit.runtime import get_runtime
+
+        return get_runtime
+    if not callable(given):
+        return lambda: given
+
+    def guarded() -> AuditRuntime | None:
+        try:
+            runtime: AuditRuntime | None = given()
+        except Exception:  # noqa: BLE001
+            InstrumentationErrors.record("finding the audit runtime (audit_runtime=)")
+            return None
+        return runtime
+
+    return guarded
 
 
 class InstrumentationErrors:
@@ -106,6 +138,9 @@ def _finish(runtime: AuditRuntime, audit: AuditSpan | None, outputs: Any,
             audit.attributes[semconv.ERROR_TYPE] = batch.error
             audit.error = str(error)[:200]
         batch.context = request_context(batch.record_ids)
+        batch.described_time = described_time()
+        if batch.described_time is not None:
+            audit.attributes[semconv.DESCRIBED_TIME] = batch.described_time
         runtime.processor.audit(audit, durability)
     except Exception:  # noqa: BLE001
         InstrumentationErrors.record("recording the audit record", runtime)

@@ -7,7 +7,7 @@ they were sequenced (see `otel_ai_audit.pipeline.writer`).
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 from otel_ai_audit.integrity.checkpoint import (
     Checkpoint,
@@ -18,11 +18,25 @@ from otel_ai_audit.integrity.checkpoint import (
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.integrity.merkle import GENESIS, MerkleAccumulator, leaf_hash
 from otel_ai_audit.record.schema import seal
-from otel_ai_audit.store.sqlite import SealedRecord
 
 
 def new_chain_id() -> str:
     return secrets.token_hex(16)
+
+
+class SealedRecord(NamedTuple):
+    """A record the chain sealed, ready to persist: its canonical bytes and the columns the store
+    indexes it by (defined here, not in `otel_ai_audit.store`, which depends on this layer).
+
+    A tuple in column order, so batches go to SQLite as they are (tens of thousands a second).
+    """
+
+    chain_id: str
+    seq: int
+    time: str
+    type: str
+    record_id: str
+    data: bytes
 
 
 class Chain:

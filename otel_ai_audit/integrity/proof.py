@@ -13,8 +13,8 @@ RFC 9162 consistency path between their Merkle roots.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any, Protocol
 
 from otel_ai_audit.integrity.checkpoint import Checkpoint, SignedCheckpoint, signature_valid
 from otel_ai_audit.integrity.merkle import (
@@ -26,10 +26,26 @@ from otel_ai_audit.integrity.merkle import (
     verify_consistency,
 )
 from otel_ai_audit.record.schema import parse_header
-from otel_ai_audit.store.sqlite import AuditStore
 
 PROOF_FORMAT = "otel-ai-audit/inclusion-proof/v1"
 CONSISTENCY_PROOF_FORMAT = "otel-ai-audit/consistency-proof/v1"
+
+
+class ProofStore(Protocol):
+    """What building a proof reads from a store (`otel_ai_audit.store.sqlite.AuditStore` is
+    one), so that the integrity layer does not depend on the storage layer."""
+
+    def find_record(self, record_id: str) -> tuple[str, int, bytes] | None:
+        """(chain id, seq, canonical bytes) of the record whose event id is `record_id`."""
+
+    def records(self, chain_id: str) -> Iterable[tuple[int, bytes]]:
+        """(seq, canonical bytes) of one chain in seq order."""
+
+    def checkpoints(self, chain_id: str) -> Sequence[SignedCheckpoint]:
+        """The chain's signed checkpoints in index order."""
+
+    def chain_ids(self) -> Collection[str]:
+        """Every chain the store holds."""
 
 
 class ProofError(ValueError):
@@ -37,7 +53,7 @@ class ProofError(ValueError):
     record yet; the store holds fewer records than a checkpoint covers)."""
 
 
-def build_proof(store: AuditStore, record_id: str) -> dict[str, Any]:
+def build_proof(store: ProofStore, record_id: str) -> dict[str, Any]:
     """The proof for the record whose event id is `record_id`, against the newest checkpoint."""
     found = store.find_record(record_id)
     if found is None:
@@ -60,9 +76,9 @@ def build_proof(store: AuditStore, record_id: str) -> dict[str, Any]:
     }
 
 
-def _leaves(store: AuditStore, chain_id: str, size: int) -> list[bytes]:
+def _leaves(store: ProofStore, chain_id: str, size: int) -> list[bytes]:
     """The leaf hashes of the chain's first `size` records, as a checkpoint of that size signed."""
-    leaves = []
+    leaves: list[bytes] = []
     for _, stored in store.records(chain_id):
         if len(leaves) == size:
             break
@@ -117,7 +133,7 @@ def check_proof(proof: dict[str, Any], trusted_keys: dict[str, Any]) -> list[str
     return problems
 
 
-def build_consistency_proof(store: AuditStore, chain_id: str, old_index: int,
+def build_consistency_proof(store: ProofStore, chain_id: str, old_index: int,
                             new_index: int | None = None) -> dict[str, Any]:
     """The proof that checkpoint `new_index` of the chain (default: its newest) extends
     checkpoint `old_index`, its path computed from the store's records as they are now."""

@@ -11,19 +11,22 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
+@runtime_checkable
 class StoreHolder(Protocol):
-    _store_lock: threading.Lock
+    """What fork safety needs of every holder; public, so a rename cannot go unnoticed."""
 
-    def _before_fork(self) -> None:
+    store_lock: threading.Lock
+
+    def before_fork(self) -> None:
         """Work that must be on disk before the child exists (the writer's `chain_fork`)."""
         ...
 
-    def _close_store(self) -> None: ...
+    def close_store(self) -> None: ...
 
-    def _after_fork_in_child(self) -> None: ...
+    def after_fork_in_child(self) -> None: ...
 
 
 _holders: weakref.WeakSet[StoreHolder] = weakref.WeakSet()
@@ -32,28 +35,30 @@ _forking: list[StoreHolder] = []
 
 
 def track(holder: StoreHolder) -> None:
+    if not isinstance(holder, StoreHolder):  # a renamed member would skip the fork protocol
+        raise TypeError(f"{type(holder).__name__} lacks what fork safety needs of a store holder")
     _holders.add(holder)
 
 
 def _close_before_fork() -> None:
     _forking[:] = list(_holders)
     for holder in _forking:
-        holder._before_fork()
+        holder.before_fork()
     for holder in _forking:
-        holder._store_lock.acquire()
-        holder._close_store()
+        holder.store_lock.acquire()
+        holder.close_store()
 
 
 def _release_in_parent() -> None:
     for holder in _forking:
-        holder._store_lock.release()
+        holder.store_lock.release()
     _forking.clear()
 
 
 def _reset_in_child() -> None:
     _forking.clear()
     for holder in list(_holders):
-        holder._after_fork_in_child()
+        holder.after_fork_in_child()
 
 
 if hasattr(os, "register_at_fork"):

@@ -192,7 +192,7 @@ class AuditWriter:
         self.unconfirmed = 0
         """Durable submits that returned before their commit was confirmed (timeout)."""
         self._thread: threading.Thread | None = None
-        self._store_lock = threading.Lock()
+        self.store_lock = threading.Lock()
         """Held while the store is used, and by `fork()` while it closes the connection."""
         self._store: AuditStore | None = None
         self._registered_key = ""
@@ -424,8 +424,8 @@ class AuditWriter:
                             self._persist(self._checkpoint(closed=True))
                             return
         finally:
-            with self._store_lock:
-                self._close_store()
+            with self.store_lock:
+                self.close_store()
 
     def _write_queue(self, *, retry: bool) -> bool:
         """Seal and write everything queued (hold `_batch_lock`); whether the chain is
@@ -443,7 +443,7 @@ class AuditWriter:
         delay = 0.1
         while True:
             try:
-                with self._store_lock:
+                with self.store_lock:
                     self._connect()
                 return True
             except StoreError as error:
@@ -455,7 +455,7 @@ class AuditWriter:
                 delay = min(delay * 2, 5.0)
 
     def _connect(self) -> AuditStore:
-        """The open store, with the signing key's public half in it; hold `_store_lock`.
+        """The open store, with the signing key's public half in it; hold `store_lock`.
 
         Opens the store if no connection is open (at start, and after a fork closed it), and
         registers the current key before anything it signs is written (after a rotation too).
@@ -468,8 +468,8 @@ class AuditWriter:
             self._registered_key = self._key.key_id
         return self._store
 
-    def _close_store(self) -> None:
-        """Close the connection (hold `_store_lock`); the next write reopens it."""
+    def close_store(self) -> None:
+        """Close the connection (hold `store_lock`); the next write reopens it."""
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -486,7 +486,7 @@ class AuditWriter:
         last_error = ""
         while True:
             try:
-                with self._store_lock:
+                with self.store_lock:
                     result = action(self._connect())
             except StoreError as error:
                 self.store_errors += 1
@@ -730,7 +730,7 @@ class AuditWriter:
 
     # --- fork ------------------------------------------------------------------------------
 
-    def _before_fork(self) -> None:
+    def before_fork(self) -> None:
         """A parent with an open chain records the child's chain id (`chain_fork`), committed
         before the child exists: a child chain that later disappears is then a finding."""
         self._child_chain_id = None
@@ -747,7 +747,7 @@ class AuditWriter:
         if ticket and self._wait_persisted(ticket, min(self.durable_timeout, FORK_WAIT)):
             self._child_chain_id = child
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         """The child's own chain, under the id its parent recorded, opened at once (and closed
         at the child's exit, including a multiprocessing worker's `os._exit`)."""
         if self._spill is not None:

@@ -16,9 +16,12 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypedDict
 
 from otel_ai_audit.record.canonical import MAX_SAFE_INTEGER, canonical_json, rfc3339_from_ns
 
@@ -54,6 +57,29 @@ HEADER_PATTERN = re.compile(
 )
 
 
+Event = dict[str, Any]
+"""An event body: the fields `new_event` gives every record (id, type, time), then whatever the
+event is about (open-ended: each event type adds its own)."""
+
+
+class ChainHeader(TypedDict):
+    """The `chain` object of a record as `seal` writes it (`Header` is its parsed form)."""
+
+    id: str
+    logged: str
+    """Unix nanoseconds as a decimal string: beyond the I-JSON integer range."""
+    prev: str
+    seq: int
+    v: int
+
+
+class Record(TypedDict):
+    """The envelope `seal` hashes: the chain header and the event."""
+
+    chain: ChainHeader
+    event: Event
+
+
 @dataclass(frozen=True, slots=True)
 class Header:
     """The chain fields of a sealed record, read from its canonical bytes."""
@@ -65,11 +91,39 @@ class Header:
     version: int
 
 
+DESCRIBED_TIME = "described_time"
+"""The event field holding the time an event is about, as the application says (a patient's
+arrival, a loan application's date), next to `time`, when it was recorded. The chain orders,
+selects and proves by the recorded times; this one is the application's claim, shown in
+reports, never trusted for completeness."""
+_described: ContextVar[str | None] = ContextVar("otel_ai_audit_described_time", default=None)
+
+
+@contextmanager
+def describing(time_ns: int) -> Iterator[None]:
+    """Records made in this block (decisions, oversight, outcomes...) carry `described_time`:
+    the time they are about, e.g. the arrival of the patient being triaged."""
+    token = _described.set(rfc3339_from_ns(time_ns))
+    try:
+        yield
+    finally:
+        _described.reset(token)
+
+
+def described_time() -> str | None:
+    """The described time of the current `describing` block, if any."""
+    return _described.get()
+
+
 def new_event(event_type: EventType | str, *, event_id: str | None = None,
-              time_ns: int | None = None, **fields: Any) -> dict[str, Any]:
-    """An event body with the fields every record carries (id, type, time)."""
+              time_ns: int | None = None, **fields: Any) -> Event:
+    """An event body with the fields every record carries (id, type, time), and the described
+    time of a `describing` block."""
     if time_ns is None:
         time_ns = time.time_ns()
+    described = _described.get()
+    if described is not None and DESCRIBED_TIME not in fields:
+        fields[DESCRIBED_TIME] = described
     return {
         "id": event_id or new_event_id(time_ns),
         "type": EventType(event_type).value,
@@ -90,18 +144,18 @@ def new_event_id(time_ns: int) -> str:
     return f"{value:032x}"
 
 
-def seal(event: dict[str, Any], chain_id: str, seq: int, prev: str, logged_ns: int) -> bytes:
+def seal(event: Event, chain_id: str, seq: int, prev: str, logged_ns: int) -> bytes:
     """Canonical bytes of `event` placed at `seq` of a chain after the record hashed `prev`."""
     logged = str(logged_ns)
     if (type(chain_id) is str and type(prev) is str and type(seq) is int
             and 0 <= seq <= MAX_SAFE_INTEGER and _plain(chain_id + prev + logged)):
         # The usual case, written directly: "chain" sorts before "event", and values of ASCII
         # letters and digits need no escaping, so this is the canonical form of the record.
-        header = (f'{{"chain":{{"id":"{chain_id}","logged":"{logged}","prev":"{prev}",'
+        prefix = (f'{{"chain":{{"id":"{chain_id}","logged":"{logged}","prev":"{prev}",'
                   f'"seq":{seq},"v":{SCHEMA_VERSION}}},"event":')
-        return b"".join((header.encode("ascii"), canonical_json(event), b"}"))
-    header = {"id": chain_id, "logged": logged, "prev": prev, "seq": seq, "v": SCHEMA_VERSION}
-    return canonical_json({"chain": header, "event": event})
+        return b"".join((prefix.encode("ascii"), canonical_json(event), b"}"))
+    header = ChainHeader(id=chain_id, logged=logged, prev=prev, seq=seq, v=SCHEMA_VERSION)
+    return canonical_json(Record(chain=header, event=event))
 
 
 def _plain(text: str) -> bool:

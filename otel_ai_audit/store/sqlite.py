@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from otel_ai_audit.integrity.chain import SealedRecord
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 
 STORE_SCHEMA_VERSION = 1
@@ -146,20 +147,6 @@ class StoreFullError(StoreError):
 
 class StoreCorruptError(StoreError):
     """SQLite reports the file as damaged (torn, truncated or overwritten pages)."""
-
-
-class SealedRecord(NamedTuple):
-    """A record ready to persist: its canonical bytes and the columns it is indexed by.
-
-    A tuple in column order, so batches go to SQLite as they are (tens of thousands a second).
-    """
-
-    chain_id: str
-    seq: int
-    time: str
-    type: str
-    record_id: str
-    data: bytes
 
 
 class HeldRecord(NamedTuple):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sparse
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.compose import ColumnTransformer
@@ -23,6 +23,7 @@ from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.runtime import register_model
 from tests.instrumentation_fixtures import AuditedProcess, audited_process, instrumented
+from tests.unit.profiles import property_settings
 
 FEATURES = NUMERIC + CATEGORICAL
 
@@ -80,21 +81,24 @@ def test_refit_changes_the_fingerprint(audited: AuditedProcess) -> None:
     assert first["model"]["fingerprint"] != second["model"]["fingerprint"]
 
 
-def _fitted_boosting() -> HistGradientBoostingClassifier:
+@pytest.fixture(scope="module")
+def boosting() -> HistGradientBoostingClassifier:
+    """Fitted once per module: the tests only predict, and on a busy machine each fit of its
+    OpenMP trees takes seconds."""
     rng = np.random.default_rng(0)
     features = rng.normal(size=(200, 4))
     features[rng.random(features.shape) < 0.1] = np.nan
     return HistGradientBoostingClassifier(max_iter=20).fit(features, rng.integers(0, 3, 200))
 
 
-@settings(max_examples=25, deadline=None)
+@property_settings(0.25)
 @given(arrays(np.float64, st.tuples(st.integers(1, 20), st.just(4)),
               elements=st.one_of(st.floats(-1e6, 1e6), st.just(float("nan")))))
-def test_results_are_identical_with_and_without_instrumentation(features: np.ndarray) -> None:
-    model = _fitted_boosting()
-    expected = model.predict_proba(features)
+def test_results_are_identical_with_and_without_instrumentation(
+        boosting: HistGradientBoostingClassifier, features: np.ndarray) -> None:
+    expected = boosting.predict_proba(features)
     with instrumented(Path(_tmp()), SklearnInstrumentor) as process:
-        audited_result = model.predict_proba(features)
+        audited_result = boosting.predict_proba(features)
         assert np.array_equal(expected, audited_result)
         assert len(process.events("inference")) == len(features)
 
@@ -106,38 +110,39 @@ def _tmp() -> str:
 
 
 def test_a_failure_inside_the_instrumentation_never_reaches_the_caller(
-        audited: AuditedProcess, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = _fitted_boosting()
+        audited: AuditedProcess, monkeypatch: pytest.MonkeyPatch,
+        boosting: HistGradientBoostingClassifier) -> None:
     features = np.ones((3, 4))
-    expected = model.predict(features)
+    expected = boosting.predict(features)
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("instrumentation bug")
 
     monkeypatch.setattr(model_call, "new_decision_ids", broken)
     before = model_call.InstrumentationErrors.count
-    assert np.array_equal(model.predict(features), expected)
+    assert np.array_equal(boosting.predict(features), expected)
     assert model_call.InstrumentationErrors.count == before + 1
     assert audited.runtime.writer.stats().failed == 1, "the lost decision is counted"
 
 
-def test_a_model_error_is_recorded_and_re_raised_unchanged(audited: AuditedProcess) -> None:
-    model = _fitted_boosting()
+def test_a_model_error_is_recorded_and_re_raised_unchanged(
+        audited: AuditedProcess, boosting: HistGradientBoostingClassifier) -> None:
     with pytest.raises(ValueError, match="features"):
-        model.predict(np.ones((2, 7)))
+        boosting.predict(np.ones((2, 7)))
     (decision,) = audited.events("inference")
     assert decision["error"]["type"] == "ValueError"
     assert audited.verify().ok
 
 
-def test_sparse_lists_nan_and_odd_objects_are_recorded(audited: AuditedProcess) -> None:
+def test_sparse_lists_nan_and_odd_objects_are_recorded(
+        audited: AuditedProcess, boosting: HistGradientBoostingClassifier) -> None:
     rng = np.random.default_rng(3)
     dense = rng.normal(size=(40, 6))
     labels = (dense[:, 0] > 0).astype(int)
     sparse_model = LogisticRegression().fit(sparse.csr_matrix(dense), labels)
     sparse_model.predict(sparse.csr_matrix(dense[:3]))
     LogisticRegression().fit(dense, labels).predict(dense[:2].tolist())
-    _fitted_boosting().predict(np.array([[np.nan, 1.0, np.inf * 0, 2.0]]))
+    boosting.predict(np.array([[np.nan, 1.0, np.inf * 0, 2.0]]))
 
     class Opaque:
         pass
@@ -156,10 +161,12 @@ def test_full_capture_caps_huge_inputs(tmp_path: Path) -> None:
     with instrumented(tmp_path, SklearnInstrumentor, capture_inputs="full",
                       capture_max_bytes=2048) as process:
         rng = np.random.default_rng(4)
-        wide = rng.normal(size=(10, 5000))
+        # A row of 500 floats is ~10 KB of JSON, five times the cap. (Wider data only costs the
+        # reference profile the fit builds on the writer thread: seconds for 5000 features.)
+        wide = rng.normal(size=(10, 500))
         model = LogisticRegression(max_iter=50).fit(wide, np.arange(10) % 2)
         model.predict(wide[:1])
-        model.predict(wide[:1, :5000])
+        model.predict(wide[:1, :500])
         narrow = LogisticRegression().fit(wide[:, :3], np.arange(10) % 2)
         narrow.predict(wide[:1, :3])
         decisions = process.events("inference")

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from otel_ai_audit.cli import main
@@ -53,6 +53,7 @@ from tests.audit_fixtures import (
     write_chain,
     write_store,
 )
+from tests.unit.profiles import property_settings
 
 EVENTS = 20
 SIZE = EVENTS + 1
@@ -490,8 +491,8 @@ JSON_VALUES = st.recursive(
 )
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@property_settings(0.1, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                               HealthCheck.too_slow])
 @given(payloads=st.lists(JSON_VALUES, min_size=1, max_size=25), every=st.integers(1, 10),
        close=st.booleans())
 def test_random_clean_stores_verify(key: SigningKey, payloads: list[Any], every: int,
@@ -509,8 +510,8 @@ def test_random_clean_stores_verify(key: SigningKey, payloads: list[Any], every:
                                                 "chain_not_closed")})
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@property_settings(0.1, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                               HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_tampering_is_caught(template: Path, key: SigningKey, data: st.DataObject) -> None:
     """A byte flipped, deleted or inserted, or an event field replaced, anywhere in any record."""

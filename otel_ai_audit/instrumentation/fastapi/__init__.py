@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 from opentelemetry import trace
@@ -38,10 +38,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from otel_ai_audit import semconv
 from otel_ai_audit.instrumentation.body import BodyCapture
 from otel_ai_audit.instrumentation.context import current_request
-from otel_ai_audit.instrumentation.model_call import InstrumentationErrors
+from otel_ai_audit.instrumentation.model_call import (
+    InstrumentationErrors,
+    RuntimeSource,
+    runtime_source,
+)
 from otel_ai_audit.processor import service_name
 from otel_ai_audit.record.schema import EventType, new_event
-from otel_ai_audit.runtime import AuditRuntime, get_runtime
+
+if TYPE_CHECKING:
+    from otel_ai_audit.runtime import AuditRuntime
 
 DEFAULT_ROUTES = ("POST *",)
 REQUEST_ID_HEADER = "x-request-id"
@@ -53,6 +59,7 @@ class FastAPIAuditInstrumentor(BaseInstrumentor):
 
     Instrument before the app is created (as `opentelemetry-instrument` does), like the contrib
     FastAPI instrumentor; stacks built while uninstrumented pass requests through untouched.
+    `instrument()` takes `audit_runtime=` (see `otel_ai_audit.instrumentation.model_call`).
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -61,7 +68,8 @@ class FastAPIAuditInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs: Any) -> None:
         from fastapi.applications import FastAPI
 
-        wrapt.wrap_function_wrapper(FastAPI, "build_middleware_stack", _build_middleware_stack)
+        wrapt.wrap_function_wrapper(FastAPI, "build_middleware_stack",
+                                    _middleware_stack(runtime_source(kwargs)))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from fastapi.applications import FastAPI
@@ -69,13 +77,18 @@ class FastAPIAuditInstrumentor(BaseInstrumentor):
         unwrap(FastAPI, "build_middleware_stack")
 
 
-def _build_middleware_stack(wrapped: Any, instance: Any, args: tuple[Any, ...],
-                            kwargs: dict[str, Any]) -> ASGIApp:
-    stack = wrapped(*args, **kwargs)
-    if isinstance(stack, ServerErrorMiddleware):
-        stack.app = AuditMiddleware(stack.app)
-        return stack
-    return AuditMiddleware(stack)
+def _middleware_stack(runtime: RuntimeSource) -> Any:
+    """A wrapper of `build_middleware_stack` adding the middleware, recording to `runtime()`."""
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> ASGIApp:
+        stack = wrapped(*args, **kwargs)
+        if isinstance(stack, ServerErrorMiddleware):
+            stack.app = AuditMiddleware(stack.app, runtime)
+            return stack
+        return AuditMiddleware(stack, runtime)
+
+    return wrapper
 
 
 @functools.lru_cache(maxsize=8)
@@ -100,11 +113,12 @@ def is_inference_route(patterns: tuple[tuple[str, str], ...], method: str, route
 class AuditMiddleware:
     """ASGI middleware recording requests to inference routes; everything passes through."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, runtime: RuntimeSource) -> None:
         self.app = app
+        self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exchange = _begin(scope)
+        exchange = _begin(scope, self.runtime)
         if exchange is None:
             await self.app(scope, receive, send)
             return
@@ -120,10 +134,10 @@ class AuditMiddleware:
             current_request.reset(token)
 
 
-def _begin(scope: Scope) -> Exchange | None:
+def _begin(scope: Scope, source: RuntimeSource) -> Exchange | None:
     if scope["type"] != "http" or current_request.get() is not None:
         return None
-    runtime = get_runtime()
+    runtime = source()
     if runtime is None or not FastAPIAuditInstrumentor().is_instrumented_by_opentelemetry:
         return None
     patterns = route_patterns(runtime.settings.fastapi_routes)

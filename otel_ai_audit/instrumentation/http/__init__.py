@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import wrapt
@@ -42,11 +42,17 @@ from otel_ai_audit import semconv
 from otel_ai_audit.decisions import new_decision_ids
 from otel_ai_audit.instrumentation.body import BodyCapture, UnseenBody, response_mode
 from otel_ai_audit.instrumentation.context import request_context
-from otel_ai_audit.instrumentation.model_call import InstrumentationErrors
+from otel_ai_audit.instrumentation.model_call import (
+    InstrumentationErrors,
+    RuntimeSource,
+    runtime_source,
+)
 from otel_ai_audit.processor import AuditSpan
 from otel_ai_audit.record.schema import EventType, new_event
-from otel_ai_audit.runtime import AuditRuntime, ModelInfo, get_runtime
 from otel_ai_audit.version import __version__
+
+if TYPE_CHECKING:
+    from otel_ai_audit.runtime import AuditRuntime
 
 FRAMEWORK = "http"
 STREAMED = object()  # a body the library streams: not observed
@@ -64,7 +70,8 @@ class HTTPInferenceInstrumentor(BaseInstrumentor):
     """`opentelemetry_instrumentor` entry point `http_inference`.
 
     Instruments whichever of `requests` and `httpx` is installed, so it declares neither as a
-    dependency (`instrumentation_dependencies` would demand both).
+    dependency (`instrumentation_dependencies` would demand both). `instrument()` takes
+    `tracer_provider=` and `audit_runtime=` (see `otel_ai_audit.instrumentation.model_call`).
     """
 
     _patched: list[tuple[type, str]] = []
@@ -75,13 +82,15 @@ class HTTPInferenceInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs: Any) -> None:
         tracer = trace.get_tracer(__name__, __version__,
                                   tracer_provider=kwargs.get("tracer_provider"))
+        runtime = runtime_source(kwargs)
         self._patched = []
         for module, owner_name, factory, describe, streams in TARGETS:
             try:
                 owner = getattr(importlib.import_module(module), owner_name)
             except ImportError:
                 continue
-            wrapt.wrap_function_wrapper(owner, "send", factory(tracer, describe, streams))
+            wrapt.wrap_function_wrapper(owner, "send",
+                                        factory(tracer, runtime, describe, streams))
             self._patched.append((owner, "send"))
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -117,8 +126,9 @@ def match_model(entries: tuple[str, ...], url: str) -> tuple[str, str] | None:
     return None
 
 
-def _begin(tracer: trace.Tracer, request: Any, describe: Describe) -> RemoteCall | None:
-    runtime = get_runtime()
+def _begin(tracer: trace.Tracer, source: RuntimeSource, request: Any,
+           describe: Describe) -> RemoteCall | None:
+    runtime = source()
     if runtime is None or _in_call.get() or not runtime.settings.http_model_urls:
         return None
     try:
@@ -189,7 +199,7 @@ class RemoteCall:
             self.audit.end_ns = record.end_time_ns
             risk = str(self.audit.attributes[semconv.RISK_LEVEL])
             self.runtime.processor.audit(self.audit,
-                                         self.runtime.durability(ModelInfo(), risk))
+                                         self.runtime.durability(None, risk))
         except Exception:  # noqa: BLE001
             InstrumentationErrors.record("recording the remote inference record", self.runtime)
 
@@ -250,12 +260,13 @@ def _outcome(response: Any, streamed: bool) -> Outcome:
                     response.headers.get("content-type"))
 
 
-def _send(tracer: trace.Tracer, describe: Describe, streams: Callable[[Any], bool]) -> Any:
+def _send(tracer: trace.Tracer, runtime: RuntimeSource, describe: Describe,
+          streams: Callable[[Any], bool]) -> Any:
     """A wrapper of a synchronous `send`; `streams(client)` is its default for `stream`."""
 
     def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
-        call = _begin(tracer, args[0] if args else kwargs.get("request"), describe)
+        call = _begin(tracer, runtime, args[0] if args else kwargs.get("request"), describe)
         if call is None:
             return wrapped(*args, **kwargs)
         token = _in_call.set(True)
@@ -272,12 +283,13 @@ def _send(tracer: trace.Tracer, describe: Describe, streams: Callable[[Any], boo
     return wrapper
 
 
-def _async_send(tracer: trace.Tracer, describe: Describe, streams: Callable[[Any], bool]) -> Any:
+def _async_send(tracer: trace.Tracer, runtime: RuntimeSource, describe: Describe,
+                streams: Callable[[Any], bool]) -> Any:
     """The same for an asynchronous `send`."""
 
     async def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
                       kwargs: dict[str, Any]) -> Any:
-        call = _begin(tracer, args[0] if args else kwargs.get("request"), describe)
+        call = _begin(tracer, runtime, args[0] if args else kwargs.get("request"), describe)
         if call is None:
             return await wrapped(*args, **kwargs)
         token = _in_call.set(True)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
-from otel_ai_audit.runtime import note_registry_identity
+from otel_ai_audit.instrumentation.model_call import RuntimeSource, runtime_source
+
+if TYPE_CHECKING:
+    from otel_ai_audit.runtime import AuditRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +67,22 @@ def _source(model_uri: str, loaded: Any) -> dict[str, Any]:
     return source
 
 
-def _after_load(wrapped: Any, instance: Any, args: tuple[Any, ...],
+def _after_load(runtime: RuntimeSource) -> Any:
+    """A wrapper of a loader noting the registry identity of what it loads in `runtime()`."""
+
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
-    loaded = wrapped(*args, **kwargs)
+        loaded = wrapped(*args, **kwargs)
+        current = runtime()
+        if current is not None:
+            _note_identity(current, args[0] if args else kwargs.get("model_uri"), loaded)
+        return loaded
+
+    return wrapper
+
+
+def _note_identity(runtime: AuditRuntime, model_uri: Any, loaded: Any) -> None:
     try:
-        model_uri = args[0] if args else kwargs.get("model_uri")
         name, version = registry_identity(model_uri)
         source = _source(model_uri, loaded)
         targets = [loaded]
@@ -76,14 +90,14 @@ def _after_load(wrapped: Any, instance: Any, args: tuple[Any, ...],
         if callable(get_raw_model):
             targets.append(get_raw_model())
         for target in targets:
-            note_registry_identity(target, name=name, version=version, source=source)
+            runtime.note_registry(target, name=name, version=version, source=source)
     except Exception:  # noqa: BLE001 - never break model loading
         logger.warning("otel-ai-audit: could not record the MLflow identity", exc_info=True)
-    return loaded
 
 
 class MLflowInstrumentor(BaseInstrumentor):
-    """`opentelemetry_instrumentor` entry point `mlflow`."""
+    """`opentelemetry_instrumentor` entry point `mlflow`. `instrument()` takes `audit_runtime=`
+    (see `otel_ai_audit.instrumentation.model_call`)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         # Installed as `mlflow` or `mlflow-skinny`: a distribution requirement would reject one.
@@ -95,8 +109,9 @@ class MLflowInstrumentor(BaseInstrumentor):
         """Patch each loader when its module is imported: importing MLflow ourselves would
         slow down every instrumented program that never uses it."""
         MLflowInstrumentor._active = True
+        runtime = runtime_source(kwargs)
         for module, function in LOADERS:
-            wrapt.register_post_import_hook(_patcher(function), module)
+            wrapt.register_post_import_hook(_patcher(function, runtime), module)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         MLflowInstrumentor._active = False
@@ -104,11 +119,11 @@ class MLflowInstrumentor(BaseInstrumentor):
             unwrap(module, function)
 
 
-def _patcher(function: str) -> Any:
+def _patcher(function: str, runtime: RuntimeSource) -> Any:
     def patch(module: Any) -> None:
         loader = getattr(module, function, None)
         if MLflowInstrumentor._active and loader is not None and not isinstance(
                 loader, wrapt.FunctionWrapper):
-            wrapt.wrap_function_wrapper(module, function, _after_load)
+            wrapt.wrap_function_wrapper(module, function, _after_load(runtime))
 
     return patch

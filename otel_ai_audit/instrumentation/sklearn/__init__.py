@@ -18,15 +18,20 @@ import time
 from collections.abc import Collection, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 from opentelemetry import context, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
-from otel_ai_audit import semconv
-from otel_ai_audit.instrumentation.model_call import InstrumentationErrors, audited_inference
+from otel_ai_audit import fingerprints, semconv
+from otel_ai_audit.instrumentation.model_call import (
+    InstrumentationErrors,
+    RuntimeSource,
+    audited_inference,
+    runtime_source,
+)
 from otel_ai_audit.instrumentation.sklearn.identity import (
     estimator_name,
     fingerprint,
@@ -43,8 +48,10 @@ from otel_ai_audit.monitoring.profile import (
 from otel_ai_audit.processor import AuditSpan
 from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.record.schema import EventType, new_event
-from otel_ai_audit.runtime import AuditRuntime, get_runtime
 from otel_ai_audit.version import __version__
+
+if TYPE_CHECKING:
+    from otel_ai_audit.runtime import AuditRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ INFERENCE_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_
 TRAINING_METHODS = ("fit",)
 
 _in_model_call: ContextVar[bool] = ContextVar("otel_ai_audit_sklearn_call", default=False)
+
+fingerprints.register("sklearn", lambda model: hasattr(model, "get_params"), fingerprint)
 
 
 def _subclasses(root: type) -> Iterator[type]:
@@ -68,10 +77,12 @@ def _subclasses(root: type) -> Iterator[type]:
 
 
 class SklearnInstrumentor(BaseInstrumentor):
-    """`opentelemetry_instrumentor` entry point `sklearn`."""
+    """`opentelemetry_instrumentor` entry point `sklearn`. `instrument()` takes
+    `tracer_provider=` and `audit_runtime=` (see `otel_ai_audit.instrumentation.model_call`)."""
 
     _patched: list[tuple[type, str]] = []
     _tracer: trace.Tracer | None = None
+    _runtime: RuntimeSource | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("scikit-learn >= 1.2",)
@@ -81,6 +92,7 @@ class SklearnInstrumentor(BaseInstrumentor):
 
         self._tracer = trace.get_tracer(__name__, __version__,
                                         tracer_provider=kwargs.get("tracer_provider"))
+        self._runtime = runtime_source(kwargs)
         self._patched = []
         for cls in [BaseEstimator, *_subclasses(BaseEstimator)]:
             self._patch_class(cls)
@@ -123,10 +135,10 @@ class SklearnInstrumentor(BaseInstrumentor):
 
 def _outermost_audited_call(instrumentor: SklearnInstrumentor) -> AuditRuntime | None:
     """The runtime, when this call is to be audited: instrumented, configured, outermost."""
-    runtime = get_runtime()
-    if runtime is None or _in_model_call.get() or instrumentor._tracer is None:
+    source = instrumentor._runtime
+    if source is None or _in_model_call.get() or instrumentor._tracer is None:
         return None
-    return runtime
+    return source()
 
 
 def _predict_wrapper(instrumentor: SklearnInstrumentor, operation: str) -> Any:

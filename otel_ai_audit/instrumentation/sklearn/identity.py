@@ -6,17 +6,21 @@ import hashlib
 import weakref
 from typing import Any
 
+from otel_ai_audit.instrumentation.naming import qualified_name
 from otel_ai_audit.record.canonical import canonical_json, to_json_data
 
 _fingerprints: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
-def estimator_name(estimator: Any) -> str:
-    """`Pipeline(ColumnTransformer,LogisticRegression)`-style name from the structure."""
+def estimator_name(estimator: Any, *, qualified: bool = False) -> str:
+    """`Pipeline(ColumnTransformer,LogisticRegression)`-style name from the structure; with
+    `qualified`, the class with its module (`sklearn.pipeline.Pipeline(...)`): the default
+    model name, which says what the model is even to someone who never saw the code."""
+    head = qualified_name(type(estimator)) if qualified else type(estimator).__name__
     steps = getattr(estimator, "steps", None)
     if steps:
-        return f"{type(estimator).__name__}({','.join(type(s).__name__ for _, s in steps)})"
-    return type(estimator).__name__
+        return f"{head}({','.join(type(s).__name__ for _, s in steps)})"
+    return head
 
 
 def fingerprint(estimator: Any) -> str:
@@ -87,7 +91,8 @@ _identities: weakref.WeakKeyDictionary[Any, tuple[str | None, str | None, dict[s
 
 
 def identity(estimator: Any, name: str | None, version: str | None) -> dict[str, Any]:
-    """Name and version as configured (API, then environment), else derived from the model.
+    """Name and version as configured (API, environment, registry), else derived from the
+    model: its qualified class and its fingerprint.
 
     Cached per estimator (the hot path asks for it on every call) until it is refitted.
     """
@@ -98,7 +103,8 @@ def identity(estimator: Any, name: str | None, version: str | None) -> dict[str,
     if cached is not None and cached[0] == name and cached[1] == version:
         return cached[2]
     digest = fingerprint(estimator)
-    value = {"name": name or estimator_name(estimator), "version": version or digest[:12],
+    value = {"name": name or estimator_name(estimator, qualified=True),
+             "version": version or digest[:12],
              "fingerprint": digest, "framework": "sklearn", "class": estimator_name(estimator)}
     try:
         _identities[estimator] = (name, version, value)

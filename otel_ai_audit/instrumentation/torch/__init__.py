@@ -18,8 +18,13 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
-from otel_ai_audit.instrumentation.model_call import audited_inference
-from otel_ai_audit.runtime import get_runtime
+from otel_ai_audit import fingerprints
+from otel_ai_audit.instrumentation.model_call import (
+    RuntimeSource,
+    audited_inference,
+    runtime_source,
+)
+from otel_ai_audit.instrumentation.naming import qualified_name
 from otel_ai_audit.version import __version__
 
 _in_module_call: ContextVar[bool] = ContextVar("otel_ai_audit_torch_call", default=False)
@@ -52,19 +57,22 @@ def fingerprint(module: Any) -> str:
     return value
 
 
+fingerprints.register("torch", lambda model: hasattr(model, "state_dict"), fingerprint)
+
+
 _identities: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], dict[str, Any]]] = (
     weakref.WeakKeyDictionary())
 
 
 def identity(module: Any, name: str | None, version: str | None) -> dict[str, Any]:
-    """Name and version as configured, else the class and the fingerprint (cached per module
-    while its weights and the configuration stay the same)."""
+    """Name and version as configured, else the qualified class and the fingerprint (cached per
+    module while its weights and the configuration stay the same)."""
     digest = fingerprint(module)
     key = (name, version, digest)
     cached = _identities.get(module)
     if cached is not None and cached[0] == key:
         return cached[1]
-    value = {"name": name or type(module).__name__, "version": version or digest[:12],
+    value = {"name": name or qualified_name(type(module)), "version": version or digest[:12],
              "fingerprint": digest, "framework": "torch", "class": type(module).__qualname__}
     _identities[module] = (key, value)
     return value
@@ -86,9 +94,11 @@ def snapshot(value: Any) -> Any:
 
 
 class TorchInstrumentor(BaseInstrumentor):
-    """`opentelemetry_instrumentor` entry point `torch`."""
+    """`opentelemetry_instrumentor` entry point `torch`. `instrument()` takes
+    `tracer_provider=` and `audit_runtime=` (see `otel_ai_audit.instrumentation.model_call`)."""
 
     _tracer: trace.Tracer | None = None
+    _runtime: RuntimeSource | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("torch >= 2.0",)
@@ -98,6 +108,7 @@ class TorchInstrumentor(BaseInstrumentor):
 
         self._tracer = trace.get_tracer(__name__, __version__,
                                         tracer_provider=kwargs.get("tracer_provider"))
+        self._runtime = runtime_source(kwargs)
         wrapt.wrap_function_wrapper(torch.nn.Module, "__call__", self._wrapper)
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -109,7 +120,7 @@ class TorchInstrumentor(BaseInstrumentor):
                  kwargs: dict[str, Any]) -> Any:
         if _in_module_call.get():  # a submodule of the audited call: the cheapest check first
             return wrapped(*args, **kwargs)
-        runtime = get_runtime()
+        runtime = None if self._runtime is None else self._runtime()
         if runtime is None or self._tracer is None:
             return wrapped(*args, **kwargs)
         import torch

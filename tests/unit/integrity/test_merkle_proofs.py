@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from otel_ai_audit.cli import main
@@ -49,6 +49,7 @@ from tests.audit_fixtures import (
     tamper,
     write_store,
 )
+from tests.unit.profiles import property_settings
 
 MAX_SIZE = 70
 
@@ -213,7 +214,7 @@ def test_new_size_is_not_bound_by_the_proof_alone() -> None:
     assert not accepts(4, 6, ROOTS[4], ROOTS[6], proof)
 
 
-@settings(max_examples=150, deadline=None)
+@property_settings(0.5)
 @given(st.lists(st.binary(max_size=48), min_size=1, max_size=MAX_SIZE), st.data())
 def test_consistency_of_random_leaves(data: list[bytes], draw: st.DataObject) -> None:
     """Random leaf contents: the proof verifies; a new tree that rewrote any leaf of the old

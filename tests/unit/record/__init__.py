@@ -1,0 +1,1 @@
+"""Unit tests of otel_ai_audit.record."""
