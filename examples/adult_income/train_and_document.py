@@ -5,9 +5,11 @@ yet is evaluated by them: its `fit` is recorded on the audit trail by the scikit
 instrumentation, and its model card (with lineage, metrics with confidence intervals and
 fairness per slice) is written and recorded on the same trail.
 
-    python examples/adult_income/train_and_document.py
+    otel-ai-audit keygen --out adult-signing
+    python examples/adult_income/train_and_document.py --signing-key adult-signing.key.pem
 
 The data is the copy of UCI Adult shipped with otel-ai-audit; `--data DIR` names another.
+Without `--signing-key`, the key is `$OTEL_AI_AUDIT_SIGNING_KEY`: the trail is always signed.
 """
 
 from __future__ import annotations
@@ -54,12 +56,15 @@ def main() -> None:
     parser.add_argument("--data", help="folder with adult.data and adult.test (default: the "
                         "copy shipped with otel-ai-audit)")
     parser.add_argument("--out", default="adult-gbt-card", type=Path)
+    parser.add_argument("--signing-key", help="private key from 'otel-ai-audit keygen' that "
+                        "signs the trail (default: $OTEL_AI_AUDIT_SIGNING_KEY)")
     args = parser.parse_args()
     store = args.out / "audit.db"
     args.out.mkdir(parents=True, exist_ok=True)
     train, test = load_split("train", args.data), load_split("test", args.data)
 
-    otel_ai_audit.configure(store=str(store))
+    # Instrumented by hand, for the fit only: the evaluation's predictions are not decisions.
+    otel_ai_audit.configure(store=str(store), signing_key=args.signing_key, instrument=False)
     instrumentor = SklearnInstrumentor()
     instrumentor.instrument()
     model = make_model().fit(train.frame[FEATURES], train.frame[TARGET])  # recorded

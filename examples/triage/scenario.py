@@ -18,8 +18,11 @@ scikit-learn instrumentation recording every decision:
 
 Time: the trail's clock is never faked. The 48 simulated hours are played in seconds of real
 time, so every record carries the real time it was made, and an evidence window is chosen in
-real time (the scenario returns the start and end of its run). A simulated hour is a phase of
-the run, recorded on the lifecycle events as `scenario.hour` so a reader can follow the story.
+real time (the scenario returns the start and end of its run). Each record also carries the
+time it is about, `described_time` (`otel_ai_audit.record.schema.describing`): the middle of its
+simulated hour, the 48 hours that ended at the last full hour before the run. The report's
+charts read as those 48 hours; the bundle's window and proofs stay on the real times. A
+simulated hour is also recorded on the lifecycle events as `scenario.hour`.
 """
 
 from __future__ import annotations
@@ -42,15 +45,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import otel_ai_audit
-from examples.triage.data import (
-    CATEGORICAL,
-    FEATURES,
-    HIGH_URGENCY,
-    NUMERIC,
-    SUBGROUPS,
-    TARGET,
-    patients,
-)
 from otel_ai_audit.evidence import Bundle, BundleRequest, Window, build_bundle
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.instrumentation.sklearn.identity import identity
@@ -59,8 +53,18 @@ from otel_ai_audit.integrity.merkle import leaf_hash
 from otel_ai_audit.monitoring.drift import drift
 from otel_ai_audit.monitoring.records import StoreEvents, record_time
 from otel_ai_audit.record.canonical import rfc3339_from_ns, to_json_data
-from otel_ai_audit.record.schema import EventType, new_event
+from otel_ai_audit.record.schema import EventType, describing, new_event
 from otel_ai_audit.store.sqlite import AuditStore
+
+from .data import (
+    CATEGORICAL,
+    FEATURES,
+    HIGH_URGENCY,
+    NUMERIC,
+    SUBGROUPS,
+    TARGET,
+    patients,
+)
 
 SYSTEM = "triage-assist"
 MODEL_NAME = "triage-urgency"
@@ -68,6 +72,7 @@ HOURS = 48
 DRIFT_EVERY = 6
 FLU_WAVE_HOUR, ROLLOUT_HOUR, DISPUTE_HOUR, INCIDENT_HOUR, ROLLBACK_HOUR = 16, 20, 26, 27, 28
 OUTCOME_SHARE = 0.6
+HOUR_NS = 3_600_000_000_000
 NURSES = ("nurse-017", "nurse-042", "nurse-101")
 
 
@@ -172,6 +177,8 @@ class _Play:
         self.disputed = self.overridden = self.incident_id = ""
         self.lifecycle: dict[str, str] = {}
         self.window_start = time.time_ns()
+        self.described_start = self.window_start // HOUR_NS * HOUR_NS - HOURS * HOUR_NS
+        """The 48 hours the run replays: those that ended at the last full hour."""
         self.pending_outcomes: list[tuple[str, int]] = []
         self.under_triaged: list[tuple[str, int, int]] = []
 
@@ -184,24 +191,28 @@ class _Play:
         otel_ai_audit.register_model(v1, name=MODEL_NAME, version="1.0.0", risk_fn=_risk)
         otel_ai_audit.register_model(v2, name=MODEL_NAME, version="2.0.0", risk_fn=_risk)
         serving = v1
-        self._lifecycle(EventType.DEPLOY, "deploy_v1", 0, v1, "1.0.0",
-                        change="initial deployment after validation")
+        with describing(self.described_start):
+            self._lifecycle(EventType.DEPLOY, "deploy_v1", 0, v1, "1.0.0",
+                            change="initial deployment after validation")
         for hour in range(HOURS):
-            if hour == ROLLOUT_HOUR:
-                self._lifecycle(EventType.DEPLOY, "rollout_v2", hour, v2, "2.0.0",
-                                change="rollout: simplified model without age band and arrival "
-                                       "mode", previous={"version": "1.0.0"})
-                serving = v2
-            if hour == ROLLBACK_HOUR:
-                self._lifecycle(EventType.ROLLBACK, "rollback", hour, v1, "1.0.0",
-                                change=f"rollback of 2.0.0 after incident {self.incident_id}",
-                                previous={"version": "2.0.0"})
-                serving = v1
             began = time.monotonic()
-            self._record_outcomes()
-            self._hour(hour, serving)
-            if (hour + 1) % DRIFT_EVERY == 0:
-                self._drift()
+            # The records of this hour say which simulated hour they are about (the patients'
+            # arrival), next to the real time they are recorded at.
+            with describing(self.described_start + hour * HOUR_NS + HOUR_NS // 2):
+                if hour == ROLLOUT_HOUR:
+                    self._lifecycle(EventType.DEPLOY, "rollout_v2", hour, v2, "2.0.0",
+                                    change="rollout: simplified model without age band and "
+                                           "arrival mode", previous={"version": "1.0.0"})
+                    serving = v2
+                if hour == ROLLBACK_HOUR:
+                    self._lifecycle(EventType.ROLLBACK, "rollback", hour, v1, "1.0.0",
+                                    change=f"rollback of 2.0.0 after incident "
+                                           f"{self.incident_id}", previous={"version": "2.0.0"})
+                    serving = v1
+                self._record_outcomes()
+                self._hour(hour, serving)
+                if (hour + 1) % DRIFT_EVERY == 0:
+                    self._drift()
             time.sleep(max(0.0, self.hour_seconds - (time.monotonic() - began)))
 
     def _hour(self, hour: int, model: Pipeline) -> None:

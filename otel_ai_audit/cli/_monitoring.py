@@ -10,7 +10,13 @@ from typing import Any, TypeVar
 
 import click
 
-from otel_ai_audit.cli._common import fail
+from otel_ai_audit.cli._common import (
+    command_line,
+    fail,
+    progress,
+    read_store,
+    store_argument,
+)
 from otel_ai_audit.cli._elasticsearch import elasticsearch_options, settings_from
 from otel_ai_audit.monitoring.records import (
     ElasticsearchEvents,
@@ -19,13 +25,11 @@ from otel_ai_audit.monitoring.records import (
     parse_time,
     record_time,
 )
-from otel_ai_audit.store.sqlite import AuditStore, StoreError
+from otel_ai_audit.store.sqlite import StoreError
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 _OPTIONS = (
-    click.option("--store", type=click.Path(dir_okay=False),
-                 help="Read the decisions from this embedded store."),
     click.option("--model", required=True, help="Model name (as in the records)."),
     click.option("--version", "model_version", help="Only this model version."),
     click.option("--from", "start", required=True, metavar="TIME",
@@ -36,7 +40,7 @@ _OPTIONS = (
                       "1d, 1w): one result per window, for a trend over time."),
     click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
     click.option("--record", is_flag=True,
-                 help="Write the results as records into the trail (--store, else "
+                 help="Write the results as records into the trail (STORE, else "
                       "$OTEL_AI_AUDIT_STORE), chained and signed like every record."),
     click.option("--signing-key", metavar="FILE", type=click.Path(dir_okay=False),
                  help="Key that signs the records' checkpoints with --record "
@@ -45,9 +49,10 @@ _OPTIONS = (
 
 
 def monitoring_options(command: Command) -> Command:
+    """STORE (read-only), or Elasticsearch with its options, and the window and model."""
     for option in reversed(_OPTIONS):
         command = option(command)
-    return elasticsearch_options(command)
+    return store_argument()(elasticsearch_options(command))
 
 
 def windows(start: str, end: str, every: str | None) -> list[tuple[str, str]]:
@@ -73,38 +78,60 @@ _UNITS = {unit: seconds * 1_000_000_000 for unit, seconds in
           (("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("w", 604_800))}
 
 
-def per_window(compute: Callable[[str, str], list[Any]],
-               bounds: list[tuple[str, str]]) -> list[Any]:
+def per_window(compute: Callable[[str, str], list[Any]], bounds: list[tuple[str, str]],
+               source: EventSource, model: str) -> list[Any]:
     """`compute` for each window; with several, windows without decisions are skipped (a
     trend has gaps), and only none at all is an error."""
     from otel_ai_audit.monitoring.drift import MonitoringError
 
     reports: list[Any] = []
-    for low, high in bounds:
-        try:
-            reports.extend(compute(low, high))
-        except MonitoringError as error:
-            if len(bounds) == 1 or "no decisions" not in str(error):
-                fail(str(error))
+    with progress(f"{len(bounds)} windows", total=len(bounds) if len(bounds) > 1 else None) \
+            as advance:
+        for low, high in bounds:
+            try:
+                reports.extend(compute(low, high))
+            except MonitoringError as error:
+                if len(bounds) == 1 or "no decisions" not in str(error):
+                    fail(explain(str(error), source, model, bounds))
+            advance(1)
     if not reports:
-        fail(f"no decisions with a monitoring view between {bounds[0][0]} and {bounds[-1][1]}")
+        fail(explain(f"no decisions with a monitoring view between {bounds[0][0]} and "
+                     f"{bounds[-1][1]}", source, model, bounds))
     return reports
+
+
+def explain(error: str, source: EventSource, model: str, bounds: list[tuple[str, str]]) -> str:
+    """A "no decisions" error completed with what the store does hold: the models that exist,
+    or, when the model's decisions in the window carry no monitoring view, how to give them
+    one. Other errors, and sources other than a store, are left as they are."""
+    if "no decisions" not in error or not isinstance(source, StoreEvents):
+        return error
+    from otel_ai_audit.store.query import DecisionFilter, decisions, model_names
+
+    names = model_names(source.store)
+    if model not in names:
+        return f"{error}; models in {source.description}: {', '.join(names) or 'none'}"
+    window = DecisionFilter(model=model, since=bounds[0][0], until=bounds[-1][1], limit=1)
+    if next(decisions(source.store, window), None) is None:
+        return (f"{error}; model {model!r} has no decisions in this window: list them with "
+                f"`{command_line('decisions', source.description, '--model', model)}`")
+    return (f"{error}; the model's decisions carry no monitoring view: record its reference "
+            f"data with otel_ai_audit.register_reference(model, data) (scikit-learn models get "
+            f"one at fit)")
 
 
 @contextmanager
 def event_source(store: str | None, **elasticsearch: Any) -> Iterator[EventSource]:
-    """The store given with --store, else Elasticsearch at --elasticsearch (or its variable)."""
+    """STORE, else Elasticsearch at --elasticsearch (or its variable)."""
     if store is not None:
-        try:
-            with AuditStore(store, create=False, readonly=True) as opened:
-                yield StoreEvents(opened)
-        except StoreError as error:
-            fail(str(error))
+        with read_store(store) as opened:
+            yield StoreEvents(opened)
         return
     settings = settings_from(**elasticsearch)
     if not settings.elasticsearch_url:
-        fail("no source of decisions: pass --store PATH or --elasticsearch URL")
-    from otel_ai_audit.sinks.elasticsearch import connect, index_names
+        fail("no source of decisions: give a STORE or --elasticsearch URL")
+    from otel_ai_audit.backends.elasticsearch.layout import index_names
+    from otel_ai_audit.cli._elasticsearch import connect
 
     try:
         client = connect(settings)
@@ -141,22 +168,3 @@ def flush_metrics() -> None:
     flush = getattr(metrics.get_meter_provider(), "force_flush", None)
     if callable(flush):
         flush()
-
-
-def table(rows: list[tuple[Any, ...]]) -> str:
-    """Left-aligned text columns, the first row a header."""
-    text = [[_cell(value) for value in row] for row in rows]
-    widths = [max(len(row[column]) for row in text) for column in range(len(text[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
-                                                                            strict=True)).rstrip()
-                     for row in text)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)

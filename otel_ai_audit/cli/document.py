@@ -22,7 +22,10 @@ def document() -> None:
               help="Folder for model-card.md/.html/.json and the model (model.pkl).")
 @click.option("--store", type=click.Path(dir_okay=False),
               help="Audit store to record training and card in (default: OUT/audit.db).")
-def adult(data_dir: str | None, out: str, store: str | None) -> None:
+@click.option("--signing-key", metavar="FILE",
+              help="Ed25519 private key that signs the records, as 'otel-ai-audit keygen' "
+                   "writes, or 'ephemeral' for a throwaway one ($OTEL_AI_AUDIT_SIGNING_KEY).")
+def adult(data_dir: str | None, out: str, store: str | None, signing_key: str | None) -> None:
     """Train the UCI Adult income classifier with its training recorded, evaluate it on
     adult.test, and write its model card with fairness by sex and race.
 
@@ -32,14 +35,16 @@ def adult(data_dir: str | None, out: str, store: str | None) -> None:
         from otel_ai_audit.datasets.adult import DatasetError
         from otel_ai_audit.document.adult import document_adult
         from otel_ai_audit.document.render import METRIC_NAMES, format_estimate, format_number
+        from otel_ai_audit.errors import ConfigurationError
+        from otel_ai_audit.runtime import EPHEMERAL_SIGNING_KEY
         from otel_ai_audit.store.sqlite import StoreError
     except ImportError as error:
         fail(f"model cards need the ml extra: pip install 'otel-ai-audit[ml]' ({error})")
     folder = Path(out)
     store_path = Path(store) if store else folder / "audit.db"
     try:
-        documented = document_adult(data_dir, folder, store_path)
-    except (DatasetError, StoreError, OSError) as error:
+        documented = document_adult(data_dir, folder, store_path, signing_key)
+    except (DatasetError, StoreError, ConfigurationError, OSError) as error:
         fail(str(error))
     card = documented.card
     for path in documented.files.values():
@@ -52,6 +57,9 @@ def adult(data_dir: str | None, out: str, store: str | None) -> None:
                    f"{format_number(attribute.demographic_parity_difference)}, equalized-odds "
                    f"difference {format_number(attribute.equalized_odds_difference)}")
     click.echo(f"recorded as model_card {documented.record_id} in {store_path}")
-    public_key = Path(f"{store_path}.pub.pem")
-    if public_key.is_file():
-        click.echo(f"check it: otel-ai-audit verify {store_path} --public-key {public_key}")
+    key = documented.signing_key
+    public_key = Path(key.removesuffix(".key.pem") + ".pub.pem")
+    check = (f"--public-key {public_key}" if key.endswith(".key.pem") and public_key.is_file()
+             else "--allow-self-asserted" if key == EPHEMERAL_SIGNING_KEY
+             else "--public-key YOUR-PUBLIC-KEY.pem")
+    click.echo(f"check it: otel-ai-audit verify {store_path} {check}")

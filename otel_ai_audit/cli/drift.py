@@ -9,14 +9,13 @@ from typing import Any
 import click
 
 from otel_ai_audit.cli import _monitoring
-from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
+from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail, table
 from otel_ai_audit.cli._elasticsearch import settings_from
 from otel_ai_audit.cli._monitoring import (
     event_source,
     flush_metrics,
     monitoring_options,
     per_window,
-    table,
     windows,
 )
 
@@ -40,7 +39,8 @@ from otel_ai_audit.cli._monitoring import (
 def drift(store: str | None, model: str, model_version: str | None, start: str, end: str,
           every: str | None, as_json: bool, record: bool, signing_key: str | None,
           fail_on_drift: bool, **options: Any) -> None:
-    """Drift of a model's decisions in a time window from its reference profile.
+    """Drift of a model's decisions in a time window from its reference profile, read from
+    STORE or Elasticsearch.
 
     Per feature and for the prediction: the statistic, its threshold and whether it drifted,
     from the decisions' monitoring views (docs/monitoring.md). Exit 0: computed (1 with
@@ -59,7 +59,8 @@ def drift(store: str | None, model: str, model_version: str | None, start: str, 
     bounds = windows(start, end, every)
     with event_source(store, **elasticsearch) as source:
         reports = per_window(lambda low, high: compute(
-            source, model, low, high, version=model_version, policy=policy), bounds)
+            source, model, low, high, version=model_version, policy=policy), bounds, source,
+            model)
     metrics = monitoring_metrics()
     for report in reports:
         metrics.drift(report)

@@ -10,7 +10,14 @@ import click
 
 from otel_ai_audit.anchor.timestamp import load_certificate_chain
 from otel_ai_audit.cli._anchors import anchor_bucket, anchor_check_options
-from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
+from otel_ai_audit.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    fail,
+    progress,
+    read_store,
+    store_argument,
+)
 from otel_ai_audit.cli.verify import TRUSTED_KEYS_ENV
 from otel_ai_audit.config import ENV_PREFIX
 from otel_ai_audit.errors import AuditError
@@ -21,8 +28,7 @@ SIGNING_KEY_ENV = f"{ENV_PREFIX}SIGNING_KEY"
 
 
 @click.command()
-@click.option("--store", default=default_store_path, show_default="$OTEL_AI_AUDIT_STORE",
-              type=click.Path(dir_okay=False), help="The audit store to read.")
+@store_argument(default=default_store_path)
 @click.option("--system", required=True, help="The system: service.name of its processes.")
 @click.option("--from", "start", required=True, help="Window start, RFC 3339 (inclusive).")
 @click.option("--to", "end", required=True, help="Window end, RFC 3339 (exclusive).")
@@ -49,15 +55,14 @@ def evidence(store: str, system: str, start: str, end: str, out: str, decisions:
              positive_labels: tuple[str, ...], datasets: tuple[str, ...],
              anchors_at: str | None, tsa_cert: str | None, min_retention_days: int,
              s3_endpoint: str | None, s3_region: str | None) -> None:
-    """Build a signed evidence bundle for SYSTEM's records from --from to --to.
+    """Build a signed evidence bundle for SYSTEM's records in STORE (default:
+    $OTEL_AI_AUDIT_STORE, else otel-ai-audit.db) from --from to --to.
 
     Exit 0: bundle written and the trail verified; 1: bundle written but the trail failed
     verification (the report says why); 2: nothing written (bad input).
     """
-    try:
-        from otel_ai_audit.evidence import BundleError, BundleRequest, Window, build_bundle
-    except ImportError as error:
-        fail(f"evidence bundles need the ml extra: pip install 'otel-ai-audit[ml]' ({error})")
+    from otel_ai_audit.evidence import BundleError, BundleRequest, Window, build_bundle
+
     key_path = signing_key or os.environ.get(SIGNING_KEY_ENV)
     if not key_path:
         fail(f"give --signing-key PEM (or set {SIGNING_KEY_ENV}): the manifest must be signed")
@@ -77,8 +82,11 @@ def evidence(store: str, system: str, start: str, end: str, out: str, decisions:
             anchors=anchor_bucket(anchors_at, s3_endpoint, s3_region) if anchors_at else None,
             tsa_chain=load_certificate_chain(tsa_cert) if tsa_cert else None,
             min_retention_days=min_retention_days)
-        bundle = build_bundle(request)
-    except (BundleError, KeyFileError, StoreError, AuditError, ValueError, OSError) as error:
+        with progress(f"evidence bundle of {system}"):
+            bundle = build_bundle(request)
+    except BundleError as error:
+        fail(_with_systems(str(error), store, system))
+    except (KeyFileError, StoreError, AuditError, ValueError, OSError) as error:
         fail(str(error))
     click.echo(f"evidence bundle written to {bundle.path}: {bundle.decisions} decision(s), "
                f"{len(bundle.manifest['files'])} files, manifest signed by key "
@@ -90,3 +98,15 @@ def evidence(store: str, system: str, start: str, end: str, out: str, decisions:
         sys.exit(EXIT_FAILED)
     click.echo(f"check it offline: otel-ai-audit verify-bundle {bundle.path} --public-key KEY.pem")
     sys.exit(EXIT_OK)
+
+
+def _with_systems(error: str, store: str, system: str) -> str:
+    """The error, with the systems the store does hold when SYSTEM is not one of them."""
+    from otel_ai_audit.evidence.collect import system_chains
+
+    with read_store(store) as opened:
+        attribution = system_chains(opened, system)
+    if attribution.chains:
+        return error
+    systems = ", ".join(sorted(set(attribution.others.values()))) or "none"
+    return f"{error}; systems in {store}: {systems}"

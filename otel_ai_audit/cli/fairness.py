@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from otel_ai_audit.cli import _monitoring
+from otel_ai_audit.cli._common import fail, table
 from otel_ai_audit.cli._monitoring import (
     event_source,
     flush_metrics,
     monitoring_options,
     per_window,
-    table,
     windows,
 )
 
@@ -30,7 +30,8 @@ def fairness(store: str | None, model: str, model_version: str | None, start: st
              attributes: tuple[str, ...], positive_label: str, **elasticsearch: Any) -> None:
     """Selection rate, TPR and FPR per slice, and demographic-parity and equalized-odds
     differences per attribute, of the decisions in a window that have an outcome
-    (`record_outcome`). Exit 0: computed; 2: bad input, no decisions, or unreadable source."""
+    (`record_outcome`), read from STORE or Elasticsearch. Exit 0: computed; 2: bad input, no
+    decisions, none with an outcome, or unreadable source."""
     from otel_ai_audit.monitoring.fairness_window import fairness as compute
     from otel_ai_audit.monitoring.records import parse_time
     from otel_ai_audit.monitoring.telemetry import monitoring_metrics
@@ -39,7 +40,11 @@ def fairness(store: str | None, model: str, model_version: str | None, start: st
     with event_source(store, **elasticsearch) as source:
         reports = per_window(lambda low, high: compute(
             source, model, low, high, attributes, version=model_version,
-            positive_label=positive_label), bounds)
+            positive_label=positive_label), bounds, source, model)
+    if not any(report.labelled for report in reports):
+        fail(f"none of the {sum(report.decisions for report in reports)} decisions of model "
+             f"{model!r} in the window has an outcome: record them as they become known with "
+             f"otel_ai_audit.record_outcome(decision_id, label=...)")
     metrics = monitoring_metrics()
     for report in reports:
         metrics.fairness(report)

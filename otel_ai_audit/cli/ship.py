@@ -9,6 +9,7 @@ nothing is shipped twice or skipped.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,15 +17,14 @@ from typing import Any
 
 import click
 
-from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
+from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail, progress, store_argument
 from otel_ai_audit.cli._elasticsearch import elasticsearch_options, settings_from
 from otel_ai_audit.sinks import DeliveryError, Shipper, Sink, configured_sinks
 from otel_ai_audit.store.sqlite import STORE_ENV, AuditStore, StoreError
 
 
 @click.command()
-@click.option("--store", required=True, envvar=STORE_ENV, type=click.Path(dir_okay=False),
-              help=f"The store to ship (${STORE_ENV}).")
+@store_argument(default=lambda: os.environ.get(STORE_ENV))
 @elasticsearch_options
 @click.option("--retention", "elasticsearch_retention", metavar="AGE",
               help="Retention of new data streams, e.g. 400d (default 190d; "
@@ -42,14 +42,17 @@ from otel_ai_audit.store.sqlite import STORE_ENV, AuditStore, StoreError
                    "SIGTERM or Ctrl-C.")
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               help="Seconds to keep retrying with --once, and to finish after a signal.")
-def ship(store: str, once: bool, timeout: float, **destinations: Any) -> None:
-    """Ship a store's records, checkpoints and keys to Elasticsearch, Splunk HEC and/or an
-    OpenTelemetry Collector: every destination given by a flag or its variable.
+def ship(store: str | None, once: bool, timeout: float, **destinations: Any) -> None:
+    """Ship STORE's records, checkpoints and keys (default: $OTEL_AI_AUDIT_STORE) to
+    Elasticsearch, Splunk HEC and/or an OpenTelemetry Collector: every destination given by a
+    flag or its variable.
 
     Exit 0: everything in the store is delivered everywhere; 1: some remains (it stays in the
     store: run again); 2: usage error, or a destination unreachable or refusing the
     credentials.
     """
+    if store is None:
+        fail(f"give the STORE to ship (or set ${STORE_ENV})")
     settings = settings_from(**destinations)
     try:
         AuditStore(store, create=False).close()
@@ -66,7 +69,8 @@ def ship(store: str, once: bool, timeout: float, **destinations: Any) -> None:
         _install(sink)
     shippers = [Shipper(store, sink, create_store=False) for sink in sinks]
     if once:
-        delivered = all([shipper.drain(timeout) for shipper in shippers])
+        with progress(f"shipping {store}"):
+            delivered = all([shipper.drain(timeout) for shipper in shippers])
         for shipper in shippers:
             shipper.close()
     else:

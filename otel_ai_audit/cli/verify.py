@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -14,7 +15,7 @@ import click
 from otel_ai_audit.anchor.timestamp import load_certificate_chain
 from otel_ai_audit.anchor.verify import read_anchor_history
 from otel_ai_audit.cli._anchors import anchor_bucket, anchor_check_options
-from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
+from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail, progress
 from otel_ai_audit.cli._elasticsearch import (
     elasticsearch_options,
     elasticsearch_source,
@@ -92,8 +93,11 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
                     _store_keys(source), tsa_chain=load_certificate_chain(tsa_cert)
                     if tsa_cert else None, min_retention_days=min_retention_days,
                     store_id=getattr(source, "known_store_id", lambda: None)())
-            report = Verifier(trusted, allow_self_asserted=allow_self_asserted,
-                              anchors=history, allowed_losses=allowed_losses).verify(source)
+            total = getattr(source, "record_count", lambda: None)()
+            with progress(f"verifying {source.description}", total=total) as advance:
+                report = Verifier(trusted, allow_self_asserted=allow_self_asserted,
+                                  anchors=history, allowed_losses=allowed_losses,
+                                  ).verify(_Progressed(source, advance))
             _note_repeats(report, source)
     except (StoreError, AuditError) as error:
         fail(str(error))
@@ -110,11 +114,11 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
 def _open(store: str | None, elasticsearch: dict[str, Any], splunk_export: str | None = None,
           otlp_export: str | None = None) -> AbstractContextManager[RecordSource]:
     if splunk_export is not None:
-        from otel_ai_audit.verify.splunk_source import read_splunk_export
+        from otel_ai_audit.backends.splunk_hec.source import read_splunk_export
 
         return nullcontext(read_splunk_export(splunk_export))
     if otlp_export is not None:
-        from otel_ai_audit.verify.otlp_source import read_otlp_export
+        from otel_ai_audit.backends.otlp.source import read_otlp_export
 
         return nullcontext(read_otlp_export(otlp_export))
     if store is None:
@@ -122,6 +126,28 @@ def _open(store: str | None, elasticsearch: dict[str, Any], splunk_export: str |
     source = AuditStore(store, create=False, readonly=True)
     source.description = store
     return source
+
+
+class _Progressed:
+    """A record source that moves the progress bar on as the verifier reads its records (in
+    steps: a call per record would cost more than verifying it)."""
+
+    STEP = 10_000
+
+    def __init__(self, source: RecordSource, advance: Callable[[int], None]) -> None:
+        self._source = source
+        self._advance = advance
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+    def records(self, chain_id: str) -> Iterator[tuple[int, bytes]]:
+        count = 0
+        for count, item in enumerate(self._source.records(chain_id), 1):
+            if count % self.STEP == 0:
+                self._advance(self.STEP)
+            yield item
+        self._advance(count % self.STEP)
 
 
 def _store_keys(source: RecordSource) -> dict[str, Any]:
@@ -132,20 +158,14 @@ def _store_keys(source: RecordSource) -> dict[str, Any]:
 
 
 def _publish(report: Report, elasticsearch: dict[str, Any]) -> None:
-    from otel_ai_audit.sinks.elasticsearch import connect
-    from otel_ai_audit.verify.publish import PublishError, findings_index, publish_findings
+    from otel_ai_audit.backends.elasticsearch.layout import findings_index
+    from otel_ai_audit.cli._elasticsearch import publish_findings
 
     settings = settings_from(**elasticsearch)
     if not settings.elasticsearch_url:
         fail("--publish-findings needs an Elasticsearch to publish into: --publish-to URL or "
              "$OTEL_AI_AUDIT_ELASTICSEARCH_URL")
-    try:
-        client = connect(settings)
-        run_id = publish_findings(client, report,
-                                  index_prefix=settings.elasticsearch_index_prefix)
-    except (ValueError, PublishError) as error:
-        fail(str(error))
-    client.close()
+    run_id = publish_findings(report, settings)
     click.echo(f"published {len(report.findings)} finding(s) and the summary of run {run_id} "
                f"to {findings_index(settings.elasticsearch_index_prefix)}", err=True)
 

@@ -45,7 +45,7 @@ from otel_ai_audit.evidence.integrity import (
 from otel_ai_audit.evidence.manifest import SIGNER_KEY, write_manifest
 from otel_ai_audit.evidence.regulation import ITEMS
 from otel_ai_audit.evidence.report import render_html, render_pdf
-from otel_ai_audit.evidence.sections import Sections
+from otel_ai_audit.evidence.sections import DEFAULT_THRESHOLD, Sections
 from otel_ai_audit.evidence.window import Window
 from otel_ai_audit.integrity.keys import SigningKey, load_public_key_pem, public_pem
 from otel_ai_audit.integrity.proof import ProofError
@@ -72,6 +72,9 @@ class BundleRequest:
     decisions: Sequence[str] = ()
     subgroups: Sequence[str] = ()
     positive_labels: Sequence[str] = ()
+    threshold: float = DEFAULT_THRESHOLD
+    """A `predict_proba` decision is positive when the positive label's probability is at
+    least this (binary models; `sections.Sections._predicted`)."""
     datasets: Sequence[str] = ()
     anchors: AnchorBucket | None = None
     """Where the store's anchors are published: the bundle then proves its completeness
@@ -143,7 +146,7 @@ def _build(store: AuditStore, request: BundleRequest, folder: Path) -> Bundle:
         sections, extracts, decisions = collect(
             store, chains, window, folder,
             lambda joins: Sections(window, joins, tuple(request.subgroups),
-                                   tuple(request.positive_labels)),
+                                   tuple(request.positive_labels), request.threshold),
             required=[chain_id for chain_id in active if chain_id in chains])
         if not any(extract.records for extract in extracts):
             raise BundleError(f"no records of system {request.system!r} between {window.start} "
@@ -192,7 +195,7 @@ def _build(store: AuditStore, request: BundleRequest, folder: Path) -> Bundle:
         "items": [{"key": i.key, "title": i.title, "eu_ai_act": i.eu_ai_act,
                    "standards": i.standards, "files": list(i.files)} for i in ITEMS],
     }
-    drawn = draw_charts(data, window)
+    drawn = draw_charts(data)
     for chart in drawn:
         (folder / f"charts/{chart.name}.svg").write_text(chart.svg, encoding="utf-8")
     (folder / "report.html").write_text(render_html(facts, data, summary, drawn),

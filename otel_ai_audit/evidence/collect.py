@@ -3,9 +3,10 @@
 Per chain, two reads of the store:
 
 1. The indexed columns only (seq, time, type, id): which seqs fall in the window, and where
-   the facts about decisions recorded later (outcomes, oversight, disputes) and the lifecycle
-   records before the window are. Those few are read now, so pass 2 can join them. With a
-   binary search on `chain.logged`, this gives the chain's range (see `bounds`).
+   the lifecycle records before the window are. Those few are read now. With a binary search
+   on `chain.logged`, this gives the chain's range (see `bounds`). The facts about decisions
+   recorded later (outcomes, oversight, disputes) are read before, from every chain of the
+   store, so pass 2 can join them by decision id.
 2. The records of the range, in pages. Every one of them goes into the chain extract as its
    exact canonical bytes (a contiguous, hash-linked run, so no record in between can be left
    out unseen); those whose event time is in the window go into the decision log and the
@@ -34,13 +35,14 @@ from otel_ai_audit.evidence.sections import (
 )
 from otel_ai_audit.evidence.window import Window
 from otel_ai_audit.integrity.merkle import leaf_hash
-from otel_ai_audit.record.schema import parse_record
+from otel_ai_audit.record.schema import parse_header, parse_record
 from otel_ai_audit.store.sqlite import AuditStore
 
 PAGE = 4096
 DECISIONS_CSV = "decisions.csv"
 DECISIONS_JSONL = "decisions.jsonl"
 JOINED_TYPES = ("outcome", "oversight", "dispute")
+REFERENCE_TYPES = ("reference",)
 
 DECISION_FIELDS: dict[str, str] = {
     "record_id": "The decision's id (event.id). `otel-ai-audit prove STORE ID` proves it alone.",
@@ -171,7 +173,7 @@ def collect(store: AuditStore, chains: list[str], window: Window, folder: Path,
     extracts and the number of decisions. `sections_for(joins)` makes the `Sections`; the
     chains in `required` get a (possibly empty) range even without a record in the window.
     ProofError when a record of the window is not signed yet."""
-    joins = Joins()
+    joins = _joins(store, window)
     plans = []
     lifecycle: list[tuple[dict[str, Any], Location]] = []
     for chain_id in chains:
@@ -180,16 +182,11 @@ def collect(store: AuditStore, chains: list[str], window: Window, folder: Path,
             if window.holds(time):
                 first = seq if first < 0 else first
                 last = seq
-            if (kind in JOINED_TYPES and time >= window.start) or (
-                    kind in LIFECYCLE_TYPES and time < window.end):
+            if kind in LIFECYCLE_TYPES and time < window.end:
                 data = store.record_at(chain_id, seq)
-                if data is None:
-                    continue
-                event = parse_record(data)["event"]
-                if kind in JOINED_TYPES:
-                    joins.add(event)
-                else:
-                    lifecycle.append((event, Location(chain_id, seq, leaf_hash(data).hex())))
+                if data is not None:
+                    lifecycle.append((parse_record(data)["event"],
+                                      Location(chain_id, seq, leaf_hash(data).hex())))
         if first >= 0 or chain_id in required:
             plan = plan_range(store, chain_id, window, (first, last) if first >= 0 else None,
                               f"integrity/chain-{chain_id}.jsonl")
@@ -212,7 +209,41 @@ def collect(store: AuditStore, chains: list[str], window: Window, folder: Path,
                         log.add(event, event_json(data).decode("utf-8"), where)
     finally:
         log.close()
+    _add_other_drift(store, set(chains), window, sections)
     return sections, plans, log.count
+
+
+def _joins(store: AuditStore, window: Window) -> Joins:
+    """The facts about decisions recorded by any process of the store (an outcome feed, a
+    review tool: each its own chain, maybe another service name), matched by decision id;
+    the latest of each kind counts. And every model's classes, from its reference profile."""
+    joins = Joins()
+    for kinds, start in ((REFERENCE_TYPES, None), (JOINED_TYPES, window.start)):
+        for data in store.records_of_type(kinds, start):
+            try:
+                joins.add(parse_record(data)["event"])
+            except ValueError:
+                continue  # not a record: verification reports it
+    return joins
+
+
+def _add_other_drift(store: AuditStore, chains: set[str], window: Window,
+                     sections: Sections) -> None:
+    """Drift records of the window about the system's models written by other processes (a
+    monitoring job under its own service name): cited by chain and seq, provable from the
+    store with `otel-ai-audit prove`."""
+    models = sections.model_names()
+    for data in store.records_of_type(("drift",), window.start, window.end):
+        header = parse_header(data)
+        if header is None or header.chain_id in chains:
+            continue
+        try:
+            event = parse_record(data)["event"]
+        except ValueError:
+            continue
+        if part(event, "model").get("name") in models:
+            sections.add_drift(event, Location(header.chain_id, header.seq,
+                                               leaf_hash(data).hex()), own_chain=False)
 
 
 def _run(store: AuditStore, extract: ChainExtract) -> Iterator[tuple[int, str, bytes]]:

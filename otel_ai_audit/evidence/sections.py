@@ -5,6 +5,9 @@ incidents, drift records, outcomes): never one entry per decision, so a window o
 of decisions is summarised in bounded memory. Performance per subgroup joins decisions with
 their outcomes (`record_outcome`), which arrive after the decision and may fall after the
 window: they are read up to the time the bundle is built.
+
+Why one module: every section is fed by the same single pass over the window's records
+(`Sections.add`) and shares its joins; split, each part would need the stream again.
 """
 
 from __future__ import annotations
@@ -16,18 +19,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from otel_ai_audit.evidence.window import Window
+from otel_ai_audit.evidence.window import Window, described_ns, time_unit
+from otel_ai_audit.monitoring.drift import P_VALUE_METHODS
 from otel_ai_audit.monitoring.fairness import attribute_fairness
 from otel_ai_audit.monitoring.metrics import wilson
-from otel_ai_audit.record.canonical import to_json_data
+from otel_ai_audit.record.canonical import rfc3339_from_ns, to_json_data
 
 BUCKETS = 48
 """Slices of the window in the charts: one per hour for a 48-hour request."""
+DECISIONS, HIGH_RISK, OVERRIDES = 0, 1, 2
+"""The series of the charts over time."""
 LIFECYCLE_TYPES = ("training", "deploy", "rollback", "model_card")
 """Records read from the whole trail up to the window's end: a model serving in the window
 was trained and deployed before it."""
 UNKNOWN = "(unknown)"
 ALL = "(all)"
+ALL_VERSIONS = "all versions"
+DEFAULT_THRESHOLD = 0.5
+"""A `predict_proba` decision is rated positive when the positive class's probability is at
+least this (scikit-learn's `predict` for a binary classifier)."""
+PROBABILITY_OPERATIONS = ("predict_proba",)
 
 
 @dataclass(frozen=True)
@@ -50,16 +61,24 @@ class Review:
 
 @dataclass
 class Joins:
-    """Facts recorded after a decision about it, looked up while the decision streams past."""
+    """Facts recorded after a decision about it, looked up while the decision streams past:
+    outcomes, oversight and disputes by decision id, and the classes of each model (by
+    fingerprint, from its reference profile) to read a `predict_proba` row."""
 
     outcomes: dict[str, Any] = field(default_factory=dict)
     reviews: dict[str, Review] = field(default_factory=dict)
     disputed: set[str] = field(default_factory=set)
+    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def add(self, event: dict[str, Any]) -> None:
         decision_id = str(event.get("decision_id"))
         kind = event.get("type")
-        if kind == "outcome":
+        if kind == "reference":
+            fingerprint = part(event, "model").get("fingerprint")
+            classes = part(event, "reference").get("classes")
+            if fingerprint and isinstance(classes, list) and classes:
+                self.classes[str(fingerprint)] = tuple(label_text(c) for c in classes)
+        elif kind == "outcome":
             self.outcomes[decision_id] = event.get("label")
         elif kind == "oversight":
             reviewer = part(event, "reviewer")
@@ -90,12 +109,18 @@ class Sections:
     """Accumulates every section; `to_json()` gives their data for the files and the report."""
 
     def __init__(self, window: Window, joins: Joins, subgroups: tuple[str, ...],
-                 positive_labels: tuple[str, ...]) -> None:
+                 positive_labels: tuple[str, ...], threshold: float = DEFAULT_THRESHOLD,
+                 ) -> None:
         self.window, self.joins = window, joins
         self.subgroups, self.positive_labels = subgroups, positive_labels
+        self.threshold = threshold
         self.types: Counter[str] = Counter()
         self.risk: Counter[str] = Counter()
         self.volume = np.zeros((3, BUCKETS), dtype=np.int64)  # decisions, high risk, overrides
+        self.described: Counter[tuple[int, int]] = Counter()
+        """(series, second) by described time: as many entries as distinct seconds claimed."""
+        self.undescribed = 0
+        """Decisions without a described time: then the charts use the recorded time."""
         self.versions: dict[str, dict[str, Any]] = {}
         self.lifecycle: list[dict[str, Any]] = []
         self.actions: Counter[str] = Counter()
@@ -108,6 +133,8 @@ class Sections:
         self.scored: list[tuple[str, str, str, tuple[str, ...]]] = []
         """(version, predicted, outcome, subgroup values) of decisions with an outcome."""
         self.inputs_hashed = 0
+        self.thresholded = 0
+        """Scored decisions whose output was a row of probabilities (`predict_proba`)."""
 
     # --- feeding ---------------------------------------------------------------------------
 
@@ -124,7 +151,7 @@ class Sections:
         if kind == "inference":
             self._decision(event, time)
         elif kind == "oversight" and event.get("action") == "overridden":
-            self.volume[2, self.window.bucket(time, BUCKETS)] += 1
+            self._count(OVERRIDES, event, time)
         elif kind == "dispute":
             self.disputes.append(_cited(event, where))
         elif kind == "incident":
@@ -132,21 +159,34 @@ class Sections:
         elif kind == "alert":
             self.alerts.append(_cited(event, where))
         elif kind == "drift":
-            self.drift.append(_cited(event, where))
+            self.add_drift(event, where)
         if kind == "oversight":
             reviewer = part(event, "reviewer")
             self.actions[str(event.get("action"))] += 1
             self.reviewers[(str(reviewer.get("id")), str(reviewer.get("role")))] += 1
+
+    def _count(self, series: int, event: dict[str, Any], time: str) -> None:
+        """One more of `series` at the record's time, and at its described time."""
+        self.volume[series, self.window.bucket(time, BUCKETS)] += 1
+        described = described_ns(event)
+        if described is not None:
+            self.described[(series, described // 1_000_000_000)] += 1
+        elif series == DECISIONS:
+            self.undescribed += 1
+
+    def add_drift(self, event: dict[str, Any], where: Location, own_chain: bool = True) -> None:
+        """A drift record of the window; `own_chain` False: written by another process (a
+        monitoring job), so it is cited but not in the bundle's chain extracts."""
+        self.drift.append({**_cited(event, where), "in_extracts": own_chain})
 
     def _decision(self, event: dict[str, Any], time: str) -> None:
         decision_id = str(event.get("id"))
         version = version_of(event)
         level = str(part(event, "risk").get("level") or UNKNOWN)
         self.risk[level] += 1
-        bucket = self.window.bucket(time, BUCKETS)
-        self.volume[0, bucket] += 1
+        self._count(DECISIONS, event, time)
         if level == "high":
-            self.volume[1, bucket] += 1
+            self._count(HIGH_RISK, event, time)
         seen = self.versions.get(version)
         if seen is None:
             model = part(event, "model")
@@ -169,9 +209,36 @@ class Sections:
             captured = part(event, "input")
             values = captured.get("value") if isinstance(captured.get("value"), dict) else {}
             self.inputs_hashed += captured.get("policy") != "full"
-            self.scored.append((version, label_text(output_value(event)),
+            predicted = self._predicted(event)
+            self.scored.append((version, predicted,
                                 label_text(self.joins.outcomes[decision_id]),
                                 tuple(str(values.get(name, UNKNOWN)) for name in self.subgroups)))
+
+    def model_names(self) -> set[str]:
+        """The models the system served in the window or deployed before it."""
+        return {str(v["name"]) for v in self.versions.values()} | {
+            str(part(entry["event"], "model").get("name")) for entry in self.lifecycle}
+
+    def _predicted(self, event: dict[str, Any]) -> str:
+        """The class a decision predicted. A `predict_proba` row is read with the model's
+        classes (from its reference profile; column numbers without one): for two classes and
+        one positive label, positive when its probability is at least the threshold, else the
+        most probable class."""
+        output = output_value(event)
+        if event.get("operation") not in PROBABILITY_OPERATIONS:
+            return label_text(output)
+        row = probability_row(output)
+        if row is None:
+            return label_text(output)
+        self.thresholded += 1
+        fingerprint = str(part(event, "model").get("fingerprint"))
+        classes = self.joins.classes.get(fingerprint, ())
+        labels = classes if len(classes) == len(row) else tuple(map(str, range(len(row))))
+        positive = [i for i, label in enumerate(labels) if label in self.positive_labels]
+        if len(row) == 2 and len(positive) == 1:
+            index = positive[0]
+            return labels[index] if row[index] >= self.threshold else labels[1 - index]
+        return labels[int(np.argmax(row))]
 
     # --- results ---------------------------------------------------------------------------
 
@@ -184,16 +251,31 @@ class Sections:
                           "alerts": self.alerts},
             "drift": {"records": self.drift,
                       "drifted": sum(bool(part(r["event"], "drift").get("drifted"))
-                                     for r in self.drift)},
+                                     for r in self.drift),
+                      "features": drift_features(self.drift)},
             "performance": self._performance(),
             "lineage": self._lineage(),
         })
 
     def _volume(self) -> dict[str, Any]:
-        width_ns = (self.window.end_ns - self.window.start_ns) // BUCKETS
-        return {"buckets": BUCKETS, "bucket_seconds": width_ns / 1e9,
-                "decisions": self.volume[0].tolist(), "high_risk": self.volume[1].tolist(),
-                "overrides": self.volume[2].tolist(), "by_type": dict(self.types),
+        """Counts over time: by described time when every decision carries one (the story the
+        records tell), else by recorded time over the window."""
+        volume, axis = self.volume, {
+            "time": "recorded", "start": self.window.start,
+            "seconds": (self.window.end_ns - self.window.start_ns) / 1e9}
+        if self.described and not self.undescribed:
+            seconds = [second for _, second in self.described]
+            unit = int(time_unit(max(seconds) + 1 - min(seconds))[1])
+            start = min(seconds) // unit * unit  # whole units: hour 0 to hour 48
+            span = -(-(max(seconds) + 1 - start) // unit) * unit
+            volume = np.zeros((3, BUCKETS), dtype=np.int64)
+            for (series, second), count in self.described.items():
+                volume[series, min((second - start) * BUCKETS // span, BUCKETS - 1)] += count
+            axis = {"time": "described", "start": rfc3339_from_ns(start * 1_000_000_000),
+                    "seconds": float(span)}
+        return {"buckets": BUCKETS, "bucket_seconds": axis["seconds"] / BUCKETS, "axis": axis,
+                "decisions": volume[DECISIONS].tolist(), "high_risk": volume[HIGH_RISK].tolist(),
+                "overrides": volume[OVERRIDES].tolist(), "by_type": dict(self.types),
                 "by_risk": dict(self.risk)}
 
     def _timeline(self) -> dict[str, Any]:
@@ -231,18 +313,19 @@ class Sections:
         return {"trainings": trainings, "model_cards": cards}
 
     def _performance(self) -> dict[str, Any]:
+        rule = {"threshold": self.threshold, "probability_decisions": self.thresholded}
         if not self.scored:
             return {"decisions_with_outcome": 0, "versions": [], "subgroups": self.subgroups,
-                    "positive_labels": self.positive_labels, "inputs_hashed": 0}
+                    "positive_labels": self.positive_labels, "inputs_hashed": 0, **rule}
         frame = pd.DataFrame([(v, p, o, *g) for v, p, o, g in self.scored],
                              columns=["version", "predicted", "outcome", *self.subgroups])
         versions = []
-        for version, rows in [(ALL, frame), *frame.groupby("version", sort=True)]:
+        for version, rows in [(ALL_VERSIONS, frame), *frame.groupby("version", sort=True)]:
             versions.append({"version": version, "decisions_with_outcome": len(rows),
                              "slices": self._slices(rows)})
         return {"decisions_with_outcome": len(frame), "versions": versions,
                 "subgroups": self.subgroups, "positive_labels": self.positive_labels,
-                "inputs_hashed": self.inputs_hashed}
+                "inputs_hashed": self.inputs_hashed, **rule}
 
     def _slices(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
         """Exact-match accuracy per subgroup value; with positive labels, fairlearn-style rates
@@ -273,6 +356,64 @@ class Sections:
 def output_value(event: dict[str, Any]) -> Any:
     output = part(event, "output")
     return output.get("value", output.get("hmac_sha256"))
+
+
+def probability_row(output: Any) -> list[float] | None:
+    """The probabilities of a `predict_proba` output for one row (`[p0, p1]` or `[[p0, p1]]`),
+    or None if it is not one."""
+    if isinstance(output, list) and len(output) == 1 and isinstance(output[0], list):
+        output = output[0]
+    if not isinstance(output, list) or len(output) < 2 or not all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) for p in output):
+        return None
+    return [float(p) for p in output]
+
+
+def drift_features(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, version, feature, method): how many drift windows there were, how many
+    drifted, and the window whose statistic went furthest past (or nearest to) its threshold,
+    with its p-value when the method has one. Most drifted first: the report's table and the charts'
+    choice of which features to name."""
+    summary: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for record in records:
+        drift = part(record["event"], "drift")
+        score, threshold = drift.get("score"), drift.get("threshold")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   for v in (score, threshold)):
+            continue
+        method = str(drift.get("method"))
+        model = part(record["event"], "model")
+        key = (str(model.get("name")), str(model.get("version")), str(drift.get("feature")),
+               method)
+        entry = summary.setdefault(key, {
+            "model": key[0], "version": key[1], "feature": key[2], "method": method,
+            "threshold": threshold, "windows": 0, "drifted": 0, "worst": None})
+        entry["windows"] += 1
+        entry["drifted"] += bool(drift.get("drifted"))
+        severity = severity_of(method, float(score), float(threshold))
+        if entry["worst"] is None or severity > entry["worst"]["severity"]:
+            entry["worst"] = {"severity": severity, "score": score,
+                              "p_value": drift.get("p_value") if has_p_value(method) else None,
+                              "drifted": bool(drift.get("drifted")),
+                              "window_end": part(record["event"], "window").get("end")
+                              or record["event"].get("time")}
+    return sorted(summary.values(), key=lambda e: (-e["drifted"], -e["worst"]["severity"],
+                                                   e["model"], e["version"], e["feature"]))
+
+
+def has_p_value(method: str) -> bool:
+    """Is the method's score a p-value (drifted below the threshold)? Otherwise it is a
+    distance, drifted at or above it (`monitoring.drift`)."""
+    return method in P_VALUE_METHODS
+
+
+def severity_of(method: str, score: float, threshold: float) -> float:
+    """A statistic relative to its threshold, 1 at the threshold and above 1 when drifted, so
+    methods compare on one scale: score / threshold for a distance, threshold / p for a
+    p-value (capped at 1000 where p is 0)."""
+    if has_p_value(method):
+        return threshold / score if score > threshold / 1000 else 1000.0
+    return score / threshold if threshold > 0 else 0.0
 
 
 def label_text(value: Any) -> str:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from otel_ai_audit.record.canonical import ns_from_rfc3339, rfc3339_from_ns
+from otel_ai_audit.record.schema import DESCRIBED_TIME
 
 _FRACTION = re.compile(r"\.(\d+)")
 
@@ -60,3 +62,21 @@ class Window:
         """Index of the equal slice of the window `time` falls in (0 .. buckets-1)."""
         offset = parse_time(time) - self.start_ns
         return min(max(offset * buckets // (self.end_ns - self.start_ns), 0), buckets - 1)
+
+
+def described_ns(event: dict[str, Any]) -> int | None:
+    """The event's described time (`record.schema.describing`) in Unix ns, if it has a readable
+    one."""
+    text = event.get(DESCRIBED_TIME)
+    try:
+        return parse_time(text) if isinstance(text, str) else None
+    except WindowError:
+        return None
+
+
+def time_unit(seconds: float) -> tuple[str, float]:
+    """The unit an axis of this span counts in, and its length in seconds: hours for a span of
+    hours or days, minutes or seconds for shorter ones."""
+    if seconds >= 7200:
+        return "hours", 3600.0
+    return ("minutes", 60.0) if seconds >= 120 else ("seconds", 1.0)

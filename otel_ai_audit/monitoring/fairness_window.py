@@ -15,9 +15,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from otel_ai_audit.monitoring.drift import DecisionGroup, MonitoringError, group_decisions
+from otel_ai_audit.monitoring.drift import (
+    DecisionGroup,
+    MonitoringError,
+    group_decisions,
+    references_by_id,
+)
 from otel_ai_audit.monitoring.fairness import MISSING, AttributeFairness, attribute_fairness
-from otel_ai_audit.monitoring.profile import PREDICTION
+from otel_ai_audit.monitoring.profile import PREDICTION, ReferenceProfile
 from otel_ai_audit.record.schema import EventType, new_event
 
 
@@ -66,8 +71,10 @@ def latest_outcomes(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def group_fairness(group: DecisionGroup, outcomes: dict[str, Any], attributes: Sequence[str],
-                   window: dict[str, str], positive_label: Any = 1) -> FairnessReport:
-    """Fairness of one group's decisions that have an outcome."""
+                   window: dict[str, str], positive_label: Any = 1,
+                   profile: ReferenceProfile | None = None) -> FairnessReport:
+    """Fairness of one group's decisions that have an outcome; with their reference `profile`,
+    a numeric attribute's slices are named by their bin's interval, not its index."""
     labelled = [(view, outcomes[decision_id])
                 for decision_id, view in zip(group.ids, group.views, strict=True)
                 if decision_id in outcomes]
@@ -77,31 +84,36 @@ def group_fairness(group: DecisionGroup, outcomes: dict[str, Any], attributes: S
     results, per_slice = [], {}
     for attribute in attributes:
         for view in group.views:
-            value = _slice(view, attribute)
+            value = _slice(view, attribute, profile)
             per_slice[(attribute, value)] = per_slice.get((attribute, value), 0) + 1
         if labelled:
             results.append(attribute_fairness(
-                attribute, [_slice(view, attribute) for view, _ in labelled], truth, predicted,
-                positive_label=positive))
+                attribute, [_slice(view, attribute, profile) for view, _ in labelled], truth,
+                predicted, positive_label=positive))
     return FairnessReport(group.model, window, len(group.views), len(labelled), results,
                           per_slice)
 
 
-def _slice(view: dict[str, Any], attribute: str) -> str:
+def _slice(view: dict[str, Any], attribute: str, profile: ReferenceProfile | None) -> str:
     value = (view.get("features") or {}).get(attribute)
-    return MISSING if value is None else str(value)
+    if value is None:
+        return MISSING
+    feature = profile.feature(attribute) if profile is not None else None
+    return str(value) if feature is None else feature.describe(value)
 
 
 def fairness(source: Any, model: str, start: str, end: str, attributes: Sequence[str], *,
              version: str | None = None, positive_label: Any = 1) -> list[FairnessReport]:
     """Fairness of `model`'s decisions in [start, end) per version (record-time bounds)."""
-    from otel_ai_audit.monitoring.records import INFERENCE, OUTCOME
+    from otel_ai_audit.monitoring.records import INFERENCE, OUTCOME, REFERENCE
 
     groups = group_decisions(source.events([INFERENCE], start, end), model, version)
     if not groups:
         raise MonitoringError(f"no decisions of model {model!r} with a monitoring view in "
                          f"{source.description} between {start} and {end}")
     outcomes = latest_outcomes(source.events([OUTCOME], start))
+    references = references_by_id(source.events([REFERENCE]))
     window = {"start": start, "end": end}
-    return [group_fairness(group, outcomes, attributes, window, positive_label)
+    return [group_fairness(group, outcomes, attributes, window, positive_label,
+                           references.get(group.profile_id))
             for group in groups.values()]

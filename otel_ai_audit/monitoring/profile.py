@@ -123,6 +123,20 @@ class FeatureProfile:
         """What a decision's monitoring view holds for a code: the bin, or the category."""
         return int(code) if self.kind == NUMERIC else self.categories[code]
 
+    def describe(self, view: Any) -> str:
+        """A monitoring-view value as a reader sees it: a numeric bin as its interval of
+        reference values (`[30, 41.5)`), not its index; a category as it is."""
+        if self.kind != NUMERIC:
+            return str(view)
+        code = self.code_of(view)
+        if code == self.missing_code:
+            return MISSING
+        low = f"{self.edges[code - 1]:.4g}" if code > 0 else None
+        high = f"{self.edges[code]:.4g}" if code < len(self.edges) else None
+        if low is None:
+            return f"< {high}" if high is not None else "(any)"
+        return f">= {low}" if high is None else f"[{low}, {high})"
+
     def code_of(self, view: Any) -> int:
         """The code of a monitoring-view value (the inverse of `view`; unknown -> missing)."""
         if self.kind == NUMERIC:
@@ -341,6 +355,12 @@ class References:
 
     def get(self, fingerprint: Any) -> ReferenceProfile | None:
         return self.profiles.get(fingerprint) if isinstance(fingerprint, str) else None
+
+    def clear(self) -> None:
+        """Forget every profile and the feature selection: `otel_ai_audit.shutdown()` calls
+        this, so a later `configure()` starts afresh."""
+        self.profiles.clear()
+        self.selection = None
 
 
 references = References()
