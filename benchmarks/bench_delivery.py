@@ -20,11 +20,11 @@ from pathlib import Path
 
 from benchmarks import Result
 from benchmarks.bench_core import inference_events
+from otel_ai_audit.backends.otlp.sink import OtlpSink
+from otel_ai_audit.backends.splunk_hec.sink import SplunkHecSink
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.pipeline.writer import AuditWriter
 from otel_ai_audit.sinks import Shipper, Sink
-from otel_ai_audit.sinks.otlp import OtlpSink
-from otel_ai_audit.sinks.splunk_hec import SplunkHecSink
 from tests.services.base import REPO_ROOT
 from tests.services.collector import CollectorService, distinct_free_ports
 from tests.services.splunk_hec import SplunkHec, Token, serve

@@ -26,10 +26,10 @@ from elasticsearch import Elasticsearch
 
 from benchmarks import Result
 from benchmarks.bench_core import inference_events
+from otel_ai_audit.backends.elasticsearch.sink import ElasticsearchSink
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.pipeline.writer import AuditWriter
 from otel_ai_audit.sinks import Shipper
-from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink
 from tests.services.elasticsearch import ElasticsearchService
 
 RECORDS = 200_000

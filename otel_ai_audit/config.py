@@ -15,6 +15,7 @@ import importlib
 import math
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -271,6 +272,28 @@ def _checked(name: str, value: Any, source: str) -> Any:
         raise _error(name, message) from error
 
 
+def shown_settings(settings: AuditSettings, names: list[str]) -> str:
+    """`name=value, ...` for `names`, as messages show values (secrets hidden)."""
+    return ", ".join(f"{name}={_shown(getattr(settings, name), _RULES[name].secret)}"
+                     for name in names)
+
+
+def as_variables(settings: AuditSettings, names: list[str]) -> str:
+    """The shell assignments of the `OTEL_AI_AUDIT_*` variables that give `names` their value
+    in `settings` (a secret's value left as `...`)."""
+    def text(name: str) -> str:
+        value = getattr(settings, name)
+        if _RULES[name].secret:
+            return "..."
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, (tuple, list)):
+            value = ",".join(str(item) for item in value)
+        return shlex.quote("" if value is None else str(value))
+
+    return " ".join(f"{variable(name)}={text(name)}" for name in names)
+
+
 def _shown(value: Any, secret: bool) -> str:
     """The value as a message shows it: quoted text, never a secret, never a URL password."""
     if secret:
@@ -488,7 +511,7 @@ _RULES: dict[str, Rule] = {
     "required": Rule(_BOOLEAN, _boolean, optional=True),
     "store": Rule(_PATH + " for the store, in a folder that exists and can be written",
                   _text()),
-    "signing_key": Rule(_PATH + " of an Ed25519 private key (PKCS#8 PEM)",
+    "signing_key": Rule(_PATH + " of an Ed25519 private key (PKCS#8 PEM), or 'ephemeral'",
                         _text(optional=True), optional=True),
     "hmac_key": Rule(_FREE_TEXT, _text(optional=True), optional=True, secret=True),
     "hmac_key_file": Rule(_PATH, _text(optional=True), optional=True),

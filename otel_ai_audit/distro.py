@@ -1,9 +1,15 @@
-"""Zero-code set-up: `opentelemetry-instrument python app.py` loads this distro and configurator.
+"""Zero-code set-up: `opentelemetry-instrument python app.py` runs `install()` before the
+instrumentors.
 
-The configurator adds the audit span processor to the SDK's TracerProvider, so the audit trail
-is kept whatever `OTEL_TRACES_EXPORTER` says, including `none`. The distro defaults the
-exporters to `none` (set them to `otlp` to also export telemetry), because an audit trail must
-not depend on a Collector being reachable.
+`install()` is an `opentelemetry_pre_instrument` hook rather than a distro or a configurator on
+purpose: contrib's loader picks ONE distro and runs ONE configurator (the first found, or the one
+named by `OTEL_PYTHON_DISTRO` / `OTEL_PYTHON_CONFIGURATOR`), but runs every pre-instrument hook,
+after the configurator. So the audit trail is installed whatever distro or configurator the
+environment has (`opentelemetry-distro`, Elastic's EDOT, ...), and installing otel-ai-audit
+changes no other application's exporters. The hook adds the audit span processor to the SDK
+TracerProvider that configurator set up; when no configurator set one up, it first does the
+SDK's standard set-up from the `OTEL_*` variables (exporters included: none unless
+`OTEL_TRACES_EXPORTER` and its siblings name some), as `opentelemetry-distro` would.
 
 An audit set-up that fails (a setting that is invalid, or that cannot be honoured: a missing
 key file, a store whose folder cannot be written) never takes OpenTelemetry's own set-up down.
@@ -12,7 +18,7 @@ It is logged at ERROR as one line, `otel-ai-audit: audit trail NOT active: <reas
 * when the audit trail is required (`OTEL_AI_AUDIT_REQUIRED`; by default on when auditing is
   enabled and `OTEL_AI_AUDIT_DEFAULT_RISK` is high, critical or unacceptable), the process
   exits with status 78 (EX_CONFIG) before the application starts: it never serves unaudited;
-* otherwise the SDK is set up as usual and the application runs without the audit trail.
+* otherwise the application runs without the audit trail.
 """
 
 from __future__ import annotations
@@ -20,16 +26,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import NoReturn
 
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry import trace
+from opentelemetry.instrumentation.version import __version__ as auto_instrumentation_version
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk.trace import TracerProvider
 
 from otel_ai_audit.config import audit_switches, variable
 from otel_ai_audit.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from otel_ai_audit.runtime import AuditRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -39,44 +44,44 @@ and could not set it up."""
 NOT_ACTIVE = "otel-ai-audit: audit trail NOT active: "
 
 
-class AuditDistro(BaseDistro):
-    """`opentelemetry_distro` entry point."""
-
-    def _configure(self, **kwargs: Any) -> None:
-        for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER"):
-            os.environ.setdefault(name, "none")
-
-
-class AuditConfigurator(_OTelSDKConfigurator):
-    """`opentelemetry_configurator` entry point: the SDK set-up plus the audit processor."""
-
-    def _configure(self, **kwargs: Any) -> None:
-        runtime = _audit_runtime()
-        if runtime is not None:
-            kwargs["span_processors"] = [*(kwargs.get("span_processors") or []),
-                                         runtime.processor]
-        super()._configure(**kwargs)
-
-
-def _audit_runtime() -> AuditRuntime | None:
-    """The audit runtime; None when auditing is off, or when its set-up failed and the trail
-    is not required. Exits the process (EX_CONFIG) when it failed and the trail is required."""
+def install() -> None:
+    """`opentelemetry_pre_instrument` entry point: the audit processor on the SDK provider."""
+    provider = sdk_tracer_provider()
     enabled, required = audit_switches()
     if not enabled and not required:
-        return None
+        return
+    if provider is None:
+        _not_active(f"the global tracer provider is a {type(trace.get_tracer_provider()).__name__}"
+                    ", not the OpenTelemetry SDK's: no model call would reach the audit trail",
+                    required)
+        return
     try:
         from otel_ai_audit.runtime import configure
 
-        return configure(install_processor=False)
+        configure(provider, instrument=False, origin="opentelemetry-instrument")
     except ConfigurationError as error:
-        reason = str(error)
+        _not_active(str(error), required)
     except Exception as error:  # noqa: BLE001 - a broken audit set-up must not stop OTel's
         logger.debug("otel-ai-audit: the audit set-up failed", exc_info=True)
-        reason = f"{type(error).__name__}: {error}"
+        _not_active(f"{type(error).__name__}: {error}", required)
+
+
+def sdk_tracer_provider() -> TracerProvider | None:
+    """The SDK provider the configurator set up; when none set one up, the SDK's standard
+    set-up from the `OTEL_*` variables first. None when the global provider is another
+    implementation than the SDK's (the application's choice, left alone)."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        _OTelSDKConfigurator().configure(auto_instrumentation_version=auto_instrumentation_version)
+    provider = trace.get_tracer_provider()
+    return provider if isinstance(provider, TracerProvider) else None
+
+
+def _not_active(reason: str, required: bool) -> None:
+    """Say in one line why the trail is not active; exit (EX_CONFIG) when it is required."""
     reason = " ".join(reason.split())  # one line, whatever the error said
     if not required:
         logger.error("%s%s", NOT_ACTIVE, reason)
-        return None
+        return
     why = (variable("required") if os.environ.get(variable("required"))
            else f"{variable('required')}, on by default at risk high and above")
     logger.error("%s%s; the audit trail is required (%s): exiting with status %d before the "

@@ -25,6 +25,7 @@ from otel_ai_audit.anchor.thread import AnchoringThread
 from otel_ai_audit.capture import CapturePolicy, load_hmac_key
 from otel_ai_audit.config import AuditSettings
 from otel_ai_audit.decisions import RiskFunction
+from otel_ai_audit.fingerprints import fingerprint_of
 from otel_ai_audit.integrity.checkpoint import combined_policy_hash
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.monitoring.profile import (
@@ -95,13 +96,24 @@ class AuditRuntime:
         except TypeError:
             return _NO_INFO
 
-    def durability(self, info: ModelInfo, risk: str) -> Durability:
-        """When a decision of this model and risk may return: the model's own setting, else
-        the configured one; `auto` makes high-risk decisions (and above) `process` durable."""
-        chosen = info.durability or self.settings.durability
+    def durability(self, info: ModelInfo | None, risk: str) -> Durability:
+        """When a decision of this model (None: one with no model object) and risk may return:
+        the model's own setting, else the configured one; `auto` makes high-risk decisions
+        (and above) `process` durable."""
+        chosen = (info.durability if info is not None else None) or self.settings.durability
         if chosen == "auto":
             return "process" if risk in DURABLE_RISKS else "async"
         return chosen
+
+    def note_registry(self, model: Any, *, name: str | None, version: str | None,
+                      source: dict[str, Any]) -> None:
+        """Record where a model object was loaded from (a registry), keeping what the user
+        set."""
+        try:
+            self.models[model] = replace(self.model_info(model), registry_name=name,
+                                         registry_version=version, source=source)
+        except TypeError:
+            pass
 
     def shutdown(self) -> None:
         self.writer.close()
@@ -119,74 +131,69 @@ def get_runtime() -> AuditRuntime | None:
     return _runtime
 
 
-def load_signing_key(settings: AuditSettings) -> SigningKey:
-    """The configured key, or one created once beside the store (a warning says so).
+EPHEMERAL_SIGNING_KEY = "ephemeral"
+"""The `OTEL_AI_AUDIT_SIGNING_KEY` value that asks for a key made in memory for this process
+only: its public half is in the store alone, so only `verify --allow-self-asserted` accepts it."""
 
-    A key that cannot be used is a `ConfigurationError` naming the variable and the file:
+
+def load_signing_key(settings: AuditSettings) -> SigningKey:
+    """The configured key; `ephemeral` makes a throwaway one in memory (a warning says so).
+
+    No key configured is a `ConfigurationError` showing how to make one: a key created in
+    silence signs a trail that nobody holds the public key of, and `verify` with the user's own
+    key then fails. A key that cannot be used is one too, naming the variable and the file:
     missing, a folder, unreadable, empty, a public key or a certificate, encrypted, or not an
     Ed25519 private key.
     """
-    import time
-
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from otel_ai_audit.config import read_setting_file, variable
     from otel_ai_audit.errors import ConfigurationError
 
-    def load(name: str, path: Path, what: str, value: str) -> SigningKey:
-        data = read_setting_file(name, str(path), what, value=value)
-        text = data.decode("ascii", "replace")
-        if "PRIVATE KEY-----" not in text:
-            found = ("a public key (the .pub.pem file is for verifiers)"
-                     if "PUBLIC KEY-----" in text else "a certificate"
-                     if "CERTIFICATE-----" in text else "no PEM private key")
-            problem = f"{path} holds {found}, not the private signing key"
+    name = variable("signing_key")
+    value = settings.signing_key
+    if not value:
+        left = Path(f"{settings.store}.signing-key.pem")
+        earlier = (f"; to keep signing with the key an earlier version created, set {name}={left}"
+                   if left.is_file() else "")
+        raise ConfigurationError(
+            f"{name} is not set: create a key with 'otel-ai-audit keygen --out audit-signing' "
+            f"and set {name}=audit-signing.key.pem (or {name}={EPHEMERAL_SIGNING_KEY} for a "
+            f"throwaway key){earlier}", variable=name)
+    if value == EPHEMERAL_SIGNING_KEY:
+        key = SigningKey.generate()
+        logger.warning("otel-ai-audit: %s=%s: checkpoints are signed with a key that exists only "
+                       "in this process (key id %s); only 'verify --allow-self-asserted' accepts "
+                       "them", name, EPHEMERAL_SIGNING_KEY, key.key_id[:16])
+        return key
+    data = read_setting_file("signing_key", value, "the signing key")
+    text = data.decode("ascii", "replace")
+    if "PRIVATE KEY-----" not in text:
+        found = ("a public key (the .pub.pem file is for verifiers)"
+                 if "PUBLIC KEY-----" in text else "a certificate"
+                 if "CERTIFICATE-----" in text else "no PEM private key")
+        problem = f"{value} holds {found}, not the private signing key"
+    else:
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except TypeError:
+            problem = f"{value} holds an encrypted private key; give it unencrypted"
+        except ValueError:
+            problem = f"{value} holds a private key that cannot be read"
         else:
-            try:
-                key = serialization.load_pem_private_key(data, password=None)
-            except TypeError:
-                problem = f"{path} holds an encrypted private key; give it unencrypted"
-            except ValueError:
-                problem = f"{path} holds a private key that cannot be read"
-            else:
-                if isinstance(key, Ed25519PrivateKey):
-                    return SigningKey(key)
-                kind = type(key).__name__.lstrip("_").removesuffix("PrivateKey")
-                problem = f"{path} holds a private key of another type ({kind}), not Ed25519"
-        raise ConfigurationError(
-            f"{variable(name)}={value!r}: {problem} (an Ed25519 private key in PKCS#8 PEM, as "
-            f"'otel-ai-audit keygen' writes)", variable=variable(name))
-
-    if settings.signing_key:
-        return load("signing_key", Path(settings.signing_key), "the signing key",
-                    settings.signing_key)
-    private = Path(f"{settings.store}.signing-key.pem")
-    public = Path(f"{settings.store}.pub.pem")
-    beside = f"the signing key beside the store, {private}"
-    if private.exists():
-        return load("store", private, beside, settings.store)
-    key = SigningKey.generate()
-    try:
-        key.save(private, public)
-    except FileExistsError:  # another process is creating it: give it time to write the key
-        deadline = time.monotonic() + 2.0
-        while private.is_file() and not private.stat().st_size and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return load("store", private, beside, settings.store)
-    except OSError as error:
-        raise ConfigurationError(
-            f"{variable('store')}={settings.store!r}: cannot create {beside} "
-            f"({error.strerror}); set OTEL_AI_AUDIT_SIGNING_KEY",
-            variable=variable("store")) from None
-    logger.warning("otel-ai-audit: no OTEL_AI_AUDIT_SIGNING_KEY configured; created %s beside "
-                   "the store. Keep production keys apart from the store (a secret manager) and "
-                   "give verifiers %s", private, public)
-    return key
+            if isinstance(key, Ed25519PrivateKey):
+                return SigningKey(key)
+            kind = type(key).__name__.lstrip("_").removesuffix("PrivateKey")
+            problem = f"{value} holds a private key of another type ({kind}), not Ed25519"
+    raise ConfigurationError(
+        f"{name}={value!r}: {problem} (an Ed25519 private key in PKCS#8 PEM, as "
+        f"'otel-ai-audit keygen' writes)", variable=name)
 
 
 def configure(tracer_provider: TracerProvider | None = None, *,
               install_processor: bool = True, meter_provider: MeterProvider | None = None,
+              instrument: bool | None = None, origin: str = "an earlier configure() call",
               **overrides: Any) -> AuditRuntime:
     """Set up the audit trail for this process (idempotent; the first call wins).
 
@@ -194,6 +201,17 @@ def configure(tracer_provider: TracerProvider | None = None, *,
     and take precedence over them. With `install_processor`, the audit processor is added to
     `tracer_provider`, or to the global SDK provider (created if the app has none). The
     pipeline's metrics go to `meter_provider`, or to the global one.
+
+    `instrument` turns on this package's instrumentations of the installed libraries
+    (scikit-learn, PyTorch, FastAPI, requests/httpx, MLflow), each when its library is
+    imported, as `opentelemetry-instrument` would, minus those in
+    `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`. By default it does so when
+    the processor goes on the global provider: a caller that passes its own `tracer_provider`
+    instruments with it itself (`SklearnInstrumentor().instrument(tracer_provider=...)`).
+
+    A later call whose settings differ from those in force changes nothing and says so in one
+    line on stderr, naming the settings and the `OTEL_AI_AUDIT_*` variables that set them
+    before the first call (`origin` names who made that first call).
 
     A setting that is invalid (a variable or a keyword), or that cannot be honoured (a key
     file that is missing or not a private key, a store whose folder cannot be written),
@@ -204,9 +222,10 @@ def configure(tracer_provider: TracerProvider | None = None, *,
     from otel_ai_audit.errors import ConfigurationError
     from otel_ai_audit.pipeline.sampling import SamplingConfigError
 
-    global _runtime
+    global _runtime, _origin
     with _lock:
         if _runtime is not None:
+            _report_conflict(_runtime.settings, overrides)
             return _runtime
         settings = AuditSettings.from_env(**overrides)
         check_paths(settings)
@@ -248,7 +267,88 @@ def configure(tracer_provider: TracerProvider | None = None, *,
         atexit.register(runtime.shutdown)
         _close_on_sigterm()
         _runtime = runtime
-        return runtime
+        _origin = origin
+    if instrument or (instrument is None and install_processor and tracer_provider is None):
+        _instrument_libraries(tracer_provider)
+    return runtime
+
+
+_origin = "an earlier configure() call"
+"""Who set up the runtime in force, as a conflicting `configure()` names it."""
+
+
+def _report_conflict(settings: AuditSettings, overrides: dict[str, Any]) -> None:
+    """One line on stderr when `overrides` ask for other settings than those in force."""
+    from otel_ai_audit.config import as_variables, shown_settings
+
+    wanted = AuditSettings.from_env(**overrides)
+    differ = [name for name, value in overrides.items()
+              if value is not None and getattr(wanted, name) != getattr(settings, name)]
+    if not differ:
+        return
+    advice = (f"set them in its environment instead: {as_variables(wanted, differ)} "
+              f"opentelemetry-instrument ..." if _origin == "opentelemetry-instrument"
+              else "call otel_ai_audit.shutdown() first to set the audit trail up afresh, or set "
+              f"{as_variables(wanted, differ)} before the first call")
+    logger.warning("otel-ai-audit: configure(%s) ignored: %s already set up the audit trail "
+                   "with %s; %s", shown_settings(wanted, differ), _origin,
+                   shown_settings(settings, differ), advice)
+
+
+def _instrument_libraries(tracer_provider: TracerProvider | None) -> None:
+    """This package's instrumentors of the installed libraries, as `opentelemetry-instrument`
+    loads them (its entry points, minus `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`), each when its
+    library is imported: `configure()` does not import PyTorch into a program that never uses
+    it. A library that is missing is skipped; an instrumentor that fails is logged, never
+    raised."""
+    from importlib.metadata import packages_distributions
+
+    import wrapt
+    from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+    from opentelemetry.instrumentation.environment_variables import (
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS,
+    )
+    from opentelemetry.util._importlib_metadata import entry_points
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    disabled = {name.strip() for name in
+                os.environ.get(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "").split(",")}
+    if "*" in disabled:
+        return
+    modules: dict[str, list[str]] = {}
+    for module, distributions in packages_distributions().items():
+        for distribution in distributions:
+            modules.setdefault(canonicalize_name(distribution), []).append(module)
+
+    def turn_on(name: str, instrumentor: Any) -> None:
+        if instrumentor.is_instrumented_by_opentelemetry:
+            return
+        try:
+            instrumentor.instrument(tracer_provider=tracer_provider, skip_dep_check=True)
+        except Exception as error:  # noqa: BLE001 - instrumentation never raises into user code
+            logger.debug("otel-ai-audit: instrumenting %s failed", name, exc_info=True)
+            logger.warning("otel-ai-audit: cannot instrument %s: %s: %s", name,
+                           type(error).__name__, " ".join(str(error).split()))
+
+    for entry_point in entry_points(group="opentelemetry_instrumentor"):
+        if entry_point.name in disabled or not entry_point.value.startswith(f"{__package__}."):
+            continue
+        try:
+            instrumentor = entry_point.load()()
+        except ModuleNotFoundError:  # a module it needs is not installed
+            continue
+        requirements = list(instrumentor.instrumentation_dependencies())
+        if get_dependency_conflicts(requirements):  # its library is missing, or too old
+            continue
+        targets = {module for requirement in requirements for module in
+                   modules.get(canonicalize_name(Requirement(requirement).name), [])}
+        if not targets:
+            turn_on(entry_point.name, instrumentor)
+        for module in targets:  # now if imported already, else as soon as it is
+            wrapt.register_post_import_hook(
+                lambda _module, name=entry_point.name, chosen=instrumentor: turn_on(name, chosen),
+                module)
 
 
 def _anchoring(settings: AuditSettings,
@@ -307,20 +407,6 @@ def register_model(model: Any, *, name: str | None = None, version: str | None =
                                     risk_fn=risk_fn, durability=durability)
 
 
-def note_registry_identity(model: Any, *, name: str | None, version: str | None,
-                           source: dict[str, Any]) -> None:
-    """Record where a model object was loaded from (a registry), keeping what the user set."""
-    runtime = get_runtime()
-    if runtime is None:
-        return
-    known = runtime.model_info(model)
-    try:
-        runtime.models[model] = replace(known, registry_name=name, registry_version=version,
-                                        source=source)
-    except TypeError:
-        pass
-
-
 def register_reference(model: Any, data: Any, predictions: Any = None, *,
                        categorical: tuple[str, ...] = (), classes: tuple[Any, ...] = (),
                        fingerprint: str | None = None) -> str:
@@ -331,10 +417,11 @@ def register_reference(model: Any, data: Any, predictions: Any = None, *,
     the model carry their monitoring view. Returns the profile id.
 
     The profile is tied to the model's fingerprint (or `fingerprint`, for a model this process
-    only calls over HTTP) and written to the trail as a `reference` record.
+    only calls over HTTP) and written to the trail as a `reference` record. The fingerprint is
+    the one the model's framework instrumentation registered (`otel_ai_audit.fingerprints`).
     """
     runtime = configure()
-    digest = fingerprint or _fingerprint(model)
+    digest = fingerprint or fingerprint_of(model)
     profile = build_profile(digest, data, predictions, categorical=categorical, classes=classes,
                             **profile_options(runtime.settings))
     references.register(profile)
@@ -343,19 +430,6 @@ def register_reference(model: Any, data: Any, predictions: Any = None, *,
     runtime.processor.submit_event(reference_event(
         profile, {key: value for key, value in identity.items() if value is not None}))
     return profile.id
-
-
-def _fingerprint(model: Any) -> str:
-    """The fingerprint the instrumentation gives `model`'s decisions."""
-    if hasattr(model, "get_params"):
-        from otel_ai_audit.instrumentation.sklearn.identity import fingerprint
-
-        return fingerprint(model)
-    if hasattr(model, "state_dict"):
-        from otel_ai_audit.instrumentation.torch import fingerprint as torch_fingerprint
-
-        return torch_fingerprint(model)
-    raise ValueError(f"cannot fingerprint a {type(model).__name__}: pass fingerprint=")
 
 
 def _submit(event_type: EventType, **fields: Any) -> str:
@@ -392,10 +466,11 @@ def record_outcome(decision_id: str, *, label: Any) -> str:
 
 
 def shutdown() -> None:
-    """Close this process's chain (signing the closing checkpoint) and forget the runtime, so a
-    later `configure()` starts afresh. Runs by itself at exit."""
+    """Close this process's chain (signing the closing checkpoint) and forget the runtime and
+    the reference profiles, so a later `configure()` starts afresh. Runs by itself at exit."""
     global _runtime
     with _lock:
         if _runtime is not None:
             _runtime.shutdown()
         _runtime = None
+        references.clear()

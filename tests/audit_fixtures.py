@@ -46,6 +46,16 @@ def saved_key(directory: Path) -> tuple[SigningKey, Path]:
     return signing, directory / "audit.pub.pem"
 
 
+def key_beside(store: Path | str) -> Path:
+    """STORE.key.pem, made once with its public half STORE.pub.pem (where the tests look for
+    it): the runtime never makes a signing key itself, so every audited test process is given
+    one. Returns the private key's path."""
+    private = Path(f"{store}.key.pem")
+    if not private.exists():
+        SigningKey.generate().save(private, f"{store}.pub.pem")
+    return private
+
+
 def write_store(path: Path, key: SigningKey, records: int = 20, *, checkpoint_every: int = 4,
                 close: bool = True) -> AuditWriter:
     """Write `records` inference events (after the chain_open record at seq 0).

@@ -17,6 +17,7 @@ from otel_ai_audit.integrity.keys import load_trusted_keys
 from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.findings import Report
 from otel_ai_audit.verify.verifier import Verifier
+from tests.audit_fixtures import key_beside
 
 
 @dataclass
@@ -69,6 +70,7 @@ def audited_process(tmp_path: Path, tracer_provider: TracerProvider | None = Non
     tmp_path.mkdir(parents=True, exist_ok=True)
     provider = tracer_provider or TracerProvider()
     store = tmp_path / "audit.db"
+    settings.setdefault("signing_key", str(key_beside(store)))
     runtime = audit_runtime.configure(provider, store=str(store), **settings)
     try:
         yield AuditedProcess(store, provider, runtime)

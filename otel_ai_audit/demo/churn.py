@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "churn_api"
-"""The example in a source checkout (`make demo` installs the package in editable mode)."""
+EXAMPLE = Path(__file__).parent / "churn_api"
+"""`examples/churn_api`, which the package links to and the wheel carries."""
 SERVICE_NAME = "churn-api"
 STARTUP_TIMEOUT = 120.0
 
@@ -38,8 +38,8 @@ def run_churn_api(store: Path, signing_key: Path, requests: int, log: TextIO,
                   example: Path = EXAMPLE) -> ChurnRun:
     """Serve the example app audited into `store`, send it `requests` calls, stop it."""
     if not (example / "app.py").is_file():
-        raise ScenarioError(f"{example}/app.py not found: the churn API scenario runs from a "
-                            "source checkout of otel-ai-audit")
+        raise ScenarioError(f"{example}/app.py not found: this installation of otel-ai-audit "
+                            "lacks the churn API example; reinstall it")
     bin_dir = Path(sys.executable).parent
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}

@@ -8,6 +8,9 @@
 3. A 48-hour evidence bundle for a high-risk triage system (`examples/triage`), built and
    verified offline.
 
+Both examples are in the package too (`otel_ai_audit/demo/churn_api` and `.../triage` link to
+them, and the wheel carries them), so the demo runs from any folder after `pip install`.
+
 Every output lands under one folder: one store that all three scenarios write to (each process
 its own chain), its public key, the model card, the bundle. The demo ends by verifying the
 store the way an auditor would.
@@ -15,25 +18,21 @@ store the way an auditor would.
 
 from __future__ import annotations
 
-import importlib
 import shutil
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TextIO
 
 from otel_ai_audit import runtime
 from otel_ai_audit.datasets.adult import CATEGORICAL, NUMERIC, load_split
-from otel_ai_audit.demo.churn import ScenarioError, run_churn_api
+from otel_ai_audit.demo.churn import run_churn_api
 from otel_ai_audit.integrity.keys import SigningKey, load_trusted_keys
 from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.findings import Report
 from otel_ai_audit.verify.verifier import Verifier
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STORE_NAME = "audit.db"
 KEY_PREFIX = "demo-signing"
 
@@ -125,9 +124,9 @@ def _triage(out: Path, store: Path, private_key: Path, public_key: Path,
             log: TextIO) -> tuple[Path, bool]:
     """Play the triage system's 48 hours into the store, answer the authority's request for
     them with an evidence bundle, and check the bundle offline."""
+    from otel_ai_audit.demo.triage import scenario as scenario_module
     from otel_ai_audit.evidence.verify import verify_bundle
 
-    scenario_module = _examples_module("examples.triage.scenario")
     scenario = scenario_module.run_triage_scenario(out / "triage", store=store,
                                                    keys=(private_key, public_key))
     log.write(f"triage system {scenario_module.SYSTEM}: {scenario.decisions} decisions, "
@@ -143,16 +142,6 @@ def _triage(out: Path, store: Path, private_key: Path, public_key: Path,
     for problem in check.problems:
         log.write(f"  FAIL {problem}\n")
     return bundle.path, check.ok
-
-
-def _examples_module(name: str) -> ModuleType:
-    """A module of the examples folder of the source checkout the demo runs from."""
-    if not (EXAMPLES / "triage").is_dir():
-        raise ScenarioError(f"{EXAMPLES} not found: this scenario runs from a source checkout")
-    root = str(EXAMPLES.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    return importlib.import_module(name)
 
 
 def _event_types(store: AuditStore) -> list[tuple[str, str]]:

@@ -6,10 +6,10 @@
     training = find_training_record("audit.db", model)   # captured at fit
     card = build_model_card(model, training, test_frame, "income", ["sex", "race"],
                             name="adult-income")
-    files = write_model_card(card, "model-card/")   # .md, .html, .json
+    files = write_model_card(card, "model-card/")   # .md, .html, .json, chart PNGs
     record_model_card(card, files)                  # a `model_card` audit record
 
-Needs the `ml` extra (scikit-learn, pandas, scipy, jinja2).
+Needs the `ml` extra (scikit-learn, pandas, scipy, jinja2, matplotlib).
 """
 
 from otel_ai_audit.document.card import ModelCard, Narrative, build_model_card

@@ -77,12 +77,14 @@ class DocumentedModel:
     """The card's files and the model artifact, by file name."""
     record_id: str
     """Id of the `model_card` audit record."""
+    signing_key: str
+    """The signing key setting the records were signed with (a path, or `ephemeral`)."""
 
 
 def document_adult(data_dir: str | Path | None, out: Path, store: Path,
                    signing_key: str | Path | None = None) -> DocumentedModel:
     """Train, evaluate and document the Adult classifier; the audit trail goes to `store`
-    (signed with `signing_key`, else the configured key or one beside the store)."""
+    (signed with `signing_key`, else the configured one: without either, `ConfigurationError`)."""
     train, test = load_split("train", data_dir), load_split("test", data_dir)
     out.mkdir(parents=True, exist_ok=True)
     provider = TracerProvider()
@@ -110,4 +112,5 @@ def document_adult(data_dir: str | Path | None, out: Path, store: Path,
     finally:
         runtime.shutdown()
         provider.shutdown()
-    return DocumentedModel(model, card, {**files, ARTIFACT: artifact}, record_id)
+    return DocumentedModel(model, card, {**files, ARTIFACT: artifact}, record_id,
+                           str(configured.settings.signing_key))

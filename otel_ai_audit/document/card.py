@@ -9,13 +9,15 @@ evaluation run here; file SHA-256s from the files. The author adds what only the
 
 from __future__ import annotations
 
+import inspect
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from otel_ai_audit.datasets.source import DataSource, sha256_of
@@ -81,11 +83,37 @@ class TrainingFacts:
     time: str
     duration_ms: float | None
     hyperparameters: dict[str, Any]
+    """The parameters set to something else than their estimator's default, as recorded (the
+    record holds every parameter; the structure of a Pipeline is in `ModelCard.structure`)."""
+    parameters_at_default: int
+    """How many recorded parameters kept their default, and are left out of `hyperparameters`."""
     features: dict[str, Any] | None
     target: dict[str, Any] | None
     data: DatasetFacts | None
     data_matches_record: bool | None
     """Whether the described file's fingerprints are those the training record holds."""
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """The numbers behind the card's charts, from the same evaluation as its metrics."""
+
+    labels: tuple[Any, Any]
+    """(negative, positive) class, the order of `confusion`'s rows and columns."""
+    confusion: list[list[int]]
+    """Rows: actual class; columns: predicted class (`predict`, the model's own threshold)."""
+    roc: dict[str, list[float]] | None
+    """`fpr`, `tpr`: points of scikit-learn's `roc_curve`, the first, the last and each one at
+    least `ROC_STEP` away (on either axis) from the point kept before it, so a chart draws the
+    same curve from a few hundred points instead of one per evaluation row. None when the model
+    gives no scores."""
+    calibration: dict[str, list[float]] | None
+    """Per non-empty bin of `CALIBRATION_BINS` equal-width bins of the predicted probability:
+    `predicted` (mean), `observed` (share positive), `count`; None without `predict_proba`."""
+
+
+CALIBRATION_BINS = 10
+ROC_STEP = 0.005
 
 
 @dataclass(frozen=True)
@@ -101,6 +129,7 @@ class ModelCard:
     resamples: int
     seed: int
     metrics: dict[str, Estimate | None]
+    diagnostics: Diagnostics
     fairness: list[AttributeFairness]
     findings: list[str]
     """Caveats derived from the numbers (see `FOUR_FIFTHS`, `WIDE_INTERVAL`)."""
@@ -170,12 +199,15 @@ def build_model_card(model: Any, training_record: StoredRecord, eval_frame: pd.D
     inputs = eval_frame[features]
     predicted = model.predict(inputs)
     truth = eval_frame[label].to_numpy()
+    scores = _positive_scores(model, inputs, classes.index(positive_label))
     metrics = classification_metrics(
-        truth, predicted, _positive_scores(model, inputs, classes.index(positive_label)),
-        positive_label=positive_label, confidence=confidence, resamples=resamples, seed=seed)
+        truth, predicted, scores, positive_label=positive_label, confidence=confidence,
+        resamples=resamples, seed=seed)
+    negative_label = next(value for value in classes if value != positive_label)
     fairness = fairness_report(eval_frame, sensitive, truth, predicted,
                                positive_label=positive_label, confidence=confidence)
-    training = _training_facts(training_record, features, label, train_frame, train_source)
+    training = _training_facts(model, training_record, features, label, train_frame,
+                               train_source)
     return ModelCard(
         details=ModelDetails(
             name=name, version=version or model_fingerprint[:12],
@@ -188,7 +220,10 @@ def build_model_card(model: Any, training_record: StoredRecord, eval_frame: pd.D
         training=training,
         evaluation=describe_dataset(eval_frame, features, label, eval_source),
         label=label, positive_label=positive_label, confidence=confidence,
-        resamples=resamples, seed=seed, metrics=metrics, fairness=fairness,
+        resamples=resamples, seed=seed, metrics=metrics,
+        diagnostics=_diagnostics(truth, predicted, scores, (negative_label, positive_label),
+                                 probabilities=hasattr(model, "predict_proba")),
+        fairness=fairness,
         findings=_findings(fairness, features, training, confidence),
         generated=rfc3339_from_ns(time.time_ns()),
         generator=_generator())
@@ -212,21 +247,94 @@ def _positive_scores(model: Any, inputs: pd.DataFrame, positive: int) -> Any:
     return None
 
 
-def _training_facts(record: StoredRecord, features: list[str], label: str,
+def _diagnostics(truth: Any, predicted: Any, scores: Any, labels: tuple[Any, Any], *,
+                 probabilities: bool) -> Diagnostics:
+    from sklearn.metrics import confusion_matrix, roc_curve
+
+    actual = np.asarray(truth) == labels[1]
+    roc = calibration = None
+    if scores is not None:
+        fpr, tpr, _ = roc_curve(actual, scores)
+        kept = [0]
+        for point in range(1, len(fpr) - 1):
+            last = kept[-1]
+            if max(fpr[point] - fpr[last], tpr[point] - tpr[last]) >= ROC_STEP:
+                kept.append(point)
+        kept.append(len(fpr) - 1)
+        roc = {"fpr": fpr[kept].tolist(), "tpr": tpr[kept].tolist()}
+    if scores is not None and probabilities:
+        bins = np.searchsorted(np.linspace(0, 1, CALIBRATION_BINS + 1)[1:-1], scores)
+        count = np.bincount(bins, minlength=CALIBRATION_BINS)
+        kept = count > 0
+        calibration = {
+            "predicted": (np.bincount(bins, scores, CALIBRATION_BINS)[kept] / count[kept]).tolist(),
+            "observed": (np.bincount(bins, actual, CALIBRATION_BINS)[kept] / count[kept]).tolist(),
+            "count": count[kept].tolist()}
+    return Diagnostics(labels, confusion_matrix(truth, predicted, labels=list(labels)).tolist(),
+                       roc, calibration)
+
+
+def _training_facts(model: Any, record: StoredRecord, features: list[str], label: str,
                     frame: pd.DataFrame | None,
                     source: str | Path | DataSource | None) -> TrainingFacts:
     training = record.event.get("training", {})
     data = training.get("data", {})
     described = (describe_dataset(frame, features, label, source)
                  if frame is not None else None)
+    recorded = training.get("hyperparameters", {})
+    chosen = set(_set_parameters(model))
     return TrainingFacts(
         record=record.ref, time=record.event.get("time", ""),
         duration_ms=training.get("duration_ms"),
-        hyperparameters={key: value for key, value in training.get("hyperparameters", {}).items()
-                         if not isinstance(value, (list, dict))},  # steps: in `structure`
+        hyperparameters={key: value for key, value in recorded.items() if key in chosen},
+        parameters_at_default=sum(1 for key in recorded if key not in chosen
+                                  and key not in _structural(model)),
         features=data.get("features"), target=data.get("target"), data=described,
         data_matches_record=None if described is None else (
             described.features == data.get("features") and described.target == data.get("target")))
+
+
+def _set_parameters(model: Any) -> Iterator[str]:
+    """The names, as `get_params(deep=True)` gives them, of the parameters of `model` and of the
+    estimators nested in it that differ from the default of their estimator's constructor
+    (compared as scikit-learn's own repr does: by repr, NaN equal to NaN). Parameters that hold
+    estimators (Pipeline steps, transformers) are the structure, not parameters: left out."""
+    for prefix, estimator in _estimators(model):
+        constructor = type(estimator).__init__
+        constructor = getattr(constructor, "deprecated_original", constructor)  # @deprecated
+        defaults = {name: parameter.default for name, parameter in
+                    inspect.signature(constructor).parameters.items()}
+        for name, value in estimator.get_params(deep=False).items():
+            default = defaults.get(name, inspect.Parameter.empty)
+            if not _holds_estimators(value) and (default is inspect.Parameter.empty
+                                                 or not _same(value, default)):
+                yield prefix + name
+
+
+def _structural(model: Any) -> set[str]:
+    """Parameter names that hold estimators: the structure of the model, not parameters."""
+    return {name for name, value in model.get_params(deep=True).items()
+            if _holds_estimators(value)}
+
+
+def _estimators(model: Any) -> Iterator[tuple[str, Any]]:
+    """`model` and every estimator nested in it, each with the prefix of its parameter names."""
+    yield "", model
+    for name, value in model.get_params(deep=True).items():
+        if hasattr(value, "get_params") and not isinstance(value, type):
+            yield f"{name}__", value
+
+
+def _holds_estimators(value: Any) -> bool:
+    """An estimator, or a list or tuple with one in it (Pipeline steps, transformers)."""
+    if isinstance(value, (list, tuple)):
+        return any(_holds_estimators(item) for item in value)
+    return hasattr(value, "get_params") and not isinstance(value, type)
+
+
+def _same(value: Any, default: Any) -> bool:
+    both_nan = all(isinstance(item, float) and np.isnan(item) for item in (value, default))
+    return both_nan or repr(value) == repr(default)
 
 
 def _findings(fairness: list[AttributeFairness], features: list[str], training: TrainingFacts,

@@ -1,8 +1,10 @@
-"""Model cards as files: Markdown (for review in a repository), HTML (to read or print) and
-JSON (the card's data, for tools). Templates are Jinja2 files shipped in the package."""
+"""Model cards as files: Markdown (for review in a repository), HTML (to read or print, with
+its charts embedded), JSON (the card's data, for tools) and the charts as PNG files (which the
+Markdown links). Templates are Jinja2 files shipped in the package."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import jinja2
 
 from otel_ai_audit.document.card import ModelCard
+from otel_ai_audit.document.charts import CHART_FILES, draw_charts
 from otel_ai_audit.monitoring.metrics import Estimate
 
 TEMPLATED = ("model-card.md", "model-card.html")
@@ -49,13 +52,19 @@ _ENVIRONMENT.filters.update(number=format_number, estimate=format_estimate, json
 _ENVIRONMENT.globals.update(metric_names=METRIC_NAMES)
 
 
-def render_model_card(card: ModelCard) -> dict[str, str]:
-    """File name to content: Markdown, HTML and JSON."""
-    rendered = {name: _ENVIRONMENT.get_template(f"{name}.j2").render(card=card)
-                for name in TEMPLATED}
+def render_model_card(card: ModelCard) -> dict[str, str | bytes]:
+    """File name to content: Markdown, HTML and JSON (text), and the charts (PNG bytes)."""
+    charts = draw_charts(card)
+    embedded = {name: f"data:image/png;base64,{base64.b64encode(charts[file]).decode()}"
+                for name, file in CHART_FILES.items() if file in charts}
+    linked = {name: file for name, file in CHART_FILES.items() if file in charts}
+    rendered: dict[str, str | bytes] = {
+        name: _ENVIRONMENT.get_template(f"{name}.j2").render(
+            card=card, charts=embedded if name.endswith(".html") else linked)
+        for name in TEMPLATED}
     rendered["model-card.json"] = json.dumps(card.to_json(), indent=2, sort_keys=True,
                                              ensure_ascii=False, allow_nan=False) + "\n"
-    return rendered
+    return {**rendered, **charts}
 
 
 def write_model_card(card: ModelCard, out: str | Path) -> dict[str, Path]:
@@ -63,8 +72,11 @@ def write_model_card(card: ModelCard, out: str | Path) -> dict[str, Path]:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, text in render_model_card(card).items():
+    for name, content in render_model_card(card).items():
         path = folder / name
-        path.write_text(text, encoding="utf-8")
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
         written[name] = path
     return written

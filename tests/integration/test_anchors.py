@@ -568,8 +568,9 @@ def test_a_chain_deleted_in_elasticsearch_is_missing_against_the_anchors(
     missing."""
     from elasticsearch import Elasticsearch
 
+    from otel_ai_audit.backends.elasticsearch.layout import index_names
+    from otel_ai_audit.backends.elasticsearch.sink import ElasticsearchSink
     from otel_ai_audit.sinks import Shipper
-    from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink, index_names
 
     write_store(trail.path, trail.key, 6)
     write_store(trail.path, trail.key, 7)

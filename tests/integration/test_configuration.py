@@ -37,6 +37,7 @@ from otel_ai_audit.errors import AuditError, ConfigurationError
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.monitoring.drift import METHODS
 from otel_ai_audit.pipeline.writer import QUEUE_FULL_POLICIES
+from tests.audit_fixtures import inference_event
 from tests.integration.test_zero_code import BIN, run_environment
 
 # --- every field, checked where it is read --------------------------------------------------
@@ -295,6 +296,43 @@ def test_configure_refuses_what_cannot_be_honoured(tmp_path: Path,
         audit_runtime.configure(store=store, hmac_key_file=str(tmp_path / "empty.key"))
 
 
+def test_configure_without_a_signing_key_refuses_and_creates_none(
+        tmp_path: Path, clean_environment: None) -> None:
+    store = tmp_path / "audit.db"
+    with pytest.raises(ConfigurationError) as raised:
+        audit_runtime.configure(store=str(store), install_processor=False)
+    message = str(raised.value)
+    assert message.startswith("OTEL_AI_AUDIT_SIGNING_KEY is not set") and "\n" not in message
+    assert "otel-ai-audit keygen --out" in message and "=ephemeral" in message
+    assert raised.value.variable == "OTEL_AI_AUDIT_SIGNING_KEY"
+    assert audit_runtime.get_runtime() is None
+    assert not [path for path in tmp_path.iterdir() if path.suffix == ".pem"] and not store.exists()
+    # A key an earlier version created beside the store is named, not used behind the back.
+    SigningKey.generate().save(f"{store}.signing-key.pem", f"{store}.pub.pem")
+    with pytest.raises(ConfigurationError, match=f"={store}.signing-key.pem$"):
+        audit_runtime.configure(store=str(store), install_processor=False)
+    assert not store.exists()
+
+
+def test_an_ephemeral_key_is_asked_for_and_is_self_asserted_only(
+        tmp_path: Path, clean_environment: None, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "audit.db"
+    runtime = audit_runtime.configure(store=str(store), signing_key="ephemeral",
+                                      install_processor=False)
+    runtime.processor.submit_event(inference_event(1))
+    audit_runtime.shutdown()
+    (warning,) = [r.getMessage() for r in caplog.records if "ephemeral" in r.getMessage()]
+    assert "allow-self-asserted" in warning
+    assert not [path for path in tmp_path.iterdir() if path.suffix == ".pem"], "no key file"
+    trusted = subprocess.run([str(BIN / "otel-ai-audit"), "verify", str(store)],
+                             capture_output=True, text=True, timeout=120)
+    assert trusted.returncode != 0 and "self_asserted_key" in trusted.stdout + trusted.stderr
+    allowed = subprocess.run([str(BIN / "otel-ai-audit"), "verify", str(store),
+                              "--allow-self-asserted"], capture_output=True, text=True,
+                             timeout=120)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+
+
 # --- under opentelemetry-instrument -----------------------------------------------------------
 
 APP = """\
@@ -404,6 +442,8 @@ def _variable(name: str, value: str, accepted: str) -> Callable[[Path], Any]:
 
 
 SETUP_ERRORS: dict[str, tuple[Callable[[Path], Any], bool]] = {
+    "no signing key": (lambda workdir: ({"OTEL_AI_AUDIT_SIGNING_KEY": ""}, [
+        "OTEL_AI_AUDIT_SIGNING_KEY is not set: create a key with 'otel-ai-audit keygen"]), False),
     "missing key file": (_missing_key, False),
     "unreadable key file": (_unreadable_key, True),
     "key path is a folder": (_key_is_a_folder, False),

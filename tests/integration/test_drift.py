@@ -21,6 +21,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp
 
+from otel_ai_audit.backends.elasticsearch.layout import index_names
+from otel_ai_audit.backends.elasticsearch.sink import ElasticsearchSink
 from otel_ai_audit.datasets.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.monitoring.drift import DriftPolicy, DriftReport, compare, drift, ks_binned
@@ -29,8 +31,8 @@ from otel_ai_audit.monitoring.records import ElasticsearchEvents, StoreEvents, r
 from otel_ai_audit.monitoring.telemetry import monitoring_metrics
 from otel_ai_audit.runtime import register_model
 from otel_ai_audit.sinks import Shipper
-from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink, index_names
 from otel_ai_audit.store.sqlite import AuditStore
+from tests.audit_fixtures import key_beside
 from tests.instrumentation_fixtures import instrumented
 from tests.services.elasticsearch import ElasticsearchService
 
@@ -207,12 +209,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_records_drift_into_the_chain_and_verify_passes(trail: Trail) -> None:
     window = ["--from", trail.shifted_window[0], "--to", trail.shifted_window[1]]
-    result = _run("drift", "--store", str(trail.store), "--model", "adult-income", *window,
-                  "--json", "--record")
+    result = _run("drift", str(trail.store), "--model", "adult-income", *window,
+                  "--json", "--record", "--signing-key", str(key_beside(trail.store)))
     assert result.returncode == 0, result.stderr
     (printed,) = json.loads(result.stdout)
     assert {f["feature"] for f in printed["features"] if f["drifted"]} >= SHIFTED
-    failing = _run("drift", "--store", str(trail.store), "--model", "adult-income", *window,
+    failing = _run("drift", str(trail.store), "--model", "adult-income", *window,
                    "--fail-on-drift")
     assert failing.returncode == 1 and "hours_per_week" in failing.stdout
     verify = _run("verify", str(trail.store), "--public-key", f"{trail.store}.pub.pem")
@@ -236,7 +238,7 @@ def test_cli_records_drift_into_the_chain_and_verify_passes(trail: Trail) -> Non
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, window: tuple[str, str],
                                                message: str) -> None:
-    result = _run("drift", "--store", str(tmp_path / "missing.db"), "--model", "m",
+    result = _run("drift", str(tmp_path / "missing.db"), "--model", "m",
                   "--from", window[0], "--to", window[1])
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
@@ -244,7 +246,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, window: tuple[str,
 
 
 def test_cli_every_gives_one_result_per_window(trail: Trail) -> None:
-    result = _run("drift", "--store", str(trail.store), "--model", "adult-income", "--from",
+    result = _run("drift", str(trail.store), "--model", "adult-income", "--from",
                   trail.test_window[0], "--to", trail.shifted_window[1], "--every", "1s",
                   "--json")
     assert result.returncode == 0, result.stderr
@@ -253,13 +255,13 @@ def test_cli_every_gives_one_result_per_window(trail: Trail) -> None:
     assert not first["dataset_drifted"] and [f for f in first["features"] if f["drifted"]] == []
     assert {f["feature"] for f in second["features"]
             if f["drifted"] and f["kind"] != "prediction"} == SHIFTED
-    bad = _run("drift", "--store", str(trail.store), "--model", "adult-income", "--from",
+    bad = _run("drift", str(trail.store), "--model", "adult-income", "--from",
                trail.test_window[0], "--to", trail.shifted_window[1], "--every", "soon")
     assert bad.returncode == 2 and "not a duration" in bad.stderr
 
 
 def test_no_decisions_in_the_window_is_exit_2(trail: Trail) -> None:
-    result = _run("drift", "--store", str(trail.store), "--model", "adult-income",
+    result = _run("drift", str(trail.store), "--model", "adult-income",
                   "--from", "2001-01-01", "--to", "2001-01-02")
     assert result.returncode == 2 and "no decisions" in result.stderr
 
@@ -267,8 +269,9 @@ def test_no_decisions_in_the_window_is_exit_2(trail: Trail) -> None:
 def test_drift_from_elasticsearch_equals_drift_from_the_store(
         trail: Trail, elasticsearch: ElasticsearchService) -> None:
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    recorded = _run("drift", "--store", str(trail.store), "--model", "adult-income", "--from",
-                    trail.shifted_window[0], "--to", trail.shifted_window[1], "--record")
+    recorded = _run("drift", str(trail.store), "--model", "adult-income", "--from",
+                    trail.shifted_window[0], "--to", trail.shifted_window[1], "--record",
+                    "--signing-key", str(key_beside(trail.store)))
     assert recorded.returncode == 0, recorded.stderr
     shipper = Shipper(str(trail.store), ElasticsearchSink(Elasticsearch(elasticsearch.url),
                                                           index_prefix=prefix))

@@ -28,6 +28,8 @@ from click.testing import CliRunner
 from elasticsearch import Elasticsearch
 from sklearn.linear_model import LogisticRegression
 
+from otel_ai_audit.backends.elasticsearch.layout import RECORD_FIELDS, index_names, record_fields
+from otel_ai_audit.backends.elasticsearch.sink import ElasticsearchSink
 from otel_ai_audit.cli import main
 from otel_ai_audit.config import AuditSettings
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
@@ -36,18 +38,12 @@ from otel_ai_audit.pipeline.writer import AuditWriter
 from otel_ai_audit.record.canonical import canonical_json
 from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.sinks import Shipper, configured_sinks
-from otel_ai_audit.sinks.elasticsearch import (
-    RECORD_FIELDS,
-    ElasticsearchSink,
-    index_names,
-    record_fields,
-)
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.audit_fixtures import chain_ids, edit_event, inference_event, rows, saved_key, tamper
 from tests.instrumentation_fixtures import instrumented
+from tests.integration.test_zero_code import APP, BIN, run_environment
 from tests.services.base import free_port, http_server, wait_until
 from tests.services.elasticsearch import ElasticsearchService
-from tests.integration.test_zero_code import APP, BIN, run_environment
 
 EVENTS = 20
 """Events in the small store: the chain_open record and 20 decisions, seq 0..20, checkpoints
@@ -499,7 +495,7 @@ def test_ship_command_delivers_a_store_and_resumes(
     store = tmp_path / "audit.db"
     store.write_bytes(small_store.read_bytes())
     prefix = new_prefix()
-    arguments = ["ship", "--store", str(store), "--elasticsearch", elasticsearch.url,
+    arguments = ["ship", str(store), "--elasticsearch", elasticsearch.url,
                  "--index-prefix", prefix, "--once"]
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
@@ -548,9 +544,9 @@ def test_unusable_elasticsearch_is_a_one_line_error(
          "refused the credentials (HTTP 401)"),
         (["verify", str(small_store), "--elasticsearch", elasticsearch.url],
          "give one of a STORE file, --elasticsearch URL"),
-        (["ship", "--store", str(small_store), "--elasticsearch", down, "--once"],
+        (["ship", str(small_store), "--elasticsearch", down, "--once"],
          "Connection refused"),
-        (["ship", "--store", str(small_store), "--elasticsearch", refusing_server,
+        (["ship", str(small_store), "--elasticsearch", refusing_server,
           "--username", "u", "--password", "wrong", "--once"], "HTTP 401"),
     ]
     for arguments, message in cases:
@@ -579,7 +575,7 @@ def test_shipping_to_a_dead_address_is_one_clean_line(small_store: Path) -> None
     from tests.services.base import free_port
 
     result = subprocess.run(
-        [str(BIN / "otel-ai-audit"), "ship", "--store", str(small_store),
+        [str(BIN / "otel-ai-audit"), "ship", str(small_store),
          "--elasticsearch", f"http://127.0.0.1:{free_port()}", "--once"],
         capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2

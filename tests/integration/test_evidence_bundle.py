@@ -17,6 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,19 @@ from examples.triage.scenario import SYSTEM, TriageScenario, run_triage_scenario
 from otel_ai_audit.evidence.manifest import SIGNATURE_CONTEXT, write_manifest
 from otel_ai_audit.integrity.keys import SigningKey, load_trusted_keys
 from otel_ai_audit.pipeline.writer import AuditWriter
-from otel_ai_audit.record.canonical import rfc3339_from_ns
+from otel_ai_audit.record.canonical import ns_from_rfc3339, rfc3339_from_ns
 from otel_ai_audit.record.schema import EventType, new_event, parse_record
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.audit_fixtures import saved_key, tamper
 from tests.conftest import _service_unavailable
-from tests.services.base import ServiceStartError
+from tests.services.base import REPO_ROOT, ServiceStartError
 from tests.services.chromium import chromium_binary, render
+from tests.services.poppler import pdf_pages, pdf_text
 
 CLI = str(Path(sys.executable).parent / "otel-ai-audit")
+IMAGES = REPO_ROOT / "docs" / "images"
+"""Where the screenshots of the report go, for the docs and for a person to look at."""
+PAGE_HEIGHT = 12000
 
 
 def cli(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -60,7 +65,7 @@ def bundle_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def evidence(scenario: TriageScenario, bundle_key: tuple[Path, Path], out: Path, start: str,
              end: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return cli("evidence", "--store", str(scenario.store), "--system", SYSTEM, "--from", start,
+    return cli("evidence", str(scenario.store), "--system", SYSTEM, "--from", start,
                "--to", end, "--out", str(out), "--signing-key", str(bundle_key[0]),
                "--public-key", str(scenario.public_key), "--subgroup", "age_band",
                "--subgroup", "sex", *(f"--positive-label={label}" for label in HIGH_URGENCY),
@@ -178,7 +183,7 @@ def test_sections_hold_the_numbers_of_the_store(scenario: TriageScenario, bundle
     performance = json.loads((bundle / "sections/performance.json").read_text())
     scored = [e for e in decisions.values() if e["id"] in outcomes]
     assert performance["decisions_with_outcome"] == len(scored)
-    overall = next(v for v in performance["versions"] if v["version"] == "(all)")
+    overall = next(v for v in performance["versions"] if v["version"] == "all versions")
     everyone = next(s for s in overall["slices"] if s["attribute"] == "(all)")
     correct = sum(str(e["output"]["value"]) == str(outcomes[e["id"]]) for e in scored)
     assert everyone["accuracy"]["value"] == pytest.approx(correct / len(scored))
@@ -209,6 +214,27 @@ def test_window_selects_records_by_event_time(scenario: TriageScenario,
     assert all(start <= row["time"] < end for row in rows)
     verified = cli("verify-bundle", str(tmp_path / "v2"), *trusted(scenario, bundle_key))
     assert verified.returncode == 0, verified.stdout
+
+
+def test_charts_show_the_described_time_and_the_window_stays_on_the_recorded_time(
+        scenario: TriageScenario, bundle: Path) -> None:
+    """The scenario's records describe 48 simulated hours (played in seconds): the charts
+    count them by those hours; the window and the OK line are the real, recorded times."""
+    decisions = [e for e in store_events(scenario, scenario.start, scenario.end)
+                 if e["type"] == "inference"]
+    described = sorted({e["described_time"] for e in decisions})
+    assert len(described) == 48 and all(e["described_time"] < e["time"] for e in decisions)
+    volume = json.loads((bundle / "sections/volume.json").read_text())
+    axis = volume["axis"]
+    assert axis["time"] == "described" and axis["seconds"] == 48 * 3600
+    start = ns_from_rfc3339(axis["start"])
+    hours = Counter((ns_from_rfc3339(e["described_time"]) - start) // 3_600_000_000_000
+                    for e in decisions)
+    assert volume["decisions"] == [hours.get(hour, 0) for hour in range(48)]
+    window = json.loads((bundle / "manifest.json").read_text())["window"]
+    assert (window["from"], window["selects"]) == (scenario.start, "event.time")
+    html = (bundle / "report.html").read_text()
+    assert "hours since" in html and "described time" in html
 
 
 def test_named_decisions_carry_inclusion_proofs(scenario: TriageScenario, bundle: Path) -> None:
@@ -328,19 +354,19 @@ def test_bad_input_exits_2_with_one_clear_line(scenario: TriageScenario,
                      "is not a time"),
         "window backwards": (evidence(scenario, bundle_key, tmp_path / "c", scenario.end,
                                       scenario.start), "ends"),
-        "unknown system": (cli("evidence", "--store", str(scenario.store), "--system", "nope",
+        "unknown system": (cli("evidence", str(scenario.store), "--system", "nope",
                                "--from", scenario.start, "--to", scenario.end, "--out",
                                str(tmp_path / "d"), "--signing-key", str(bundle_key[0])),
                            "no chain belongs to system"),
         "unknown decision": (evidence(scenario, bundle_key, tmp_path / "e", scenario.start,
                                       scenario.end, "--decision", "0" * 32), "no decision"),
         "public key as signing key": (cli(
-            "evidence", "--store", str(scenario.store), "--system", SYSTEM, "--from",
+            "evidence", str(scenario.store), "--system", SYSTEM, "--from",
             scenario.start, "--to", scenario.end, "--out", str(tmp_path / "f"),
             "--signing-key", str(bundle_key[1])), "not an unencrypted PKCS#8 PEM private key"),
         "out not empty": (evidence(scenario, bundle_key, bundle, scenario.start, scenario.end),
                           "not an empty folder"),
-        "not a store": (cli("evidence", "--store", str(scenario.training_data), "--system",
+        "not a store": (cli("evidence", str(scenario.training_data), "--system",
                             SYSTEM, "--from", scenario.start, "--to", scenario.end, "--out",
                             str(tmp_path / "g"), "--signing-key", str(bundle_key[0])),
                         "not an otel-ai-audit store"),
@@ -376,19 +402,27 @@ def chromium() -> Path:
 
 def test_report_renders_in_headless_chromium(chromium: Path, scenario: TriageScenario,
                                              bundle: Path, tmp_path: Path) -> None:
-    from PIL import Image
+    from PIL import Image, ImageChops
 
     report = bundle / "report.html"
     screenshot = tmp_path / "report.png"
-    shot = render(report, f"--screenshot={screenshot}", "--window-size=1280,2000",
+    shot = render(report, f"--screenshot={screenshot}", f"--window-size=1280,{PAGE_HEIGHT}",
                   "--enable-logging=stderr", "--v=0")
     assert shot.returncode == 0, shot.stderr[-2000:]
     console = [line for line in shot.stderr.splitlines() if "CONSOLE" in line
                or "Uncaught" in line or "Failed to load resource" in line]
     assert console == []
     with Image.open(screenshot) as image:
-        assert image.size == (1280, 2000)
-        assert len(image.convert("RGB").getcolors(1 << 20) or []) > 50  # text and charts drawn
+        page = image.convert("RGB")
+    # The whole page, trimmed of the window's blank end, and its first screen for the docs.
+    content = ImageChops.difference(page, Image.new("RGB", page.size, "white")).getbbox()
+    assert content is not None and content[3] < PAGE_HEIGHT - 40  # the page fits the window
+    full = page.crop((0, 0, page.width, content[3] + 24))
+    assert len(full.getcolors(1 << 20) or []) > 50  # text and charts drawn
+    for name, image in (("evidence-report-full.png", full),
+                        ("evidence-report.png", page.crop((0, 0, page.width, 1800)))):
+        # 256 colours hold text, lines and flat fills: a smaller file for the docs
+        image.quantize(256).save(IMAGES / name, optimize=True)
 
     dom = render(report, "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
@@ -402,6 +436,83 @@ def test_report_renders_in_headless_chromium(chromium: Path, scenario: TriageSce
     html = report.read_text()
     assert "<script" not in html and "src=" not in html and "<link" not in html  # self-contained
     assert scenario.incident_id in dom.stdout
+
+
+def test_pdf_carries_everything_the_html_shows(bundle: Path) -> None:
+    """The PDF is what gets filed: every heading, paragraph, table cell and chart title of the
+    page is in its text too."""
+    try:
+        text = pdf_text(bundle / "report.pdf")
+    except ServiceStartError as error:
+        _service_unavailable(error)
+        raise
+    shown = html_texts((bundle / "report.html").read_text(encoding="utf-8"))
+    assert len(shown) > 200
+    squashed = squash(text)
+    missing = [item for item in shown if squash(latin(item)) not in squashed]
+    assert missing == []
+    for value in ("FPR", "Override rate", "Its p-value", "Target (SHA-256, shape)",
+                  "Inclusion proof"):
+        assert value in shown
+
+
+def test_pdf_pages_as_images(bundle: Path) -> None:
+    """Every page drawn (pdftoppm) into docs/images, for a person to look at."""
+    from PIL import Image
+
+    try:
+        pages = pdf_pages(bundle / "report.pdf", IMAGES / "evidence-report-page")
+    except ServiceStartError as error:
+        _service_unavailable(error)
+        raise
+    assert len(pages) >= 3
+    for page in pages:
+        with Image.open(page) as image:
+            assert len(image.convert("RGB").getcolors(1 << 20) or []) > 20, page
+
+
+class _Texts(HTMLParser):
+    """The text of each element a reader sees as one item: headings, paragraphs, cells,
+    captions, the summary cards."""
+
+    ITEMS = ("h1", "h2", "h3", "p", "th", "td", "figcaption", "b")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[str] = []
+        self._open: list[list[str]] = []
+        self._svg = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._svg += tag == "svg"
+        if tag in self.ITEMS and not self._svg:
+            self._open.append([])
+
+    def handle_endtag(self, tag: str) -> None:
+        self._svg -= tag == "svg"
+        if tag in self.ITEMS and not self._svg and self._open:
+            text = " ".join("".join(self._open.pop()).split())
+            if text:
+                self.items.append(text)
+
+    def handle_data(self, data: str) -> None:
+        if self._open and not self._svg:
+            self._open[-1].append(data)
+
+
+def html_texts(html: str) -> list[str]:
+    parser = _Texts()
+    parser.feed(html)
+    return parser.items
+
+
+def squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def latin(text: str) -> str:
+    """As the PDF's core fonts write it."""
+    return text.encode("latin-1", "replace").decode("latin-1")
 
 
 def test_bundle_of_a_running_system(tmp_path: Path, bundle_key: tuple[Path, Path]) -> None:
@@ -420,7 +531,7 @@ def test_bundle_of_a_running_system(tmp_path: Path, bundle_key: tuple[Path, Path
         assert writer.flush()
         end = rfc3339_from_ns(time.time_ns())
         out = tmp_path / "bundle"
-        result = cli("evidence", "--store", str(tmp_path / "audit.db"), "--system",
+        result = cli("evidence", str(tmp_path / "audit.db"), "--system",
                      "live-system", "--from", first["time"], "--to", end, "--out", str(out),
                      "--signing-key", str(bundle_key[0]), "--public-key",
                      str(trail_key), "--decision", first["id"])
@@ -434,7 +545,7 @@ def test_bundle_of_a_running_system(tmp_path: Path, bundle_key: tuple[Path, Path
 
         writer.submit(new_event(EventType.INFERENCE, output={"policy": "full", "value": 2}))
         assert writer.flush()
-        unsigned = cli("evidence", "--store", str(tmp_path / "audit.db"), "--system",
+        unsigned = cli("evidence", str(tmp_path / "audit.db"), "--system",
                        "live-system", "--from", first["time"], "--to",
                        rfc3339_from_ns(time.time_ns()), "--out", str(tmp_path / "later"),
                        "--signing-key", str(bundle_key[0]))
@@ -459,7 +570,7 @@ def test_a_chain_that_cannot_be_attributed_fails_the_bundle(
                     if b"system-b" in (reader.record_at(chain, 0) or b"")]
     tamper(store, "DELETE FROM records WHERE chain_id = ? AND seq = 0", (hidden,))
     out = tmp_path / "bundle"
-    result = cli("evidence", "--store", str(store), "--system", "system-a", "--from",
+    result = cli("evidence", str(store), "--system", "system-a", "--from",
                  "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z", "--out", str(out),
                  "--signing-key", str(bundle_key[0]), "--public-key",
                  str(trail_key))

@@ -119,7 +119,7 @@ def played(trail: Trail) -> Played:  # noqa: F811 - the fixture imported above
 def build(played: Played, out: Path, end: int | None = None, *, store: Path | None = None,
           exit_code: int = 0) -> Path:
     anchored = played.trail
-    result = cli("evidence", "--store", str(store or anchored.path), "--system", SYSTEM,
+    result = cli("evidence", str(store or anchored.path), "--system", SYSTEM,
                  "--from", rfc3339_from_ns(played.start),
                  "--to", rfc3339_from_ns(end or played.end), "--out", str(out),
                  "--signing-key", str(played.officer[0]), "--public-key", str(played.trail_key),
@@ -320,7 +320,7 @@ def test_windows_touching_a_chains_start_and_its_closed_end(tmp_path: Path) -> N
     assert writer.close()
     after = _now()
     for name, (start, end) in {"start": (before, middle), "end": (middle, after)}.items():
-        result = cli("evidence", "--store", str(store), "--system", SYSTEM, "--from",
+        result = cli("evidence", str(store), "--system", SYSTEM, "--from",
                      rfc3339_from_ns(start), "--to", rfc3339_from_ns(end), "--out",
                      str(tmp_path / name), "--signing-key", str(tmp_path / "audit.key.pem"),
                      "--public-key", str(public))
@@ -369,7 +369,7 @@ def test_a_forged_bundle_fails_without_a_trusted_key(tmp_path: Path) -> None:
     start = _now()
     _burst(writer, 5)
     assert writer.close()
-    result = cli("evidence", "--store", str(store), "--system", SYSTEM, "--from",
+    result = cli("evidence", str(store), "--system", SYSTEM, "--from",
                  rfc3339_from_ns(start), "--to", rfc3339_from_ns(_now()), "--out",
                  str(tmp_path / "bundle"), "--signing-key", str(tmp_path / "audit.key.pem"),
                  "--public-key", str(public))

@@ -4,6 +4,8 @@ of sex and race, checked against a pandas groupby of the same rows."""
 from __future__ import annotations
 
 import json
+import math
+import os
 import subprocess
 import sys
 import time
@@ -19,15 +21,18 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_ai_audit import last_decision_ids, record_outcome
+from otel_ai_audit.backends.elasticsearch.layout import index_names
+from otel_ai_audit.backends.elasticsearch.sink import ElasticsearchSink
 from otel_ai_audit.datasets.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
+from otel_ai_audit.monitoring.drift import references_by_id
 from otel_ai_audit.monitoring.fairness_window import FairnessReport, fairness
 from otel_ai_audit.monitoring.records import ElasticsearchEvents, StoreEvents, record_time
 from otel_ai_audit.monitoring.telemetry import monitoring_metrics
 from otel_ai_audit.runtime import register_model
 from otel_ai_audit.sinks import Shipper
-from otel_ai_audit.sinks.elasticsearch import ElasticsearchSink, index_names
 from otel_ai_audit.store.sqlite import AuditStore
+from tests.audit_fixtures import key_beside
 from tests.instrumentation_fixtures import instrumented
 from tests.services.elasticsearch import ElasticsearchService
 
@@ -101,12 +106,39 @@ def test_fairness_per_slice_matches_a_pandas_groupby(scored: Scored) -> None:
                 table["tpr"].max() - table["tpr"].min(), table["fpr"].max() - table["fpr"].min()))
 
 
+def test_numeric_slices_are_named_by_their_interval(scored: Scored) -> None:
+    """A numeric attribute's slices are the reference bins, named by their interval of values
+    (pandas' `cut` on the recorded edges), not by the bin's index."""
+    with AuditStore(scored.store, create=False, readonly=True) as store:
+        source = StoreEvents(store)
+        (report,) = fairness(source, "adult-income", *scored.window, ["age"])
+        [profile] = references_by_id(source.events(["reference"])).values()
+    edges = profile.feature("age").edges
+    bins = pd.cut(scored.rows["age"].head(LABELLED), [-math.inf, *edges, math.inf],
+                  right=False)
+    named = {interval: (f"< {interval.right:.4g}" if interval.left == -math.inf else
+                        f">= {interval.left:.4g}" if interval.right == math.inf else
+                        f"[{interval.left:.4g}, {interval.right:.4g})")
+             for interval in bins.cat.categories}
+    counts = bins.map(named).value_counts()
+    rows = {row["slice"]: row["count"] for row in report.rows()}
+    assert rows == {label: int(count) for label, count in counts.items() if count}
+    assert len(rows) > 5
+
+
 def test_cli_records_fairness_into_the_chain(scored: Scored) -> None:
-    result = subprocess.run(
-        [CLI, "fairness", "--store", str(scored.store), "--model", "adult-income",
-         "--attribute", "sex", "--attribute", "race", "--from", scored.window[0],
-         "--to", scored.window[1], "--record", "--json"],
-        capture_output=True, text=True, timeout=300)
+    command = [CLI, "fairness", str(scored.store), "--model", "adult-income",
+               "--attribute", "sex", "--attribute", "race", "--from", scored.window[0],
+               "--to", scored.window[1], "--record", "--json"]
+    keyless = {k: v for k, v in os.environ.items() if k != "OTEL_AI_AUDIT_SIGNING_KEY"}
+    keys = sorted(scored.store.parent.glob("*.pem"))
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300, env=keyless)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert "OTEL_AI_AUDIT_SIGNING_KEY is not set" in line and "otel-ai-audit keygen" in line
+    assert sorted(scored.store.parent.glob("*.pem")) == keys, "no key was created"
+    result = subprocess.run([*command, "--signing-key", str(key_beside(scored.store))],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     (printed,) = json.loads(result.stdout)
     assert printed["slices"] == store_fairness(scored).rows()
@@ -126,12 +158,12 @@ def test_cli_records_fairness_into_the_chain(scored: Scored) -> None:
 
 def test_cli_table_and_bad_window(scored: Scored) -> None:
     result = subprocess.run(
-        [CLI, "fairness", "--store", str(scored.store), "--model", "adult-income",
+        [CLI, "fairness", str(scored.store), "--model", "adult-income",
          "--attribute", "sex", "--from", "2026-01-01", "--to", "2026-01-01"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "is not before" in result.stderr
     result = subprocess.run(
-        [CLI, "fairness", "--store", str(scored.store), "--model", "adult-income",
+        [CLI, "fairness", str(scored.store), "--model", "adult-income",
          "--attribute", "sex", "--from", scored.window[0], "--to", scored.window[1]],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "Female" in result.stdout

@@ -27,7 +27,9 @@ from sklearn.linear_model import LogisticRegression
 from otel_ai_audit.instrumentation.fastapi import FastAPIAuditInstrumentor
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.store.sqlite import AuditStore
+from tests.audit_fixtures import key_beside
 from tests.instrumentation_fixtures import AuditedProcess, audited_process
+from tests.integration.test_zero_code import NO_EXPORT
 from tests.services.base import free_port, wait_until
 
 CHURN_API = Path(__file__).parents[2] / "examples" / "churn_api"
@@ -74,8 +76,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     tmp = tmp_path_factory.mktemp("churn")
     store, port = tmp / "audit.db", free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-                "OTEL_AI_AUDIT_STORE": str(store), "OTEL_SERVICE_NAME": "churn-api"})
+    env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", **NO_EXPORT,
+                "OTEL_AI_AUDIT_STORE": str(store), "OTEL_SERVICE_NAME": "churn-api",
+                "OTEL_AI_AUDIT_SIGNING_KEY": str(key_beside(store))})
     log = (tmp / "server.log").open("w+")
     server = subprocess.Popen(
         [str(BIN / "opentelemetry-instrument"), "uvicorn", "app:app", "--app-dir",

@@ -26,6 +26,13 @@ from sklearn.linear_model import LogisticRegression
 
 from otel_ai_audit import last_decision_ids, record_oversight, register_model
 from otel_ai_audit.anchor.publish import Anchorer
+from otel_ai_audit.backends.elasticsearch.layout import (
+    anchors_index,
+    findings_index,
+    index_names,
+    record_fields,
+)
+from otel_ai_audit.backends.elasticsearch.sink import ElasticsearchSink
 from otel_ai_audit.cli import main
 from otel_ai_audit.dashboards import KIBANA_OBJECTS, generated_files, kibana
 from otel_ai_audit.datasets.adult import CATEGORICAL, NUMERIC, TARGET, adult_pipeline, load_split
@@ -37,15 +44,14 @@ from otel_ai_audit.record.canonical import rfc3339_from_ns
 from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.runtime import get_runtime
 from otel_ai_audit.sinks import Shipper
-from otel_ai_audit.sinks.elasticsearch import (
-    ElasticsearchSink,
-    anchors_index,
-    index_names,
-    record_fields,
-)
 from otel_ai_audit.store.sqlite import AuditStore
-from otel_ai_audit.verify.publish import findings_index
-from tests.audit_fixtures import chain_ids, checkpoints, edit_event, inference_event
+from tests.audit_fixtures import (
+    chain_ids,
+    checkpoints,
+    edit_event,
+    inference_event,
+    key_beside,
+)
 from tests.instrumentation_fixtures import audited_process, instrumented
 from tests.kibana_queries import kql, layer_data_view, lens_layer, lens_rows, rule_outcome
 from tests.services.base import free_port
@@ -358,7 +364,7 @@ def anchor_and_ship(store: Path, url: str, prefix: str) -> None:
     """An anchor of the closed store (kept in its outbox: the WORM side has its own tests),
     shipped to Elasticsearch like everything else, for the `anchoring stalled` rule."""
     with AuditStore(store) as opened:
-        key = SigningKey.load(f"{store}.signing-key.pem")
+        key = SigningKey.load(key_beside(store))
         assert Anchorer(opened, key, None).run().built == 1
     shipper = Shipper(str(store), ElasticsearchSink(Elasticsearch(url), index_prefix=prefix))
     assert shipper.drain(timeout=60)
@@ -496,7 +502,8 @@ def test_drift_rule_on_records_of_the_drift_command(
     for start, end in zip(moments, moments[1:], strict=False):
         recorded = runner.invoke(main, [
             "drift", "--store", str(process.store), "--model", "adult-income", "--record",
-            "--from", rfc3339_from_ns(start), "--to", rfc3339_from_ns(end)])
+            "--signing-key", str(key_beside(process.store)), "--from", rfc3339_from_ns(start),
+            "--to", rfc3339_from_ns(end)])
         assert recorded.exit_code == 0, recorded.output
         shipped = runner.invoke(main, ["ship", "--store", str(process.store), "--elasticsearch",
                                        elasticsearch.url, "--index-prefix", prefix, "--once"])

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
+from PIL import Image, ImageChops
 from sklearn import metrics
 
 from otel_ai_audit.cli import main
@@ -26,9 +27,15 @@ from otel_ai_audit.integrity.keys import load_trusted_keys
 from otel_ai_audit.monitoring.fairness import MISSING, attribute_fairness
 from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.verifier import Verifier
-from tests.conftest import SHARED_DATA
+from tests.audit_fixtures import key_beside
+from tests.conftest import SHARED_DATA, _service_unavailable
+from tests.services.base import REPO_ROOT, ServiceStartError
+from tests.services.chromium import chromium_binary, render
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "adult_income" / "train_and_document.py"
+CHARTS = ("model-card-roc.png", "model-card-calibration.png", "model-card-confusion.png")
+IMAGES = REPO_ROOT / "docs" / "images"
+PAGE_HEIGHT = 12000
 MITCHELL_SECTIONS = ["Model Details", "Intended Use", "Factors", "Metrics", "Evaluation Data",
                      "Training Data", "Quantitative Analyses", "Ethical Considerations",
                      "Caveats and Recommendations"]
@@ -47,8 +54,8 @@ def documented(tmp_path_factory: pytest.TempPathFactory) -> Documented:
     out = tmp_path_factory.mktemp("model-card")
     store = out / "trail" / "audit.db"
     store.parent.mkdir()
-    result = CliRunner().invoke(main, ["document", "adult",
-                                       "--out", str(out), "--store", str(store)])
+    result = CliRunner().invoke(main, ["document", "adult", "--out", str(out), "--store",
+                                       str(store), "--signing-key", str(key_beside(store))])
     card = json.loads((out / "model-card.json").read_text()) if result.exit_code == 0 else {}
     return Documented(result, out, store, card)
 
@@ -68,6 +75,100 @@ def test_the_command_writes_the_card_and_exits_0(documented: Documented) -> None
     for name in ("model-card.md", "model-card.html", "model-card.json", "model.pkl"):
         assert (documented.out / name).is_file(), name
     assert "recorded as model_card" in documented.result.output
+    public_key = f"{documented.store}.pub.pem"
+    assert f"check it: otel-ai-audit verify {documented.store} --public-key {public_key}" in \
+        documented.result.output
+
+
+def test_without_a_signing_key_it_refuses_in_one_line_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_AI_AUDIT_SIGNING_KEY", raising=False)
+    result = CliRunner().invoke(main, ["document", "adult", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "OTEL_AI_AUDIT_SIGNING_KEY is not set" in line and "otel-ai-audit keygen" in line
+    assert not list((tmp_path / "out").glob("*.pem")) and not list((tmp_path / "out").glob("*.db"))
+
+
+def test_the_charts_numbers_are_scikit_learns_own(documented: Documented,
+                                                  evaluation: pd.DataFrame) -> None:
+    from sklearn.calibration import calibration_curve
+
+    diagnostics = documented.card["diagnostics"]
+    truth, score = evaluation[TARGET], evaluation["score"]
+    assert diagnostics["labels"] == [0, 1]
+    assert diagnostics["confusion"] == metrics.confusion_matrix(
+        truth, evaluation["predicted"], labels=[0, 1]).tolist()
+    observed, predicted = calibration_curve(truth, score, n_bins=10, strategy="uniform")
+    assert diagnostics["calibration"]["observed"] == pytest.approx(observed.tolist())
+    assert diagnostics["calibration"]["predicted"] == pytest.approx(predicted.tolist())
+    assert sum(diagnostics["calibration"]["count"]) == len(evaluation)
+    fpr, tpr, _ = metrics.roc_curve(truth, score)
+    points = set(zip(fpr.tolist(), tpr.tolist(), strict=True))
+    kept = list(zip(diagnostics["roc"]["fpr"], diagnostics["roc"]["tpr"], strict=True))
+    assert set(kept) <= points and kept[0] == (0.0, 0.0) and kept[-1] == (1.0, 1.0)
+    assert 50 < len(kept) < len(points) / 4, "thinned, yet a curve"
+    assert np.trapezoid([t for _, t in kept], [f for f, _ in kept]) == pytest.approx(
+        documented.card["metrics"]["roc_auc"]["value"], abs=2e-3)
+    for chart in CHARTS:
+        with Image.open(documented.out / chart) as image:
+            assert image.format == "PNG" and image.width >= 600
+            assert len(image.convert("RGB").getcolors(1 << 20) or []) > 50, chart
+
+
+def test_the_hyper_parameters_are_those_set(documented: Documented) -> None:
+    """The ones that differ from their estimator's defaults, by scikit-learn's own account (the
+    parameters its repr shows), as the training record holds them; not the other 40-odd."""
+    from sklearn.utils._pprint import _changed_params
+
+    model = pickle.loads((documented.out / "model.pkl").read_bytes())
+    nested = {"": model} | {f"{name}__": value for name, value in
+                            model.get_params(deep=True).items() if hasattr(value, "get_params")}
+    expected = {prefix + name for prefix, estimator in nested.items()
+                for name, value in _changed_params(estimator).items()
+                if not hasattr(value, "get_params") and name not in ("steps", "transformers")}
+    training = documented.card["training"]
+    assert set(training["hyperparameters"]) == expected == {
+        "classify__max_iter", "prepare__categorical__simpleimputer__strategy",
+        "prepare__categorical__onehotencoder__handle_unknown"}
+    with AuditStore(documented.store, create=False, readonly=True) as store:
+        recorded = next(json.loads(data)["event"] for chain in store.chain_ids()
+                        for _, data in store.records(chain)
+                        if json.loads(data)["event"]["type"] == "training")
+    every = recorded["training"]["hyperparameters"]
+    assert all(training["hyperparameters"][name] == every[name] for name in expected)
+    structural = {name for name, value in model.get_params(deep=True).items()
+                  if hasattr(value, "get_params") or name.endswith(("steps", "transformers"))}
+    assert training["parameters_at_default"] == len(every) - len(expected) - len(structural)
+    html = (documented.out / "model-card.html").read_text()
+    assert "deprecated" not in html and "unserializable" not in html
+
+
+def test_the_html_card_in_chromium_for_the_docs(documented: Documented, tmp_path: Path) -> None:
+    """The card as a reader sees it, in a real browser: drawn, the charts embedded (nothing
+    fetched), nothing wider than the window; the first screens go to docs/images."""
+    try:
+        chromium_binary()
+    except ServiceStartError as error:
+        _service_unavailable(error)
+    card = documented.out / "model-card.html"
+    screenshot = tmp_path / "card.png"
+    shot = render(card, f"--screenshot={screenshot}", f"--window-size=1280,{PAGE_HEIGHT}",
+                  "--enable-logging=stderr", "--v=0")
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    assert [line for line in shot.stderr.splitlines() if "CONSOLE" in line
+            or "Failed to load resource" in line] == []
+    with Image.open(screenshot) as image:
+        page = image.convert("RGB")
+    content = ImageChops.difference(page, Image.new("RGB", page.size, "white")).getbbox()
+    assert content is not None and content[3] < PAGE_HEIGHT - 40, "the card fits the window"
+    assert content[2] < page.width - 40, "nothing runs off the right edge"
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    card_image = page.crop((0, 0, page.width, content[3] + 24))
+    card_image.quantize(256).save(IMAGES / "model-card.png", optimize=True)  # 256 colours: 40%
+    dom = render(card, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('src="data:image/png;base64,') == len(CHARTS)
 
 
 def test_wrong_data_folder_exits_2_with_a_clear_message(tmp_path: Path) -> None:
@@ -156,7 +257,7 @@ def test_lineage_hashes_are_the_published_checksums(documented: Documented) -> N
     steps = [step["path"] for step in card["structure"]]
     assert steps == ["prepare/numeric", "prepare/categorical/simpleimputer",
                      "prepare/categorical/onehotencoder", "classify"]
-    assert card["training"]["hyperparameters"]["classify__C"] == 1
+    assert card["training"]["hyperparameters"]["classify__max_iter"] == 1000
     artifact = hashlib.sha256((documented.out / "model.pkl").read_bytes()).hexdigest()
     assert card["details"]["artifact"]["sha256"] == artifact
 
@@ -182,7 +283,7 @@ def test_the_card_is_on_the_trail_and_the_trail_verifies(documented: Documented)
     assert card_record["model_card"]["training_record"]["id"] == training["id"]
     assert card_record["model_card"]["files"] == {
         name: hashlib.sha256((documented.out / name).read_bytes()).hexdigest()
-        for name in ("model-card.md", "model-card.html", "model-card.json")}
+        for name in ("model-card.md", "model-card.html", "model-card.json", *CHARTS)}
     assert card_record["model_card"]["metrics"]["accuracy"]["value"] == (
         documented.card["metrics"]["accuracy"]["value"])
     assert not [event for event in events if event["type"] == "inference"]  # evaluation is not
@@ -216,8 +317,9 @@ def test_fairness_keeps_missing_values_and_skips_undefined_rates() -> None:
 
 @pytest.mark.slow
 def test_the_example_documents_its_own_model_through_the_public_api(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, str(EXAMPLE),
-                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, str(EXAMPLE), "--out", str(tmp_path), "--signing-key",
+                          str(key_beside(tmp_path / "audit.db"))],
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     card = json.loads((tmp_path / "model-card.json").read_text())
     assert card["details"]["name"] == "adult-income-gbt"

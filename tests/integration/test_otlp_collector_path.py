@@ -26,13 +26,13 @@ import yaml
 from click.testing import CliRunner
 from sklearn.linear_model import LogisticRegression
 
+from otel_ai_audit.backends.otlp.sink import OtlpSink
 from otel_ai_audit.cli import main
 from otel_ai_audit.config import AuditSettings
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.pipeline.writer import AuditWriter
 from otel_ai_audit.sinks import Shipper, configured_sinks
-from otel_ai_audit.sinks.otlp import OtlpSink
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.audit_fixtures import (
     chain_ids,

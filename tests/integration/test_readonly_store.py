@@ -63,7 +63,7 @@ def check_readonly(view: Path, key_file: Path, out: Path) -> None:
     assert proved.exit_code == 0, proved.output
     checked = cli("verify-proof", str(out / "proof.json"), "--public-key", str(key_file))
     assert checked.exit_code == 0, checked.output
-    bundle = cli("evidence", "--store", str(store), "--system", "unknown_service", "--from",
+    bundle = cli("evidence", str(store), "--system", "unknown_service", "--from",
                  "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z", "--out",
                  str(out / "bundle"), "--signing-key", str(out / "officer.key.pem"),
                  "--public-key", str(key_file))

@@ -30,6 +30,7 @@ from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.runtime import register_model
 from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.verifier import Verifier
+from tests.audit_fixtures import key_beside
 from tests.pipeline_fixtures import (
     audited_sklearn,
     held_rows,
@@ -173,7 +174,7 @@ def test_a_disputed_sampled_out_decision_is_promoted_before_the_dispute(tmp_path
     # Promotion does not rewrite history: the decision was sampled out, and stays counted.
     assert signed_checkpoints(process.store)[-1].counters["sampled_out"] == {"loans|low": 20}
     # The promoted decision is provable on its own against a signed checkpoint.
-    key = SigningKey.load(f"{process.store}.signing-key.pem")
+    key = SigningKey.load(key_beside(process.store))
     with AuditStore(process.store, create=False, readonly=True) as store:
         proof = build_proof(store, disputed)
     assert check_proof(proof, {key.key_id: key.public_key}) == []
@@ -235,7 +236,8 @@ def sample_fixed_decisions(store: str) -> tuple[list[str], list[str]]:
 
 def test_the_same_decisions_are_kept_in_another_run(tmp_path: Path) -> None:
     here = sample_fixed_decisions(str(tmp_path / "here.db"))
-    script = ("import json, sys; from tests.integration.test_sampling import sample_fixed_decisions; "
+    script = ("import json, sys; "
+              "from tests.integration.test_sampling import sample_fixed_decisions; "
               "print(json.dumps(sample_fixed_decisions(sys.argv[1])))")
     other = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "other.db")], cwd=REPO, check=True,

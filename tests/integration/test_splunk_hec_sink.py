@@ -24,12 +24,12 @@ import pytest
 from click.testing import CliRunner
 from sklearn.linear_model import LogisticRegression
 
+from otel_ai_audit.backends.otlp.sink import checkpoint_span, record_span
+from otel_ai_audit.backends.splunk_hec.sink import SplunkHecSink
 from otel_ai_audit.cli import main
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.sinks import DeliveryError, Shipper
-from otel_ai_audit.sinks.otlp import checkpoint_span, record_span
-from otel_ai_audit.sinks.splunk_hec import SplunkHecSink
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.audit_fixtures import (
     chain_ids,
@@ -298,7 +298,7 @@ def test_ship_command_delivers_a_store_to_hec_once(small_store: Path, hec: Splun
                                                    key: tuple[SigningKey, Path],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_AI_AUDIT_SPLUNK_HEC_TOKEN", TOKEN)
-    arguments = ["ship", "--store", str(small_store), "--splunk-hec", hec.url, "--once",
+    arguments = ["ship", str(small_store), "--splunk-hec", hec.url, "--once",
                  "--timeout", "30"]
     first = CliRunner().invoke(main, arguments)
     again = CliRunner().invoke(main, arguments)
@@ -312,7 +312,7 @@ def test_ship_command_delivers_a_store_to_hec_once(small_store: Path, hec: Splun
 
 
 def test_ship_command_without_a_destination_is_a_usage_error(small_store: Path) -> None:
-    result = CliRunner().invoke(main, ["ship", "--store", str(small_store), "--once"], env={
+    result = CliRunner().invoke(main, ["ship", str(small_store), "--once"], env={
         "OTEL_AI_AUDIT_ELASTICSEARCH_URL": "", "OTEL_AI_AUDIT_SPLUNK_HEC_URL": "",
         "OTEL_AI_AUDIT_OTLP_ENDPOINT": ""})
     assert result.exit_code == 2

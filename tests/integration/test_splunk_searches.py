@@ -19,9 +19,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from otel_ai_audit import last_decision_ids, record_oversight, register_model
+from otel_ai_audit.backends.splunk_hec.layout import RECORD_SOURCETYPE
 from otel_ai_audit.dashboards import SPLUNK_APP, splunk
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
-from otel_ai_audit.sinks.splunk_hec import RECORD_SOURCETYPE
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.instrumentation_fixtures import instrumented
 from tests.integration.test_kibana_dashboards import DASHBOARDS, monitoring_events

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.audit_fixtures import key_beside
 from tests.services.base import wait_until
 from tests.services.collector import CollectorService
 
@@ -16,10 +17,15 @@ APP = Path(__file__).parents[1] / "apps" / "score_loop.py"
 BIN = Path(sys.executable).parent
 
 
+NO_EXPORT = {f"OTEL_{signal}_EXPORTER": "none" for signal in ("TRACES", "METRICS", "LOGS")}
+"""Said explicitly: with `opentelemetry-distro` installed beside us, its default is `otlp`."""
+
+
 def run_environment(store: Path, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-                "OTEL_AI_AUDIT_STORE": str(store), "OTEL_SERVICE_NAME": "score-loop", **extra})
+    env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", **NO_EXPORT,
+                "OTEL_AI_AUDIT_STORE": str(store), "OTEL_SERVICE_NAME": "score-loop",
+                "OTEL_AI_AUDIT_SIGNING_KEY": str(key_beside(store)), **extra})
     return env
 
 
