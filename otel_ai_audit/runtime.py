@@ -229,6 +229,7 @@ def configure(tracer_provider: TracerProvider | None = None, *,
             return _runtime
         settings = AuditSettings.from_env(**overrides)
         check_paths(settings)
+        signing_key = load_signing_key(settings)  # first: a refused start leaves no file behind
         capture = CapturePolicy(
             inputs=settings.capture_inputs, outputs=settings.capture_outputs,
             max_bytes=settings.capture_max_bytes, redact_fields=settings.redact_fields,
@@ -238,7 +239,6 @@ def configure(tracer_provider: TracerProvider | None = None, *,
         except SamplingConfigError as error:
             raise ConfigurationError(f"{variable('sampling_policy')}: {error}",
                                      variable=variable("sampling_policy")) from error
-        signing_key = load_signing_key(settings)
         try:
             sinks = configured_sinks(settings)
         except (ImportError, OSError, ValueError) as error:

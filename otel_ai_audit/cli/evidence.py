@@ -45,6 +45,9 @@ SIGNING_KEY_ENV = f"{ENV_PREFIX}SIGNING_KEY"
               help="Input field to break performance down by (e.g. age_band); repeatable.")
 @click.option("--positive-label", "positive_labels", multiple=True,
               help="Outcome label counted as positive (e.g. high urgency); repeatable.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="A predict_proba decision counts as positive when the positive label's "
+                   "probability is at least this (binary models; default 0.5).")
 @click.option("--dataset", "datasets", multiple=True, type=click.Path(dir_okay=False),
               help="Training data file whose SHA-256 goes into the lineage; repeatable.")
 @anchor_check_options(
@@ -52,9 +55,9 @@ SIGNING_KEY_ENV = f"{ENV_PREFIX}SIGNING_KEY"
     "proves against them that no chain or record of it is left out.")
 def evidence(store: str, system: str, start: str, end: str, out: str, decisions: tuple[str, ...],
              signing_key: str | None, public_keys: tuple[str, ...], subgroups: tuple[str, ...],
-             positive_labels: tuple[str, ...], datasets: tuple[str, ...],
-             anchors_at: str | None, tsa_cert: str | None, min_retention_days: int,
-             s3_endpoint: str | None, s3_region: str | None) -> None:
+             positive_labels: tuple[str, ...], threshold: float | None,
+             datasets: tuple[str, ...], anchors_at: str | None, tsa_cert: str | None,
+             min_retention_days: int, s3_endpoint: str | None, s3_region: str | None) -> None:
     """Build a signed evidence bundle for SYSTEM's records in STORE (default:
     $OTEL_AI_AUDIT_STORE, else otel-ai-audit.db) from --from to --to.
 
@@ -81,7 +84,8 @@ def evidence(store: str, system: str, start: str, end: str, out: str, decisions:
             datasets=datasets,
             anchors=anchor_bucket(anchors_at, s3_endpoint, s3_region) if anchors_at else None,
             tsa_chain=load_certificate_chain(tsa_cert) if tsa_cert else None,
-            min_retention_days=min_retention_days)
+            min_retention_days=min_retention_days,
+            **({} if threshold is None else {"threshold": threshold}))
         with progress(f"evidence bundle of {system}"):
             bundle = build_bundle(request)
     except BundleError as error:

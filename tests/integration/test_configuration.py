@@ -288,12 +288,14 @@ def test_configure_refuses_what_cannot_be_honoured(tmp_path: Path,
     ]
     for overrides, expected in cases:
         with pytest.raises(ConfigurationError) as raised:
-            audit_runtime.configure(**{"store": store, **overrides})
+            audit_runtime.configure(**{"store": store, "signing_key": str(tmp_path / "k.key.pem"),
+                                       **overrides})
         assert expected in str(raised.value) and "\n" not in str(raised.value), raised.value
         assert audit_runtime.get_runtime() is None
     (tmp_path / "empty.key").write_bytes(b"\n")
     with pytest.raises(ConfigurationError, match="the file is empty"):
-        audit_runtime.configure(store=store, hmac_key_file=str(tmp_path / "empty.key"))
+        audit_runtime.configure(store=store, signing_key=str(tmp_path / "k.key.pem"),
+                                hmac_key_file=str(tmp_path / "empty.key"))
 
 
 def test_configure_without_a_signing_key_refuses_and_creates_none(
@@ -306,7 +308,7 @@ def test_configure_without_a_signing_key_refuses_and_creates_none(
     assert "otel-ai-audit keygen --out" in message and "=ephemeral" in message
     assert raised.value.variable == "OTEL_AI_AUDIT_SIGNING_KEY"
     assert audit_runtime.get_runtime() is None
-    assert not [path for path in tmp_path.iterdir() if path.suffix == ".pem"] and not store.exists()
+    assert not list(tmp_path.iterdir()), "a refused start writes nothing (no key, no store)"
     # A key an earlier version created beside the store is named, not used behind the back.
     SigningKey.generate().save(f"{store}.signing-key.pem", f"{store}.pub.pem")
     with pytest.raises(ConfigurationError, match=f"={store}.signing-key.pem$"):

@@ -4,7 +4,8 @@ an outcome feed records the true labels later, a monitoring job records drift. T
 Python processes on one store, real scikit-learn, the bundle built by the real CLI.
 
 The bundle's accuracy, TPR and FPR must be scikit-learn's on the same decisions, with the
-documented rule: positive when the positive class's probability is at least 0.5.
+documented rule: positive when the positive class's probability is at least the threshold
+(0.5 unless `evidence --threshold` says otherwise; here it does).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tests.audit_fixtures import saved_key
 CLI = str(Path(sys.executable).parent / "otel-ai-audit")
 SYSTEM = "credit-scoring"
 MODEL = "credit-risk"
-THRESHOLD = 0.5
+THRESHOLD = 0.4
 
 DECIDE = """
 import json, sys
@@ -91,7 +92,8 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     bundle = folder / "bundle"
     result = run([CLI, "evidence", str(store), "--system", SYSTEM, "--from", start,
                   "--to", end, "--out", str(bundle), "--signing-key", str(key),
-                  "--public-key", str(public), "--positive-label", "1"], "auditor")
+                  "--public-key", str(public), "--positive-label", "1",
+                  "--threshold", str(THRESHOLD)], "auditor")
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     return {"store": store, "bundle": bundle, "public": public,
             "decided": json.loads(decided.read_text())}
