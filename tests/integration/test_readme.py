@@ -25,14 +25,14 @@ README = REPO_ROOT / "README.md"
 INSTRUMENT = "Instrument a model, with no change to its code"
 VERIFY = "Verify a store"
 DOCUMENT = "Document a model"
-RUN_HERE = (INSTRUMENT, DOCUMENT, VERIFY)
+FIND = "Find models and decisions"
+RUN_HERE = (INSTRUMENT, DOCUMENT, VERIFY, FIND)
 NOT_RUN_HERE = {
     "Two commands": "`make demo` runs from a bare clone in test_demo.py; `make test` is this suite",
     "What you get": "a diagram",
     "Ship to Elasticsearch, and verify there": "not run from the README yet "
                                                "(test_elasticsearch_sink.py runs the commands)",
     "Ship to Splunk HEC, or through an OpenTelemetry Collector": "no Splunk here; not run yet",
-    "Find models and decisions": "not run from the README yet (test_browse_commands.py)",
     "Monitor drift and fairness": "not run from the README yet (test_drift.py, "
                                   "test_fairness_monitoring.py)",
     "Prove nothing was left out: external anchors": "not run from the README yet "
@@ -142,6 +142,22 @@ def test_the_python_snippet_works_as_written(tmp_path: Path) -> None:
     result = run(["python", "snippet.py"], tmp_path)
     snippet_kept_its_decision(tmp_path, result)
     assert "otel-ai-audit" not in result.stderr, result.stderr
+
+
+def test_the_find_block_on_the_snippets_store(tmp_path: Path) -> None:
+    """The snippet's store (its file name in the block's place): the model it named, its
+    decision found by model, date and oversight, and that decision shown with its links."""
+    keygen(tmp_path)
+    (tmp_path / "snippet.py").write_text(the_block(INSTRUMENT, "python"))
+    snippet_kept_its_decision(tmp_path, run(["python", "snippet.py"], tmp_path))
+    (decision,) = [event for event in events(tmp_path / "audit.db", "inference")
+                   if event["model"]["name"] == "tumour-screen"]
+    code = (the_block(FIND, "bash").replace("otel-ai-audit.db", "audit.db")
+            .replace("DECISION_ID", decision["id"]))
+    result = shell(code, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tumour-screen" in result.stdout and result.stdout.count(decision["id"]) >= 2
+    assert "otel-ai-audit prove audit.db " + decision["id"] in result.stdout, result.stdout
 
 
 def test_the_python_snippet_under_opentelemetry_instrument(tmp_path: Path) -> None:
