@@ -15,23 +15,24 @@ import os
 import re
 import sqlite3
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.integration.test_zero_code import BIN, NO_EXPORT
 from tests.services.base import REPO_ROOT
+from tests.services.elasticsearch import ElasticsearchService
 
 README = REPO_ROOT / "README.md"
 INSTRUMENT = "Instrument a model, with no change to its code"
 VERIFY = "Verify a store"
 DOCUMENT = "Document a model"
 FIND = "Find models and decisions"
-RUN_HERE = (INSTRUMENT, DOCUMENT, VERIFY, FIND)
+SHIP = "Ship to Elasticsearch, and verify there"
+RUN_HERE = (INSTRUMENT, DOCUMENT, VERIFY, FIND, SHIP)
 NOT_RUN_HERE = {
     "Two commands": "`make demo` runs from a bare clone in test_demo.py; `make test` is this suite",
     "What you get": "a diagram",
-    "Ship to Elasticsearch, and verify there": "not run from the README yet "
-                                               "(test_elasticsearch_sink.py runs the commands)",
     "Ship to Splunk HEC, or through an OpenTelemetry Collector": "no Splunk here; not run yet",
     "Monitor drift and fairness": "not run from the README yet (test_drift.py, "
                                   "test_fairness_monitoring.py)",
@@ -220,6 +221,18 @@ def test_the_verify_block(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     proven = json.loads(json.loads((tmp_path / "proof.json").read_text())["record"])["event"]
     assert proven in events(tmp_path / "otel-ai-audit.db", "inference")
+
+
+def test_the_elasticsearch_block(tmp_path: Path, elasticsearch: ElasticsearchService) -> None:
+    """After the zero-code block, in its shell: shipped to the real node (its URL in the
+    placeholders' place, an index prefix of this test's own) and verified there."""
+    code = (STANDS_FOR_INSTALL.sub(":", the_block(INSTRUMENT, "bash")) + the_block(SHIP, "bash")
+            .replace("https://es.example:9200", elasticsearch.url)
+            .replace(" URL", f" {elasticsearch.url}"))
+    result = shell(code, tmp_path,
+                   OTEL_AI_AUDIT_ELASTICSEARCH_INDEX_PREFIX=f"readme-{uuid.uuid4().hex[:8]}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout.splitlines()[-1], result.stdout
 
 
 def test_the_document_block(tmp_path: Path) -> None:
