@@ -264,3 +264,33 @@ class SingleProcessService:
         if self.process is None:
             return f"({self.name} not started)"
         return self.process.log_tail(lines)
+
+
+APT_TIMEOUT = 900.0
+"""Seconds an apt-get step may take (a package download on a slow mirror)."""
+
+
+def debian_binary(package: str, *names: str) -> Path:
+    """The first of the binaries `names` on PATH, apt-get installing Debian's `package` first
+    when none is (as root, as `make test` runs on a fresh machine)."""
+    found = next(filter(None, map(shutil.which, names)), None)
+    if found:
+        return Path(found)
+    if os.geteuid() != 0:
+        raise ServiceStartError(f"{names[0]} is not installed and installing it needs root: run "
+                                f"`apt-get install -y {package}`")
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", package]):
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, env=environment,
+                                    timeout=APT_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise ServiceStartError(f"{' '.join(command)} failed: {error}") from error
+        if result.returncode != 0:
+            raise ServiceStartError(f"{' '.join(command)} exited {result.returncode}:\n"
+                                    f"{result.stderr[-2000:]}")
+    found = next(filter(None, map(shutil.which, names)), None)
+    if not found:
+        raise ServiceStartError(f"apt-get installed {package} but no {names[0]} binary is on "
+                                "PATH")
+    return Path(found)

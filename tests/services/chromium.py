@@ -7,41 +7,19 @@ does on a fresh machine). A machine where it can neither be found nor installed 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-from tests.services.base import ServiceStartError
+from tests.services.base import debian_binary
 
 PACKAGE = "chromium"
-INSTALL_TIMEOUT = 900.0
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
          "--disable-dev-shm-usage", "--no-first-run")
 """No sandbox: the tests run as root in containers, where Chromium's sandbox cannot start."""
 
 
 def chromium_binary() -> Path:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return Path(found)
-    if os.geteuid() != 0:
-        raise ServiceStartError(f"chromium is not installed and installing it needs root: run "
-                                f"`apt-get install -y {PACKAGE}`")
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", PACKAGE]):
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, env=environment,
-                                    timeout=INSTALL_TIMEOUT, check=False)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise ServiceStartError(f"{' '.join(command)} failed: {error}") from error
-        if result.returncode != 0:
-            raise ServiceStartError(f"{' '.join(command)} exited {result.returncode}:\n"
-                                    f"{result.stderr[-2000:]}")
-    found = shutil.which("chromium")
-    if not found:
-        raise ServiceStartError(f"apt-get installed {PACKAGE} but no chromium binary is on PATH")
-    return Path(found)
+    return debian_binary(PACKAGE, "chromium", "chromium-browser")
 
 
 def render(html: Path, *arguments: str, timeout: float = 120.0,

@@ -9,43 +9,16 @@ when asked for outside CI).
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-from tests.services.base import ServiceStartError
+from tests.services.base import debian_binary
 
 PACKAGE = "poppler-utils"
-INSTALL_TIMEOUT = 900.0
-
-
-def debian_binary(name: str, package: str) -> Path:
-    """The binary `name` on PATH, apt-get installing `package` first if it is missing."""
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    if os.geteuid() != 0:
-        raise ServiceStartError(f"{name} is not installed and installing it needs root: run "
-                                f"`apt-get install -y {package}`")
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", package]):
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, env=environment,
-                                    timeout=INSTALL_TIMEOUT, check=False)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise ServiceStartError(f"{' '.join(command)} failed: {error}") from error
-        if result.returncode != 0:
-            raise ServiceStartError(f"{' '.join(command)} exited {result.returncode}:\n"
-                                    f"{result.stderr[-2000:]}")
-    found = shutil.which(name)
-    if not found:
-        raise ServiceStartError(f"apt-get installed {package} but no {name} binary is on PATH")
-    return Path(found)
 
 
 def poppler_tool(name: str) -> Path:
-    return debian_binary(name, PACKAGE)
+    return debian_binary(PACKAGE, name)
 
 
 def pdf_text(pdf: Path) -> str:
