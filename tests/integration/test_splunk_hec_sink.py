@@ -25,6 +25,8 @@ from click.testing import CliRunner
 from sklearn.linear_model import LogisticRegression
 
 from otel_ai_audit.backends.otlp.sink import checkpoint_span, record_span
+from otel_ai_audit.backends.splunk_hec import layout
+from otel_ai_audit.backends.splunk_hec.client import EVENT_PATH, HecClient
 from otel_ai_audit.backends.splunk_hec.sink import SplunkHecSink
 from otel_ai_audit.cli import main
 from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
@@ -148,6 +150,32 @@ def test_tampered_and_deleted_events_are_found_as_in_the_store(
     assert {(chain, 7), (chain, 12)} <= {(c, s) for c, s, _ in located(report)}
 
 
+@pytest.mark.parametrize("shape", ["as indexed", "multi-valued", "integers"])
+def test_exports_verify_whatever_the_shape_of_the_indexed_position(
+        tmp_path: Path, small_store: Path, key: tuple[SigningKey, Path], hec: SplunkHec,
+        shape: str) -> None:
+    """Strings as HEC indexed them; two equal values each, as an export of an app with
+    `KV_MODE = json` beside the indexed fields has them; integers, as the sink sent before
+    HEC's strings-only rule was followed."""
+    ship(small_store, SplunkHecSink(hec.url, TOKEN))
+    if shape == "integers":
+        for event in hec.indexed:
+            event["fields"] = {name: int(value) if name in ("chain.seq", "checkpoint.index")
+                               else value for name, value in event["fields"].items()}
+        export = hec.payload(tmp_path / "hec.json")
+    else:
+        export = hec.export(tmp_path / "export.json")
+        if shape == "multi-valued":
+            lines = [json.loads(line) for line in export.read_text().splitlines()]
+            for line in lines:
+                for name in ("chain.id", "chain.seq"):
+                    if name in line["result"]:
+                        line["result"][name] = [line["result"][name]] * 2
+            export.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, report = verify("--splunk-export", str(export), "--public-key", str(key[1]))
+    assert code == 0 and report["records"] == EVENTS + 1, report["findings"]
+
+
 def test_hec_busy_and_throttling_lose_nothing_and_duplicate_nothing(
         tmp_path: Path, small_store: Path, key: tuple[SigningKey, Path], hec: SplunkHec) -> None:
     hec.busy(3)
@@ -239,7 +267,32 @@ def test_events_carry_the_record_time_and_the_configured_fields(
         assert abs(event["time"] - expected - int(fraction[:6]) / 1e6) < 2e-6
         assert (event["index"], event["source"], event["host"]) == ("audit", "churn-api",
                                                                     "node-7")
-        assert event["fields"]["chain.id"] == chain
+        # Indexed fields are strings (HEC drops other values): the position, and the
+        # record's search fields as `_raw` spells them.
+        assert event["fields"] == {"chain.id": chain, "chain.seq": str(row["seq"]),
+                                   **layout.record_fields(row["data"])}
+        assert event["fields"]["event.type"] == record["event"]["type"]
+        if record["event"]["type"] == "inference":
+            assert (event["fields"]["event.model.name"],
+                    event["fields"]["event.model.version"]) == ("adult-income", "3")
+    for event in hec.indexed:
+        assert all(isinstance(value, str) for value in event["fields"].values()), event
+
+
+def test_the_stand_in_keeps_only_string_indexed_fields_as_splunk_documents(
+        hec: SplunkHec) -> None:
+    """"Only strings can be used as field values" (arrays of strings are multi-valued): a
+    number is dropped, a nested object refused with code 15; the sink's fields pass."""
+    client = HecClient(hec.url, TOKEN)
+    client.post(EVENT_PATH, json.dumps({"event": "x", "fields": {
+        "text": "a", "many": ["a", "b"], "number": 7, "flag": True, "none": None}}).encode())
+    assert hec.indexed[-1]["fields"] == {"text": "a", "many": ["a", "b"]}
+    with pytest.raises(DeliveryError, match="HTTP 400 code 15: Error in handling indexed "
+                                            "fields") as refused:
+        client.post(EVENT_PATH, json.dumps({"event": "y", "fields": {
+            "nested": {"a": "b"}}}).encode())
+    assert refused.value.rejected and len(hec.indexed) == 1
+    client.close()
 
 
 @pytest.mark.parametrize("content", ["not json at all\n", "", "[1, 2]\n"])

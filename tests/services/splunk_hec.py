@@ -13,6 +13,11 @@ collector_config/builder-config.yaml). So this peer implements what Splunk docum
   event that is not JSON 400 code 6, one without `event` 400 code 12, a blank one code 13,
   an index the token may not use 400 code 7; each with `invalid-event-number`, and the events
   before it are indexed (as Splunk does).
+* Indexed fields (the event's `fields` object): "only strings can be used as field values"
+  (Splunk, "Indexed field extractions with HEC"; arrays of strings are multi-valued fields).
+  A value of another type is dropped (issue 18 says Splunk drops numbers silently; not seen
+  against a running Splunk); a nested object is refused with 400, which vectordotdev/vector
+  issue 24152 reports from Splunk, here as code 15 ("Error in handling indexed fields").
 * Tokens with indexer acknowledgement need a channel (header `X-Splunk-Request-Channel` or
   `?channel=`): missing 400 code 10, not a GUID 400 code 11; answers carry an `ackId`, and
   `POST /services/collector/ack` answers `{"acks": {"<id>": true|false}}`. Without ack on the
@@ -22,8 +27,11 @@ collector_config/builder-config.yaml). So this peer implements what Splunk docum
   closes the connection unanswered (the client cannot know they arrived); `lose_acks()`
   forgets every pending ack (an indexer restart), so they read false forever.
 
-`indexed` keeps every event as received; `export(path)` writes it as Splunk's search export
-(`{"preview":false,"result":{"_raw":..., ...}}` lines, newest first) and `payload(path)` as the
+`indexed` keeps every event as received (its `fields` as indexed), `index_times` when each
+was indexed (`clock()`, which a test may move to deliver late); `results()` is what a search
+sees of each (`_raw`, `_time`, `_indextime`, sourcetype..., the indexed fields: search-time
+extraction is off for the app's sourcetype), `export(path)` writes them as Splunk's search
+export (`{"preview":false,"result":{...}}` lines, newest first) and `payload(path)` the
 concatenated HEC events.
 """
 
@@ -33,7 +41,8 @@ import gzip
 import json
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +69,8 @@ class SplunkHec:
 
     tokens: dict[str, Token] = field(default_factory=dict)
     indexed: list[dict[str, Any]] = field(default_factory=list)
+    index_times: list[float] = field(default_factory=list)
+    clock: Callable[[], float] = time.time
     requests: int = 0
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -85,15 +96,18 @@ class SplunkHec:
     def records(self) -> list[dict[str, Any]]:
         return [e for e in self.indexed if e.get("sourcetype") == "otel_ai_audit:record"]
 
+    def results(self) -> list[dict[str, Any]]:
+        """Each indexed event as a search result, in the order indexed."""
+        return [{"_raw": event["event"], "_time": float(event.get("time", at)),
+                 "_indextime": at, "sourcetype": event.get("sourcetype"),
+                 "source": event.get("source"), "host": event.get("host"),
+                 "index": event.get("index"), **(event.get("fields") or {})}
+                for event, at in zip(self.indexed, self.index_times, strict=True)]
+
     def export(self, path: Path) -> Path:
         """Splunk's search export (output_mode=json) of everything indexed, newest first."""
-        lines = []
-        for offset, event in enumerate(reversed(self.indexed)):
-            result = {"_raw": event["event"], "_time": event.get("time"),
-                      "sourcetype": event.get("sourcetype"), "source": event.get("source"),
-                      "host": event.get("host"), "index": event.get("index"),
-                      **{name: str(value) for name, value in (event.get("fields") or {}).items()}}
-            lines.append(json.dumps({"preview": False, "offset": offset, "result": result}))
+        lines = [json.dumps({"preview": False, "offset": offset, "result": result})
+                 for offset, result in enumerate(reversed(self.results()))]
         path.write_text("\n".join(lines) + "\n")
         return path
 
@@ -154,6 +168,7 @@ class SplunkHec:
         events, problem = _parse(body.decode("utf-8", errors="replace"), token)
         with self._lock:
             self.indexed.extend(events)
+            self.index_times.extend([self.clock()] * len(events))
             if problem is None and token.ack:
                 ack_id = self._next_ack.get(channel, 0)
                 self._next_ack[channel] = ack_id + 1
@@ -214,6 +229,16 @@ def _parse(text: str, token: Token) -> tuple[list[dict[str, Any]], dict[str, Any
         if index not in token.indexes:
             return events, {"text": "Incorrect index", "code": 7,
                             "invalid-event-number": number}
+        if "fields" in event:
+            fields = event["fields"]
+            if not isinstance(fields, dict) or any(isinstance(value, dict)
+                                                   for value in fields.values()):
+                return events, {"text": "Error in handling indexed fields", "code": 15,
+                                "invalid-event-number": number}
+            event["fields"] = {name: value for name, value in fields.items()
+                               if isinstance(value, str) or (
+                                   isinstance(value, list) and value
+                                   and all(isinstance(item, str) for item in value))}
         events.append(event)
     if not events:
         return events, {"text": "No data", "code": 5}

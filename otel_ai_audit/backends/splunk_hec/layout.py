@@ -2,9 +2,12 @@
 the export verifier rely on).
 
 * sourcetype `otel_ai_audit:record`: `event` is the record's canonical JSON *as a string*, so
-  Splunk's `_raw` is the exact bytes that were hashed and an export verifies; its fields come
-  from KV_MODE=json (`chain.id`, `chain.seq`, `event.type`, `event.risk.level`,
-  `event.model.name`, ...). `time` is the record's time (epoch seconds, microseconds).
+  Splunk's `_raw` is the exact bytes that were hashed and an export verifies. Its search
+  fields are HEC indexed fields (`RECORD_FIELDS`, below), not search-time JSON extraction:
+  automatic extraction stops at `[spath] extraction_cutoff` (5000 bytes by default) and
+  canonical JSON sorts `event.type` after `event.model`, `event.input`, `event.monitor`..., so
+  a large record would lose exactly the fields the alerts filter on. `time` is the record's
+  time (epoch seconds, microseconds).
 * sourcetype `otel_ai_audit:checkpoint`: `{"checkpoint": {chain_id, index, size, key_id,
   payload, signature}}` (payload and signature base64, the exact signed bytes).
 * sourcetype `otel_ai_audit:key`: `{"key": {key_id, pem}}`, so an export is verifiable alone.
@@ -15,6 +18,8 @@ the export verifier rely on).
 
 Each event also carries the indexed fields `chain.id` and `chain.seq` (checkpoints:
 `checkpoint.index`), which a verifier takes as the stored position, as Elasticsearch's.
+Indexed field values are strings: Splunk documents "only strings can be used as field values"
+in the HEC `fields` object; other values are not indexed.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from typing import Any
 from otel_ai_audit.anchor.publish import anchor_fields, published_body
 from otel_ai_audit.integrity.chain import SealedRecord
 from otel_ai_audit.integrity.checkpoint import Checkpoint, SignedCheckpoint
-from otel_ai_audit.record.schema import parse_header
+from otel_ai_audit.record.canonical import canonical_json
+from otel_ai_audit.record.schema import parse_header, parse_record
 from otel_ai_audit.store.sqlite import StoredAnchor
 
 SOURCETYPE_PREFIX = "otel_ai_audit:"
@@ -39,6 +45,17 @@ CHECKPOINT_SOURCETYPE = f"{SOURCETYPE_PREFIX}checkpoint"
 KEY_SOURCETYPE = f"{SOURCETYPE_PREFIX}key"
 ANCHOR_SOURCETYPE = f"{SOURCETYPE_PREFIX}anchor"
 SPAN_SOURCETYPE = f"{SOURCETYPE_PREFIX}span"
+
+RECORD_FIELDS: tuple[str, ...] = (
+    "event.type", "event.time", "event.service.name", "event.model.name",
+    "event.model.version", "event.risk.level", "event.latency_ms", "event.action",
+    "event.reviewer.id", "event.decision_id", "event.drift.feature", "event.drift.score",
+    "event.drift.threshold", "event.drift.drifted", "event.fairness.attribute",
+    "event.fairness.slice", "event.fairness.count", "event.fairness.selection_rate",
+    "event.fairness.tpr", "event.fairness.fpr", "event.fairness.dp_difference")
+"""Record paths sent as HEC indexed fields (besides `chain.id`, `chain.seq`), when the record
+has them with a scalar value: what the Splunk app searches, and the few fields a person
+filters on first. Every other field is read with `spath` (see docs/splunk.md)."""
 
 Envelope = Callable[[str, "float | str", str, dict[str, Any]], bytes]
 """Wraps (sourcetype, time in epoch seconds, event text, indexed fields) into one HEC event."""
@@ -50,8 +67,29 @@ def record_event(record: SealedRecord, envelope: Envelope) -> bytes:
     """The HEC event of a record (see the module docstring for the contract)."""
     header = parse_header(record.data)
     text = record.data.decode("utf-8", errors="replace")
-    return envelope(RECORD_SOURCETYPE, _epoch_seconds(record.time, header),
-                    text, {"chain.id": record.chain_id, "chain.seq": record.seq})
+    return envelope(RECORD_SOURCETYPE, _epoch_seconds(record.time, header), text,
+                    {"chain.id": record.chain_id, "chain.seq": str(record.seq),
+                     **record_fields(record.data)})
+
+
+def record_fields(data: bytes) -> dict[str, str]:
+    """The `RECORD_FIELDS` a record has, as the strings HEC indexes: text as is, numbers as
+    their JSON text, booleans `true`/`false` (as `_raw` spells them); {} for bytes that are
+    not a record (shipped as stored, for the verifier to report)."""
+    try:
+        record = parse_record(data)
+    except ValueError:
+        return {}
+    fields = {}
+    for path in RECORD_FIELDS:
+        value: Any = record
+        for name in path.split("."):
+            value = value.get(name) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            fields[path] = value
+        elif isinstance(value, bool | int | float):
+            fields[path] = canonical_json(value).decode("ascii")
+    return fields
 
 
 def checkpoint_event(signed: SignedCheckpoint, envelope: Envelope) -> bytes:
@@ -65,7 +103,7 @@ def checkpoint_event(signed: SignedCheckpoint, envelope: Envelope) -> bytes:
             "signature": base64.b64encode(signed.signature).decode("ascii")}
     return envelope(CHECKPOINT_SOURCETYPE, issued, json.dumps({"checkpoint": body},
                                                               sort_keys=True),
-                    {"chain.id": signed.chain_id, "checkpoint.index": signed.index})
+                    {"chain.id": signed.chain_id, "checkpoint.index": str(signed.index)})
 
 
 def key_event(key_id: str, pem: str, seconds: float, envelope: Envelope) -> bytes:
