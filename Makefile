@@ -7,12 +7,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO_OUT ?= otel-ai-audit-demo
 
-.PHONY: demo test test-unit typecheck bench services services-down services-prepare clean help
+.PHONY: demo test test-unit test-go typecheck bench services services-down services-prepare clean help
 
 help:
 	@echo "make demo           run the three scenarios on the embedded store (writes $(DEMO_OUT)/)"
 	@echo "make test           set up everything and run the whole test-suite"
 	@echo "make test-unit      the fast tests only (no services), for a quick loop"
+	@echo "make test-go        the Collector audit processor's Go tests"
 	@echo "make typecheck      mypy ([tool.mypy] in pyproject.toml: strict on the core packages)"
 	@echo "make bench          run the benchmarks"
 	@echo "make services       start Elasticsearch + Collector in the background (.services.env)"
@@ -39,8 +40,12 @@ services-prepare: $(VENV)/.installed-test
 	$(PY) -m tests.services prepare
 
 # The whole suite, with the thorough Hypothesis profile (more examples per property).
-test: typecheck services-prepare
+test: typecheck services-prepare test-go
 	$(PY) -m pytest --hypothesis-profile=ci
+
+# The Collector audit processor's Go tests (pdata, the shared vectors in tests/vectors/).
+test-go:
+	cd collector/auditprocessor && go test ./...
 
 # Fast tests that need no service: a developer's loop while changing code (Hypothesis's
 # default "dev" profile, registered in tests/conftest.py).

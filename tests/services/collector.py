@@ -1,8 +1,9 @@
 """A real OpenTelemetry Collector (`otelcol-ai-audit`) for the tests and for `make services`.
 
 The binary is built from `collector_config/builder-config.yaml` with the OpenTelemetry Collector
-Builder (ocb) and cached under `cache_root()/otelcol/<key>/`, keyed by the manifest bytes and the
-Go version, so a changed manifest or toolchain rebuilds it and anything else reuses it.
+Builder (ocb) and cached under `cache_root()/otelcol/<key>/`, keyed by the manifest bytes, the
+sources of the repository's own modules it names by `path:` (collector/auditprocessor) and the
+Go version, so a changed manifest, processor or toolchain rebuilds it and anything else reuses it.
 
 Prebuild it (a cold build downloads modules and compiles for a few minutes):
 
@@ -66,8 +67,17 @@ def go_version() -> str:
     return result.stdout.strip()
 
 
+LOCAL_PATH = re.compile(r"^(\s*path:\s*)(\S+)\s*$", re.MULTILINE)
+"""A manifest's `path:` entry: a module of this repository, relative to its root."""
+
+
 def cache_key(manifest: Path = MANIFEST) -> str:
     digest = hashlib.sha256(manifest.read_bytes())
+    for match in LOCAL_PATH.finditer(manifest.read_text()):
+        module = REPO_ROOT / match.group(2)
+        for source in sorted(module.rglob("*")):
+            if source.is_file() and source.suffix in (".go", ".mod", ".sum"):
+                digest.update(str(source.relative_to(module)).encode() + source.read_bytes())
     digest.update(go_version().encode())
     return digest.hexdigest()
 
@@ -120,8 +130,13 @@ def build_collector(manifest: Path, destination: Path) -> None:
     )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=otelcol_cache(), prefix="build-") as scratch:
+        # ocb resolves `path:` from its working directory: the scratch dir's copy of the
+        # manifest names the repository's modules by absolute path.
+        resolved = Path(scratch) / manifest.name
+        resolved.write_text(LOCAL_PATH.sub(lambda m: m.group(1) + str(REPO_ROOT / m.group(2)),
+                                           manifest.read_text()))
         run_or_raise(
-            [str(builder), "--config", str(manifest.resolve())],
+            [str(builder), "--config", str(resolved)],
             cwd=Path(scratch),
             env={},
             what=f"building {DISTRIBUTION}",

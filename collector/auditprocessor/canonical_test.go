@@ -1,0 +1,115 @@
+package auditprocessor
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/gowebpki/jcs"
+)
+
+// vectorsPath is the vector file shared with the Python side's tests/unit/test_vectors.py.
+const vectorsPath = "../../tests/vectors/canonical.json"
+
+type vectors struct {
+	Cases []struct {
+		Name      string `json:"name"`
+		Input     string `json:"input"`
+		Canonical string `json:"canonical"`
+		LeafHash  string `json:"leaf_hash"`
+	} `json:"cases"`
+	Numbers []struct {
+		IEEEHex   string `json:"ieee_hex"`
+		Canonical string `json:"canonical"`
+	} `json:"numbers"`
+}
+
+func loadVectors(t *testing.T) vectors {
+	t.Helper()
+	text, err := os.ReadFile(vectorsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v vectors
+	if err := json.Unmarshal(text, &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Cases) == 0 || len(v.Numbers) == 0 {
+		t.Fatal("no vectors")
+	}
+	return v
+}
+
+func TestCanonicalFormAndLeafHashAgreeWithPython(t *testing.T) {
+	for _, c := range loadVectors(t).Cases {
+		t.Run(c.Name, func(t *testing.T) {
+			got, err := Canonical([]byte(c.Input))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != c.Canonical {
+				t.Fatalf("canonical form\n got %q\nwant %q", got, c.Canonical)
+			}
+			leaf := LeafHash(got)
+			if hex.EncodeToString(leaf[:]) != c.LeafHash {
+				t.Fatalf("leaf hash %x, want %s", leaf, c.LeafHash)
+			}
+		})
+	}
+}
+
+func TestES6NumberFormsAgreeWithPython(t *testing.T) {
+	for _, n := range loadVectors(t).Numbers {
+		bits, err := hex.DecodeString(n.IEEEHex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		value := math.Float64frombits(binary.BigEndian.Uint64(bits))
+		got, err := jcs.NumberToJSON(value)
+		if err != nil || got != n.Canonical {
+			t.Errorf("%s: got %q (%v), want %q", n.IEEEHex, got, err, n.Canonical)
+		}
+	}
+}
+
+func TestMerkleRootOfNoLeavesAndOne(t *testing.T) {
+	var tree merkle
+	if got := tree.root(); hex.EncodeToString(got[:]) !=
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+		t.Fatalf("empty root %x", got)
+	}
+	leaf := LeafHash([]byte("x"))
+	tree.append(leaf)
+	if tree.root() != leaf {
+		t.Fatal("the root of one leaf is the leaf")
+	}
+}
+
+func TestHeaderIsReadOnlyInItsCanonicalLayout(t *testing.T) {
+	prev := strings.Repeat("ab", 32)
+	good := `{"chain":{"id":"` + trailChain + `","logged":"0012","prev":"` + prev + `","seq":7,"v":1},"event":{}}`
+	h, ok := canonicalHeader([]byte(good))
+	if !ok || h.chainID != trailChain || h.loggedNs != 12 || h.seq != 7 || h.version != 1 || h.prev[0] != 0xab {
+		t.Fatalf("%+v %v", h, ok)
+	}
+	if h, _ := canonicalHeader([]byte(strings.Replace(good, `"0012"`, `"99999999999999999999"`, 1))); h.loggedNs != math.MaxInt64 {
+		t.Fatalf("a 20-digit time is clamped, got %d", h.loggedNs)
+	}
+	for _, bad := range []string{
+		strings.Replace(good, `"seq":7`, `"seq":07`, 1),
+		strings.Replace(good, `"seq":7`, `"seq":12345678901234567`, 1),
+		strings.Replace(good, `"v":1`, `"v":0`, 1),
+		strings.Replace(good, trailChain, strings.ToUpper(trailChain), 1),
+		strings.Replace(good, `"logged":"0012"`, `"logged":"123456789012345678901"`, 1),
+		strings.Replace(good, `,"event":{`, `,"event":[`, 1),
+		good[:40],
+	} {
+		if _, ok := canonicalHeader([]byte(bad)); ok {
+			t.Errorf("read a header from %s", bad)
+		}
+	}
+}

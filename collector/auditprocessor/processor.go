@@ -1,0 +1,248 @@
+package auditprocessor
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+)
+
+// The OTLP layout of the trail (otel_ai_audit/backends/otlp/layout.py).
+const (
+	attrPipeline            = "ai_audit.pipeline"
+	pipelineValue           = "audit"
+	attrKind                = "ai_audit.kind"
+	attrRecord              = "ai_audit.record"
+	attrRecordBase64        = "ai_audit.record.base64"
+	attrChainID             = "ai_audit.chain.id"
+	attrChainSeq            = "ai_audit.chain.seq"
+	attrCheckpointIndex     = "ai_audit.checkpoint.index"
+	attrCheckpointSize      = "ai_audit.checkpoint.size"
+	attrCheckpointKeyID     = "ai_audit.checkpoint.key_id"
+	attrCheckpointPayload   = "ai_audit.checkpoint.payload"
+	attrCheckpointSignature = "ai_audit.checkpoint.signature"
+	attrKeyPEM              = "ai_audit.key.pem"
+)
+
+// auditProcessor passes every span and log record on unchanged and verifies the audit trail
+// they carry; what it finds goes to its metrics and log, never into the data.
+type auditProcessor struct {
+	id         component.ID
+	signal     string
+	storage    *component.ID
+	store      *stateStore
+	logger     *zap.Logger
+	mu         sync.Mutex
+	verifier   *verifier
+	gapTimeout time.Duration
+	now        func() time.Time
+	stop       chan struct{}
+	done       sync.WaitGroup
+
+	recordsVerified metric.Int64Counter
+	findings        metric.Int64Counter
+	chainsOpen      metric.Int64Gauge
+	lag             metric.Float64Gauge
+}
+
+func newAuditProcessor(set processor.Settings, cfg *Config, signal string) (*auditProcessor, error) {
+	trusted, err := cfg.loadTrustedKeys()
+	if err != nil {
+		return nil, err
+	}
+	meter := set.MeterProvider.Meter("github.com/otel-ai-audit/otel-ai-audit/collector/auditprocessor")
+	p := &auditProcessor{id: set.ID, signal: signal, storage: cfg.Storage, store: &stateStore{},
+		logger: set.Logger, gapTimeout: cfg.GapTimeout, now: time.Now,
+		verifier: newVerifier(trusted, cfg.AllowSelfAsserted, cfg.Window, cfg.GapTimeout)}
+	if p.recordsVerified, err = meter.Int64Counter("otelcol_audit_records_verified",
+		metric.WithDescription("Audit records whose hash link and position were checked."),
+		metric.WithUnit("{record}")); err != nil {
+		return nil, err
+	}
+	if p.findings, err = meter.Int64Counter("otelcol_audit_findings",
+		metric.WithDescription("Findings of the in-flight verification, by kind (the kinds of otel-ai-audit verify)."),
+		metric.WithUnit("{finding}")); err != nil {
+		return nil, err
+	}
+	if p.chainsOpen, err = meter.Int64Gauge("otelcol_audit_chains_open",
+		metric.WithDescription("Chains seen without their closing checkpoint."),
+		metric.WithUnit("{chain}")); err != nil {
+		return nil, err
+	}
+	if p.lag, err = meter.Float64Gauge("otelcol_audit_lag_seconds",
+		metric.WithDescription("Time from a record's sequencing by its writer to its verification here (the latest record)."),
+		metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// start loads the chains' state from the storage extension, if one is configured, and runs
+// the clock that turns records still missing after gap_timeout into gaps, also when no
+// further data arrives.
+func (p *auditProcessor) start(ctx context.Context, host component.Host) error {
+	store, err := openStateStore(ctx, host, p.storage, p.id, p.signal)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	err = store.load(ctx, p.verifier, p.now())
+	p.store = store
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	p.stop = make(chan struct{})
+	p.done.Add(1)
+	go func() {
+		defer p.done.Done()
+		ticker := time.NewTicker(max(p.gapTimeout/4, 10*time.Millisecond))
+		defer ticker.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-ticker.C:
+				p.check(context.Background(), nil)
+			}
+		}
+	}()
+	return nil
+}
+
+func (p *auditProcessor) shutdown(ctx context.Context) error {
+	if p.stop != nil {
+		close(p.stop)
+		p.done.Wait()
+		p.stop = nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return errors.Join(p.store.save(ctx, p.verifier), p.store.close(ctx))
+}
+
+func (p *auditProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+	p.check(ctx, func(visit func(pcommon.Map)) {
+		for _, rs := range td.ResourceSpans().All() {
+			if !isAudit(rs.Resource()) {
+				continue
+			}
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, span := range ss.Spans().All() {
+					visit(span.Attributes())
+				}
+			}
+		}
+	})
+	return td, nil
+}
+
+func (p *auditProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Logs, error) {
+	p.check(ctx, func(visit func(pcommon.Map)) {
+		for _, rl := range ld.ResourceLogs().All() {
+			if !isAudit(rl.Resource()) {
+				continue
+			}
+			for _, sl := range rl.ScopeLogs().All() {
+				for _, record := range sl.LogRecords().All() {
+					visit(record.Attributes())
+				}
+			}
+		}
+	})
+	return ld, nil
+}
+
+func isAudit(resource pcommon.Resource) bool {
+	return str(resource.Attributes(), attrPipeline) == pipelineValue
+}
+
+// check verifies the audit items `walk` visits (nil: only the gap clock), then reports.
+func (p *auditProcessor) check(ctx context.Context, walk func(func(pcommon.Map))) {
+	p.mu.Lock()
+	now := p.now()
+	before := p.verifier.verified
+	found := p.verifier.expire(now)
+	if walk != nil {
+		walk(func(attributes pcommon.Map) { found = append(found, p.item(attributes, now)...) })
+	}
+	verified := p.verifier.verified - before
+	open := p.verifier.chainsOpen()
+	lag := p.verifier.lag
+	// Saved before the data moves on: after a crash the state is never behind what passed.
+	saveErr := p.store.save(ctx, p.verifier)
+	p.mu.Unlock()
+
+	if saveErr != nil {
+		p.logger.Error("cannot save the audit chains' state", zap.Error(saveErr))
+	}
+	for _, f := range found {
+		p.findings.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", f.Kind)))
+		p.logger.Warn("audit finding: "+f.String(), zap.String("chain_id", f.ChainID),
+			zap.Int64("seq", f.Seq), zap.String("kind", f.Kind))
+	}
+	if verified > 0 {
+		p.recordsVerified.Add(ctx, verified)
+		p.lag.Record(ctx, lag.Seconds())
+	}
+	p.chainsOpen.Record(ctx, open)
+}
+
+// item verifies one span's or log record's audit item, by its `ai_audit.kind`.
+func (p *auditProcessor) item(attributes pcommon.Map, now time.Time) []Finding {
+	switch str(attributes, attrKind) {
+	case "record":
+		item := recordItem{chainID: str(attributes, attrChainID)}
+		item.seq, item.hasSeq = integer(attributes, attrChainSeq)
+		if text, ok := attributes.Get(attrRecord); ok {
+			item.data = []byte(text.Str())
+		} else {
+			item.data, _ = base64.StdEncoding.DecodeString(str(attributes, attrRecordBase64))
+		}
+		return p.verifier.record(item, now)
+	case "checkpoint":
+		item := checkpointItem{chainID: str(attributes, attrChainID),
+			keyID: str(attributes, attrCheckpointKeyID)}
+		item.index, _ = integer(attributes, attrCheckpointIndex)
+		item.size, _ = integer(attributes, attrCheckpointSize)
+		item.payload, _ = base64.StdEncoding.DecodeString(str(attributes, attrCheckpointPayload))
+		item.signature, _ = base64.StdEncoding.DecodeString(str(attributes, attrCheckpointSignature))
+		return p.verifier.checkpoint(item)
+	case "key":
+		p.verifier.key(str(attributes, attrKeyPEM))
+	}
+	return nil
+}
+
+func str(attributes pcommon.Map, name string) string {
+	value, ok := attributes.Get(name)
+	if !ok {
+		return ""
+	}
+	return value.AsString()
+}
+
+// integer reads an int attribute (or its decimal string, as some exporters rewrite it).
+func integer(attributes pcommon.Map, name string) (int64, bool) {
+	value, ok := attributes.Get(name)
+	if !ok {
+		return 0, false
+	}
+	switch value.Type() {
+	case pcommon.ValueTypeInt:
+		return value.Int(), true
+	case pcommon.ValueTypeDouble:
+		return int64(value.Double()), true
+	}
+	return 0, false
+}
