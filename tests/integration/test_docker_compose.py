@@ -17,6 +17,7 @@ import yaml
 from tests.services.base import REPO_ROOT
 from tests.services.collector import collector_release
 from tests.services.elasticsearch import ELASTICSEARCH_VERSION
+from tests.services.kafka import KAFKA_VERSION
 from tests.services.s3 import VERSITYGW_VERSION
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -104,6 +105,10 @@ def test_collector_is_the_release_the_tests_build() -> None:
 
 def test_s3_is_the_gateway_the_tests_run() -> None:
     assert image_of("s3") == f"ghcr.io/versity/versitygw:{VERSITYGW_VERSION}"
+
+
+def test_kafka_is_the_version_the_tests_run() -> None:
+    assert image_of("kafka") == f"apache/kafka:{KAFKA_VERSION}"
 
 
 def test_collector_runs_the_gateway_config() -> None:

@@ -1,8 +1,9 @@
 """`python -m tests.services prepare|up|down`: the services behind `make services`.
 
-`up` starts the same Elasticsearch, Collector, S3 server with Object Lock and time-stamping
-authority the tests use, detached, on loopback, and writes their addresses to `.services.env` as
-shell `KEY=value` lines; `down` stops them and deletes the Elasticsearch, S3 and TSA data.
+`up` starts the same Elasticsearch, Collector, S3 server with Object Lock, time-stamping
+authority and Kafka broker the tests use, detached, on loopback, and writes their addresses to
+`.services.env` as shell `KEY=value` lines; `down` stops them and deletes the Elasticsearch, S3,
+TSA and Kafka data.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from tests.services.base import REPO_ROOT, ServiceStartError, read_pid, stop_pro
 from tests.services.chromium import chromium_binary
 from tests.services.collector import CollectorService, collector_binary
 from tests.services.elasticsearch import ElasticsearchService, distribution_home
+from tests.services.kafka import KafkaService, kafka_libs
 from tests.services.s3 import S3Service, versitygw_binary
 from tests.services.tsa import TimestampAuthorityService, timestamp_server_binary
 
 STATE_DIR = REPO_ROOT / ".services"
 ENV_FILE = REPO_ROOT / ".services.env"
 
-Service = ElasticsearchService | CollectorService | S3Service | TimestampAuthorityService
+Service = (ElasticsearchService | CollectorService | S3Service | TimestampAuthorityService
+           | KafkaService)
 
 
 def prepare() -> None:
@@ -31,6 +34,7 @@ def prepare() -> None:
     print(f"Chromium: {chromium_binary()}", file=sys.stderr)
     print(f"versitygw binary: {versitygw_binary()}", file=sys.stderr)
     print(f"timestamp-server binary: {timestamp_server_binary()}", file=sys.stderr)
+    print(f"Kafka jars: {kafka_libs()}", file=sys.stderr)
 
 
 def up() -> None:
@@ -40,7 +44,8 @@ def up() -> None:
     collector = CollectorService(STATE_DIR / "collector")
     s3 = S3Service(STATE_DIR / "s3")
     tsa = TimestampAuthorityService(STATE_DIR / "tsa")
-    services: list[Service] = [elasticsearch, collector, s3, tsa]
+    kafka = KafkaService(STATE_DIR / "kafka")
+    services: list[Service] = [elasticsearch, collector, s3, tsa, kafka]
     try:
         for service in services:
             service.start()
@@ -51,8 +56,9 @@ def up() -> None:
     env = {key: value for service in services for key, value in service.env().items()}
     ENV_FILE.write_text("".join(f"{key}={value}\n" for key, value in sorted(env.items())))
     pid_files = [str(p.pid_path) for p in elasticsearch.processes]
-    pid_files += [str(service.process.pid_path) for service in (collector, s3, tsa)]
-    data_dirs = [str(elasticsearch.workdir), str(s3.workdir), str(tsa.workdir)]
+    pid_files += [str(service.process.pid_path) for service in (collector, s3, tsa, kafka)]
+    data_dirs = [str(elasticsearch.workdir), str(s3.workdir), str(tsa.workdir),
+                 str(kafka.workdir)]
     state = {"pid_files": pid_files, "data_dirs": data_dirs}
     (STATE_DIR / "state.json").write_text(json.dumps(state, indent=2))
     print(ENV_FILE.read_text(), end="")
