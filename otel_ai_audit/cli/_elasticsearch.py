@@ -8,7 +8,7 @@ Each flag sets the `AuditSettings` field of the same name and falls back to its
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -51,36 +51,45 @@ def elasticsearch_options(command: Command) -> Command:
 
 
 def settings_from(**options: Any) -> AuditSettings:
-    """Settings from the environment, with the flags that were given on top."""
-    try:
-        return AuditSettings.from_env(**options)
-    except ValueError as error:
-        fail(str(error))
+    """Settings from the environment, with the flags that were given on top; a bad one is a
+    `ConfigurationError` naming its variable, which `Commands` reports in one line."""
+    return AuditSettings.from_env(**options)
 
 
 def connect(settings: AuditSettings) -> Elasticsearch:
     """A client for the settings. The client library is imported here, at the call, so that
-    without the `elasticsearch` extra the caller's `except ValueError` reports it in one line
-    (`MissingExtraError`), as it reports a bad setting."""
+    without the `elasticsearch` extra the command ends with one line (`MissingExtraError`, a
+    `ConfigurationError`), as it does for a bad setting."""
     from otel_ai_audit.backends.elasticsearch.client import connect as open_client
 
     return open_client(settings)
 
 
 @contextmanager
-def elasticsearch_source(**options: Any) -> Iterator[RecordSource]:
-    """The verifier's view of Elasticsearch at `--elasticsearch URL` (a snapshot in time)."""
+def elasticsearch_source(gateway_index: str | None = None,
+                         **options: Any) -> Iterator[RecordSource]:
+    """The verifier's view of Elasticsearch at `--elasticsearch URL` (a snapshot in time): the
+    sink's indices, or with `gateway_index` the documents a Collector gateway wrote there
+    ("": the default `<prefix>-otlp`)."""
     settings = settings_from(**options)
     try:
         client = connect(settings)
-        from otel_ai_audit.backends.elasticsearch.source import ElasticsearchSource
-
-        source = ElasticsearchSource(client, index_prefix=settings.elasticsearch_index_prefix)
     except ValueError as error:
         fail(str(error))
+    from otel_ai_audit.backends.elasticsearch.gateway_source import read_gateway_index
+    from otel_ai_audit.backends.elasticsearch.otel_mapping import gateway_index as default_index
+    from otel_ai_audit.backends.elasticsearch.source import ElasticsearchSource
+
+    prefix = settings.elasticsearch_index_prefix
     try:
-        with source:
-            yield source
+        try:
+            source: Any = (ElasticsearchSource(client, index_prefix=prefix)
+                           if gateway_index is None else nullcontext(read_gateway_index(
+                               client, gateway_index or default_index(prefix))))
+        except ValueError as error:
+            fail(str(error))
+        with source as opened:
+            yield opened
     finally:
         client.close()
 
@@ -90,12 +99,12 @@ def publish_findings(report: Report, settings: AuditSettings) -> str:
     extra, a bad setting, Elasticsearch refusing) ends the command with one line."""
     try:
         client = connect(settings)
-        from otel_ai_audit.backends.elasticsearch.publish import PublishError, publish_findings
+        from otel_ai_audit.backends.elasticsearch.publish import publish_findings
 
         try:
             return publish_findings(client, report,
                                     index_prefix=settings.elasticsearch_index_prefix)
         finally:
             client.close()
-    except (ValueError, PublishError) as error:
+    except ValueError as error:
         fail(str(error))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from otel_ai_audit.backends.elasticsearch import layout
+from otel_ai_audit.backends.elasticsearch import layout, otel_mapping
 from otel_ai_audit.backends.elasticsearch.client import (
     ApiError,
     Elasticsearch,
@@ -69,12 +69,15 @@ class ElasticsearchSink:
                    retention=settings.elasticsearch_retention)
 
     def install(self) -> None:
-        """Put the four index templates (idempotent: each start puts them again, so changed
-        settings reach the next backing index). Raises `DeliveryError` if Elasticsearch
-        refuses them or cannot be reached."""
-        for name, template in layout.index_templates(
-                self.index_prefix, retention=self.retention,
-                index_settings=self.index_settings).items():
+        """Put the four index templates, and the data stream template of a Collector
+        gateway's index (`otel_mapping.gateway_template`), so the gateway can write beside
+        (idempotent: each start puts them again, so changed settings reach the next backing
+        index). Raises `DeliveryError` if Elasticsearch refuses them or cannot be reached."""
+        templates = layout.index_templates(self.index_prefix, retention=self.retention,
+                                           index_settings=self.index_settings)
+        templates[otel_mapping.gateway_index(self.index_prefix)] = \
+            otel_mapping.gateway_template(self.index_prefix, retention=self.retention)
+        for name, template in templates.items():
             _call(f"installing the index template {name}", self.client.indices.put_index_template,
                   name=name, **template)
         self._installed = True
