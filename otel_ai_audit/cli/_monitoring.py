@@ -3,7 +3,6 @@ into the trail (through the normal writer: chained, checkpointed and signed) and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ from otel_ai_audit.cli._common import (
     store_argument,
 )
 from otel_ai_audit.cli._elasticsearch import elasticsearch_options, settings_from
+from otel_ai_audit.cli._window import duration_ns, window_bounds, window_options
 from otel_ai_audit.monitoring.records import (
     ElasticsearchEvents,
     EventSource,
@@ -32,11 +32,8 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 _OPTIONS = (
     click.option("--model", required=True, help="Model name (as in the records)."),
     click.option("--version", "model_version", help="Only this model version."),
-    click.option("--from", "start", required=True, metavar="TIME",
-                 help="Window start, ISO 8601 (UTC unless a zone is given), inclusive."),
-    click.option("--to", "end", required=True, metavar="TIME", help="Window end, exclusive."),
     click.option("--every", metavar="DURATION",
-                 help="Split --from..--to into consecutive windows of this length (30m, 6h, "
+                 help="Split the window into consecutive windows of this length (30m, 6h, "
                       "1d, 1w): one result per window, for a trend over time."),
     click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
     click.option("--record", is_flag=True,
@@ -52,11 +49,14 @@ def monitoring_options(command: Command) -> Command:
     """STORE (read-only), or Elasticsearch with its options, and the window and model."""
     for option in reversed(_OPTIONS):
         command = option(command)
+    command = window_options("ISO 8601 (UTC unless a zone is given)")(command)
     return store_argument()(elasticsearch_options(command))
 
 
-def windows(start: str, end: str, every: str | None) -> list[tuple[str, str]]:
+def windows(start: str | None, end: str | None, last: str | None,
+            every: str | None) -> list[tuple[str, str]]:
     """The windows' bounds in the records' time form; one clear line if they are wrong."""
+    start, end = window_bounds(start, end, last)
     try:
         low, high = parse_time(start), parse_time(end)
     except ValueError as error:
@@ -65,17 +65,8 @@ def windows(start: str, end: str, every: str | None) -> list[tuple[str, str]]:
         fail(f"--from {start} is not before --to {end}")
     if every is None:
         return [(record_time(low), record_time(high))]
-    match = _DURATION.fullmatch(every.strip())
-    if match is None or int(match.group(1)) == 0:
-        fail(f"--every {every!r} is not a duration such as 30m, 6h, 1d or 1w")
-    step = int(match.group(1)) * _UNITS[match.group(2)]
-    bounds = list(range(low, high, step)) + [high]
+    bounds = list(range(low, high, duration_ns(every, "--every"))) + [high]
     return [(record_time(a), record_time(b)) for a, b in zip(bounds, bounds[1:], strict=False)]
-
-
-_DURATION = re.compile(r"(\d+)([smhdw])")
-_UNITS = {unit: seconds * 1_000_000_000 for unit, seconds in
-          (("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("w", 604_800))}
 
 
 def per_window(compute: Callable[[str, str], list[Any]], bounds: list[tuple[str, str]],

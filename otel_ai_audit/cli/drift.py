@@ -36,9 +36,9 @@ from otel_ai_audit.cli._monitoring import (
 @click.option("--p-value", "drift_p_value", type=float,
               help="p-value below which a KS or chi-squared test says drifted (default 0.05).")
 @click.option("--fail-on-drift", is_flag=True, help="Exit 1 when any feature drifted.")
-def drift(store: str | None, model: str, model_version: str | None, start: str, end: str,
-          every: str | None, as_json: bool, record: bool, signing_key: str | None,
-          fail_on_drift: bool, **options: Any) -> None:
+def drift(store: str | None, model: str, model_version: str | None, start: str | None,
+          end: str | None, last: str | None, every: str | None, as_json: bool, record: bool,
+          signing_key: str | None, fail_on_drift: bool, **options: Any) -> None:
     """Drift of a model's decisions in a time window from its reference profile, read from
     STORE or Elasticsearch.
 
@@ -46,6 +46,7 @@ def drift(store: str | None, model: str, model_version: str | None, start: str, 
     from the decisions' monitoring views (docs/monitoring.md). Exit 0: computed (1 with
     --fail-on-drift if anything drifted); 2: bad input, nothing to compare, or unreadable source.
     """
+    bounds = windows(start, end, last, every)
     from otel_ai_audit.monitoring.drift import DriftPolicy
     from otel_ai_audit.monitoring.drift import drift as compute
     from otel_ai_audit.monitoring.telemetry import monitoring_metrics
@@ -56,7 +57,6 @@ def drift(store: str | None, model: str, model_version: str | None, start: str, 
         policy = DriftPolicy.from_settings(settings_from(**policy_options))
     except ValueError as error:
         fail(str(error))
-    bounds = windows(start, end, every)
     with event_source(store, **elasticsearch) as source:
         reports = per_window(lambda low, high: compute(
             source, model, low, high, version=model_version, policy=policy), bounds, source,

@@ -18,6 +18,7 @@ from otel_ai_audit.cli._common import (
     read_store,
     store_argument,
 )
+from otel_ai_audit.cli._window import window_bounds, window_options
 from otel_ai_audit.cli.verify import TRUSTED_KEYS_ENV
 from otel_ai_audit.config import ENV_PREFIX
 from otel_ai_audit.errors import AuditError
@@ -30,8 +31,7 @@ SIGNING_KEY_ENV = f"{ENV_PREFIX}SIGNING_KEY"
 @click.command()
 @store_argument(default=default_store_path)
 @click.option("--system", required=True, help="The system: service.name of its processes.")
-@click.option("--from", "start", required=True, help="Window start, RFC 3339 (inclusive).")
-@click.option("--to", "end", required=True, help="Window end, RFC 3339 (exclusive).")
+@window_options("RFC 3339")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="New folder for the bundle.")
 @click.option("--decision", "decisions", multiple=True,
@@ -53,17 +53,20 @@ SIGNING_KEY_ENV = f"{ENV_PREFIX}SIGNING_KEY"
 @anchor_check_options(
     "The store's external anchors: the bundle carries those of the window and "
     "proves against them that no chain or record of it is left out.")
-def evidence(store: str, system: str, start: str, end: str, out: str, decisions: tuple[str, ...],
+def evidence(store: str, system: str, start: str | None, end: str | None, last: str | None,
+             out: str, decisions: tuple[str, ...],
              signing_key: str | None, public_keys: tuple[str, ...], subgroups: tuple[str, ...],
              positive_labels: tuple[str, ...], threshold: float | None,
              datasets: tuple[str, ...], anchors_at: str | None, tsa_cert: str | None,
              min_retention_days: int, s3_endpoint: str | None, s3_region: str | None) -> None:
     """Build a signed evidence bundle for SYSTEM's records in STORE (default:
-    $OTEL_AI_AUDIT_STORE, else otel-ai-audit.db) from --from to --to.
+    $OTEL_AI_AUDIT_STORE, else otel-ai-audit.db) from --from to --to, or over the --last
+    DURATION.
 
     Exit 0: bundle written and the trail verified; 1: bundle written but the trail failed
     verification (the report says why); 2: nothing written (bad input).
     """
+    start, end = window_bounds(start, end, last)
     from otel_ai_audit.evidence import BundleError, BundleRequest, Window, build_bundle
 
     key_path = signing_key or os.environ.get(SIGNING_KEY_ENV)

@@ -25,18 +25,19 @@ from otel_ai_audit.cli._monitoring import (
                    "--attribute race.")
 @click.option("--positive-label", default="1", show_default=True,
               help="The favourable outcome / predicted class.")
-def fairness(store: str | None, model: str, model_version: str | None, start: str, end: str,
-             every: str | None, as_json: bool, record: bool, signing_key: str | None,
-             attributes: tuple[str, ...], positive_label: str, **elasticsearch: Any) -> None:
+def fairness(store: str | None, model: str, model_version: str | None, start: str | None,
+             end: str | None, last: str | None, every: str | None, as_json: bool, record: bool,
+             signing_key: str | None, attributes: tuple[str, ...], positive_label: str,
+             **elasticsearch: Any) -> None:
     """Selection rate, TPR and FPR per slice, and demographic-parity and equalized-odds
     differences per attribute, of the decisions in a window that have an outcome
     (`record_outcome`), read from STORE or Elasticsearch. Exit 0: computed; 2: bad input, no
     decisions, none with an outcome, or unreadable source."""
+    bounds = windows(start, end, last, every)
     from otel_ai_audit.monitoring.fairness_window import fairness as compute
     from otel_ai_audit.monitoring.records import parse_time
     from otel_ai_audit.monitoring.telemetry import monitoring_metrics
 
-    bounds = windows(start, end, every)
     with event_source(store, **elasticsearch) as source:
         reports = per_window(lambda low, high: compute(
             source, model, low, high, attributes, version=model_version,
