@@ -13,17 +13,19 @@ import hmac
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from otel_ai_audit.config import CaptureMode
+from otel_ai_audit.errors import ConfigurationError
 from otel_ai_audit.record.canonical import canonical_json, to_json_data
 
-MODES = ("hash", "full", "redact", "none")
+MODES: tuple[CaptureMode, ...] = get_args(CaptureMode)
 REDACTED = "[redacted]"
 
 
-class CaptureConfigError(ValueError):
+class CaptureConfigError(ConfigurationError):
     """A capture setting is invalid."""
 
 
@@ -72,8 +74,11 @@ class CapturePolicy:
     max_bytes: int = 16_384
     redact_fields: tuple[str, ...] = ()
     hmac_key: bytes = b""
+    _keyed: Any = field(init=False, repr=False, compare=False)
+    """HMAC-SHA256 keyed once: copying it costs half of keying it for every value."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_keyed", hmac.new(self.hmac_key, digestmod=hashlib.sha256))
         for name in ("inputs", "outputs"):
             if getattr(self, name) not in MODES:
                 raise CaptureConfigError(f"capture mode for {name} must be one of {MODES}")
@@ -92,7 +97,9 @@ class CapturePolicy:
         return hashlib.sha256(canonical_json(description)).hexdigest()
 
     def keyed_hash(self, value: Any) -> str:
-        return hmac.new(self.hmac_key, canonical_json(to_json_data(value)), "sha256").hexdigest()
+        keyed = self._keyed.copy()
+        keyed.update(canonical_json(to_json_data(value)))
+        return str(keyed.hexdigest())
 
     def pseudonym(self, identity: str) -> str:
         """A stable keyed pseudonym for a person or client (e.g. for `enduser.pseudo.id`)."""

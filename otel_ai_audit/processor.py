@@ -3,7 +3,10 @@
 An instrumentation hands each audited call to the processor as an `AuditSpan`: the facts of
 the span (name, parent context, times, attributes) and its deferred records. The writer thread
 later builds the records and emits the span with those same times and parent, so the calling
-thread pays for neither the SDK span nor the hashing and chaining.
+thread pays for neither the SDK span nor the hashing and chaining. A durable caller builds and
+seals the records itself (they must be on disk when it returns) but still leaves the span to the
+writer thread: the records carry the trace and span ids chosen for it, which the span gets when
+it is emitted (`_PresetIds`).
 
 Records do not travel through `on_end`: the SDK calls `on_end` only for sampled spans, and an
 audit trail must not depend on trace sampling (`OTEL_TRACES_SAMPLER=traceidratio` would
@@ -14,11 +17,13 @@ otherwise drop decisions). The processor sits in the TracerProvider so that the 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Status, StatusCode
 
 from otel_ai_audit.pipeline.writer import AuditWriter, Durability
@@ -35,11 +40,34 @@ class TracedEvents(Protocol):
     def build(self) -> list[dict[str, Any]]: ...
 
 
+_emitting = threading.local()
+"""The (trace id, span id) of the deferred span this thread is emitting, if any."""
+
+
+class _PresetIds(IdGenerator):
+    """A tracer's id generator that gives a deferred span the ids its records already carry,
+    while the span is emitted, and otherwise generates as before."""
+
+    def __init__(self, generated: IdGenerator) -> None:
+        self.generated = generated
+
+    def generate_span_id(self) -> int:
+        ids = getattr(_emitting, "ids", None)
+        return self.generated.generate_span_id() if ids is None else int(ids[1])
+
+    def generate_trace_id(self) -> int:
+        ids = getattr(_emitting, "ids", None)
+        return self.generated.generate_trace_id() if ids is None else int(ids[0])
+
+    def is_trace_id_random(self) -> bool:
+        return self.generated.is_trace_id_random()
+
+
 class AuditSpan:
     """An audited call's span, emitted when its records are built (on the writer thread)."""
 
     __slots__ = ("tracer", "name", "parent", "start_ns", "end_ns", "attributes", "error",
-                 "records", "fallback_service")
+                 "records", "fallback_service", "ids")
 
     def __init__(self, tracer: trace.Tracer, name: str, parent: Context, start_ns: int,
                  attributes: dict[str, Any], records: TracedEvents,
@@ -49,13 +77,41 @@ class AuditSpan:
             attributes, records, fallback_service)
         self.end_ns = start_ns
         self.error: str | None = None
+        self.ids: tuple[int, int] | None = None
+        """Set by `build_records`: the span is still to be emitted, with these ids."""
 
     def build(self) -> list[dict[str, Any]]:
+        """Emit the span, then build the records (which carry its trace and span ids)."""
+        self.emit()
+        return self.records.build()
+
+    def build_records(self) -> list[dict[str, Any]]:
+        """Build the records now and leave the span to `emit`, later and on another thread:
+        the records carry the ids chosen here for it. Where the tracer cannot be given ids
+        (not the SDK's), emit it now, as `build` does."""
+        generator = getattr(self.tracer, "id_generator", None)
+        if not isinstance(generator, IdGenerator):
+            return self.build()
+        if not isinstance(generator, _PresetIds):
+            generator = _PresetIds(generator)
+            self.tracer.id_generator = generator  # type: ignore[attr-defined]
+        parent = trace.get_current_span(self.parent).get_span_context()
+        trace_id = (parent.trace_id if parent.is_valid
+                    else generator.generated.generate_trace_id())
+        self.ids = trace_id, generator.generated.generate_span_id()
+        self.records.trace = {"trace_id": f"{trace_id:032x}", "span_id": f"{self.ids[1]:016x}"}
+        self.records.service = {"name": service_name(None, self.tracer, self.fallback_service)}
+        return self.records.build()
+
+    def emit(self) -> None:
+        """Emit the span (with the ids its records carry, if they were built first)."""
+        _emitting.ids = self.ids
         try:
             self._emit()
         except Exception:  # noqa: BLE001 - a tracing failure must not cost the records
             logger.exception("otel-ai-audit: could not emit the span of an audited call")
-        return self.records.build()
+        finally:
+            _emitting.ids = None
 
     def _emit(self) -> None:
         span = self.tracer.start_span(self.name, context=self.parent, start_time=self.start_ns,

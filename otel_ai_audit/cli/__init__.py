@@ -16,6 +16,7 @@ from otel_ai_audit.cli.keys import keygen
 from otel_ai_audit.cli.kibana import kibana
 from otel_ai_audit.cli.models import models
 from otel_ai_audit.cli.prove import prove, verify_proof
+from otel_ai_audit.cli.recover import recover
 from otel_ai_audit.cli.ship import ship
 from otel_ai_audit.cli.verify import verify
 from otel_ai_audit.cli.verify_bundle import verify_bundle
@@ -28,5 +29,5 @@ def main() -> None:
 
 
 for command in (verify, ship, keygen, prove, verify_proof, demo, document, kibana,
-                drift, fairness, evidence, verify_bundle, anchor, models, decisions):
+                drift, fairness, evidence, verify_bundle, anchor, models, decisions, recover):
     main.add_command(command)

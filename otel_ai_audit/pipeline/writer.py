@@ -17,13 +17,17 @@ is logged and counted in the `failed` counter of the next signed checkpoint; a p
 before persisting shows in verification as a chain that was never closed.
 
 Durability (`submit(..., durability=)`): `async` returns at once (a process killed before the
-next write loses what is queued); `process` returns once the entry is committed to the store's
-write-ahead log (survives SIGKILL, not a power loss); `fsync` once that commit is fsynced too.
-A durable caller commits in its own thread, under the batch lock, everything queued by then
-(its entry included) in one transaction: callers waiting at the same time share that commit
-(group commit), and a lone caller pays no hand-over to the writer thread, whose wake-ups cost
-more CPU than the commit itself. Until the chain is open, and while the store fails, durable
-callers leave the work to the writer thread (which retries) and wait. Whatever the level, the
+next write loses what is queued); `process` returns once the entry's records are in the chain's
+journal (`otel_ai_audit.store.journal`: survives SIGKILL, not a power loss); `fsync` once that
+append is fsynced too. A durable caller seals, in its own thread and under the batch lock,
+everything queued by then (its entry included) and appends it to the journal in one write:
+callers waiting at the same time share that append (group commit), and a lone caller pays no
+hand-over to the writer thread, whose wake-ups cost more CPU than the append. The writer thread
+commits what the journal holds to the store with its next batch (within `flush_interval`) and
+empties it; a journal left by a killed process is committed by the next writer that opens the
+store (or `otel-ai-audit recover`). Without a usable journal, the caller commits to the store
+itself. Until the chain is open, and while the store fails, durable callers leave the work to
+the writer thread (which retries) and wait. Whatever the level, the
 first entry of a chain waits until the chain's `chain_open` record is committed, so a process
 that made a decision always has a chain a verifier can see. A wait that outlasts
 `durable_timeout` (a store that keeps failing) returns anyway, logged and counted as
@@ -33,6 +37,11 @@ Sampling (see `sampling`): a sampled-out decision goes to the store's holding ta
 transaction as the records around it, counted per model and risk level in the checkpoints
 (`counters.sampled_out`). A dispute promotes its held decision into the chain just before the
 dispute record, which says whether its decision is on the record (`decision_on_record`).
+
+Why one module: the writer thread, the durable callers' group commit, the spill drain and the
+fork handling share one lock, one queue and one chain, whose invariants (order, nothing lost
+in silence, one chain per process) are reasoned about together; split, each part would reach
+into the others' private state.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from otel_ai_audit.pipeline.sampling import SamplingPolicy, counter_key, promote
 from otel_ai_audit.pipeline.spill import SpillFile
 from otel_ai_audit.record.canonical import CanonicalizationError, canonical_json, to_json_data
 from otel_ai_audit.record.schema import EventType, new_event
+from otel_ai_audit.store.journal import Journal, Unit, journal_path, recover
 from otel_ai_audit.store.sqlite import AuditStore, HeldRecord, SealedRecord, StoreError
 
 logger = logging.getLogger(__name__)
@@ -81,6 +91,15 @@ class DeferredEvents(Protocol):
     the writer thread, not on the thread that made the decision."""
 
     def build(self) -> list[dict[str, Any]]: ...
+
+
+class SpannedEvents(DeferredEvents, Protocol):
+    """Deferred events with a span (`otel_ai_audit.processor.AuditSpan`): a durable caller
+    builds the records and leaves the span to the writer thread."""
+
+    def build_records(self) -> list[dict[str, Any]]: ...
+
+    def emit(self) -> None: ...
 
 
 class WriterStats(NamedTuple):
@@ -187,6 +206,17 @@ class AuditWriter:
         """Set while entries wait on disk: every new entry goes there too, until drained."""
         self._last_logged = 0
         self._persisted = 0
+        """Entries committed to the store (what `flush()` waits for)."""
+        self._acknowledged = 0
+        """Entries durable: committed to the store, or appended to the journal."""
+        self._journal: Journal | None = None
+        self._journal_usable = True
+        self._journaled = (0, 0, 0, 0)
+        """How much of `_unwritten`, `_held`, `_released`, `_checkpoints` is in the journal."""
+        self._journal_synced = False
+        """An `fsync` caller's append is in the journal: the commit that empties it fsyncs."""
+        self._spans: list[SpannedEvents] = []
+        """Spans of records durable callers built, for the writer thread to emit."""
         self._sync_requested = False
         """A waiting caller asked for `fsync`: the next commit is fsynced."""
         self.unconfirmed = 0
@@ -253,14 +283,14 @@ class AuditWriter:
         if not self._batch_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             return False
         try:
-            if self._persisted < ticket and not self._store_failing:
+            if self._acknowledged < ticket and not self._store_failing:
                 self._write_queue(retry=False)
         except Exception:  # noqa: BLE001 - the trail never raises into the model's caller
             logger.exception("otel-ai-audit: committing queued audit entries failed")
             return False
         finally:
             self._batch_lock.release()
-        return self._persisted >= ticket
+        return self._acknowledged >= ticket
 
     def rotate_key(self, key: SigningKey) -> None:
         """Switch to `key`; the rotation is recorded in the chain and signed by the old key."""
@@ -414,6 +444,7 @@ class AuditWriter:
                 self._wake.wait(self.flush_interval)
                 self._wake.clear()
                 with self._batch_lock:
+                    self._emit_spans()
                     stopping = self._write_queue(retry=True)
                     self._drain_spill()
                     self._purge_expired_holds(now=stopping)
@@ -422,6 +453,7 @@ class AuditWriter:
                             done = not self._pending and self._spill is None
                         if done:
                             self._persist(self._checkpoint(closed=True))
+                            self._remove_journal()
                             return
         finally:
             with self.store_lock:
@@ -439,12 +471,13 @@ class AuditWriter:
         return stopping
 
     def _open_store(self) -> bool:
-        """Open the store, retrying with backoff; False if it was still unusable at close."""
+        """Open the store, retrying with backoff, and recover the journals killed processes
+        left; False if the store was still unusable at close."""
         delay = 0.1
         while True:
             try:
                 with self.store_lock:
-                    self._connect()
+                    recover(self._connect(), self.store_path)
                 return True
             except StoreError as error:
                 self.store_errors += 1
@@ -537,12 +570,19 @@ class AuditWriter:
                 self._persist(self._checkpoint(closed=False), retry=retry)
                 self._key = item.key
                 continue
-            for event in self._expand(item):
+            for event in self._expand(item, spans_later=not retry):
                 self._route(event, logged, retry)
             self._processed += 1
         due = time.monotonic() - self._last_checkpoint_at >= self.checkpoint_interval
         self._persist(self._checkpoint(closed=False) if due and self._unsigned() else None,
                       sync=sync, retry=retry)
+
+    def _emit_spans(self) -> None:
+        """Emit the spans durable callers left (hold `_batch_lock`), before their records are
+        committed: a `flush()` that sees them committed sees their spans emitted."""
+        spans, self._spans = self._spans, []
+        for span in spans:
+            span.emit()
 
     def _drain_spill(self) -> None:
         """Seal what waits in the spill file, oldest first; remove the file once empty.
@@ -572,11 +612,19 @@ class AuditWriter:
                     return
             self._write_batch([(_Built(events), logged) for events, logged in spill.read()])
 
-    def _expand(self, item: dict[str, Any] | DeferredEvents) -> list[dict[str, Any]]:
+    def _expand(self, item: dict[str, Any] | DeferredEvents, *,
+                spans_later: bool = False) -> list[dict[str, Any]]:
+        """`item`'s events; with `spans_later` (a durable caller), its span is left to the
+        writer thread."""
         if isinstance(item, dict):
             return [item]
         try:
-            return item.build()
+            build_records = getattr(item, "build_records", None) if spans_later else None
+            if build_records is None:
+                return item.build()
+            events: list[dict[str, Any]] = build_records()
+            self._spans.append(item)  # type: ignore[arg-type]
+            return events
         except Exception:  # noqa: BLE001 - one bad batch must not stop the chain
             self.count_failed(cause="build")
             logger.exception("otel-ai-audit: building deferred audit events failed; counted as "
@@ -689,14 +737,19 @@ class AuditWriter:
                  retry: bool = True) -> None:
         """Write what was sealed, held and promoted since the last write (with `checkpoint`;
         fsynced if `sync`), then let waiting callers and `flush()` know the entries behind it
-        are persisted. Without `retry`, a failing store leaves it all for the next write."""
+        are persisted. Without `retry` (a durable caller), append it to the journal instead,
+        or, with no usable journal, commit it unless the store fails (then it is all left for
+        the next write)."""
         if checkpoint is not None:
             self._checkpoints.append(checkpoint)
+        if not retry and self._append_journal(sync):
+            return
         records, held, released = self._unwritten, self._held, self._released
         checkpoints = self._checkpoints
         if records or held or released or checkpoints:
             if not retry and self._store_failing:
                 return
+            sync = sync or self._journal_synced
             try:
                 self._use_store(lambda store: store.write(records, checkpoints, hold=held,
                                                           release=released, sync=sync),
@@ -706,18 +759,71 @@ class AuditWriter:
                 return
             self.persisted_records += len(records)
             self._unwritten, self._held, self._released, self._checkpoints = [], [], [], []
+            self._clear_journal()
             if records:
                 self._chain_opened.set()
         if self._processed:
             self._mark_persisted(self._processed)
             self._processed = 0
 
+    def _append_journal(self, sync: bool) -> bool:
+        """Append to the journal what was sealed since its last append, and acknowledge the
+        entries behind it; False if there is no usable journal (then the store is used)."""
+        if not self._journal_usable:
+            return False
+        records, held, released, checkpoints = self._journaled
+        unit = Unit(self._unwritten[records:], self._held[held:], self._released[released:],
+                    self._checkpoints[checkpoints:])
+        if unit.records or unit.held or unit.released or unit.checkpoints:
+            try:
+                if self._journal is None:
+                    self._journal = Journal(journal_path(self.store_path, self.chain.chain_id))
+                self._journal.append(unit, sync=sync)
+            except OSError as error:  # until the store has what it holds (see _clear_journal)
+                self._journal_usable = False
+                logger.error("otel-ai-audit: the journal beside %s is unusable (%s); durable "
+                             "decisions are committed to the store one by one meanwhile",
+                             self.store_path, error)
+                return False
+            self._journaled = (len(self._unwritten), len(self._held), len(self._released),
+                               len(self._checkpoints))
+            self._journal_synced = self._journal_synced or sync
+        with self._persisted_cv:
+            self._acknowledged = max(self._acknowledged, self._persisted + self._processed)
+        return True
+
+    def _clear_journal(self) -> None:
+        """Everything sealed is in the store: empty the journal (hold `_batch_lock`)."""
+        self._journaled = (0, 0, 0, 0)
+        self._journal_synced = False
+        if self._journal is not None:
+            try:
+                self._journal.clear()
+            except OSError as error:  # replaying it later is harmless: records are kept once
+                logger.warning("otel-ai-audit: could not empty the journal %s: %s",
+                               self._journal.path, error)
+                return
+            self._journal_usable = True  # emptied: a failed append (disk full) left nothing
+
+    def _remove_journal(self) -> None:
+        """The chain is closed and all of it stored: its journal has no further use."""
+        if self._journal is not None:
+            try:
+                self._journal.remove()
+            except OSError as error:
+                logger.warning("otel-ai-audit: could not remove the journal %s: %s",
+                               self._journal.path, error)
+            self._journal = None
+
     def _purge_expired_holds(self, now: bool) -> None:
-        """Delete held decisions past their expiry, every `hold_purge_interval` seconds (and
-        `now`, at close). A dispute never promotes an expired one, purged or not."""
+        """Every `hold_purge_interval` seconds (and `now`, at close): delete held decisions
+        past their expiry (a dispute never promotes an expired one, purged or not), and recover
+        the journals of processes that ended meanwhile (a forked child killed, say)."""
         if not now and time.monotonic() - self._last_purge < self.hold_purge_interval:
             return
         self._last_purge = time.monotonic()
+        self._use_store(lambda store: recover(store, self.store_path),
+                        "recovering journals of ended processes")
         purged = self._use_store(lambda store: store.purge_held(time.time_ns()),
                                  "purging expired held decisions")
         if purged:
@@ -726,6 +832,7 @@ class AuditWriter:
     def _mark_persisted(self, count: int) -> None:
         with self._persisted_cv:
             self._persisted += count
+            self._acknowledged = max(self._acknowledged, self._persisted)
             self._persisted_cv.notify_all()
 
     # --- fork ------------------------------------------------------------------------------
@@ -752,6 +859,8 @@ class AuditWriter:
         at the child's exit, including a multiprocessing worker's `os._exit`)."""
         if self._spill is not None:
             self._spill.close()  # the parent's file: the parent drains it
+        if self._journal is not None:
+            self._journal.close()  # the parent's, locked by it: its lock must die with it
         child, self._child_chain_id = self._child_chain_id, None
         self._parent_chain_id = self.chain.chain_id
         self._reset(child)

@@ -9,6 +9,10 @@ survives a crash of the process but may lose the last batches on power loss; eve
 commits with `synchronous=FULL`, which fsyncs the write-ahead log, so everything a signed
 checkpoint covers is on disk before the checkpoint is. A power loss can only cost records
 after the last checkpoint, and the verifier reports those chains as not closed.
+
+Why one module: `AuditStore` owns the one connection, and its SQL, the schema with its
+version check and the translation of SQLite errors into `StoreError`s must change together (a
+column added is a schema change, a query and a row type at once).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from otel_ai_audit.errors import StoreError as StoreError
 from otel_ai_audit.integrity.chain import SealedRecord
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 
@@ -127,10 +132,6 @@ class StoredAnchor(NamedTuple):
     payload: bytes
     signature: bytes
     token: bytes | None
-
-
-class StoreError(Exception):
-    """The store cannot be used; the message says why in words a user can act on."""
 
 
 class NotAStoreError(StoreError):
@@ -312,7 +313,7 @@ class AuditStore:
     def write(self, records: Iterable[SealedRecord],
               checkpoint: SignedCheckpoint | Sequence[SignedCheckpoint] | None = None, *,
               hold: Sequence[HeldRecord] = (), release: Sequence[str] = (),
-              sync: bool = False) -> None:
+              sync: bool = False, replay: bool = False) -> None:
         """Persist a batch, and optionally the checkpoint covering it (or several, in order:
         those of a write the writer had to retry), in one transaction.
 
@@ -322,7 +323,10 @@ class AuditStore:
         ones, in the same transaction: a checkpoint that counts a decision as sampled out is
         never on disk without the held decision, and a promoted decision is never both held
         and chained.
+        `replay` (a journal's records, see `otel_ai_audit.store.journal`) leaves records and
+        checkpoints already stored as they are.
         """
+        verb = "INSERT OR IGNORE" if replay else "INSERT"
         checkpoints = [checkpoint] if isinstance(checkpoint, SignedCheckpoint) else checkpoint
         durable = sync or bool(checkpoints)
         try:
@@ -331,7 +335,7 @@ class AuditStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT INTO records (chain_id, seq, time, type, record_id, data) "
+                    f"{verb} INTO records (chain_id, seq, time, type, record_id, data) "
                     "VALUES (?, ?, ?, ?, ?, ?)", records)
                 if hold:  # a statement even with nothing to do costs a single-entry commit
                     self._db.executemany("INSERT OR IGNORE INTO held VALUES (?, ?, ?, ?, ?)",
@@ -340,7 +344,7 @@ class AuditStore:
                     self._db.executemany("DELETE FROM held WHERE record_id = ?",
                                          ((record_id,) for record_id in release))
                 for each in checkpoints or ():
-                    self._insert_checkpoint(each)
+                    self._insert_checkpoint(each, verb)
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
@@ -352,9 +356,9 @@ class AuditStore:
         except sqlite3.DatabaseError as error:
             raise _translate(error, self.path) from error
 
-    def _insert_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+    def _insert_checkpoint(self, checkpoint: SignedCheckpoint, verb: str) -> None:
         self._db.execute(
-            "INSERT INTO checkpoints (chain_id, idx, size, key_id, payload, signature) "
+            f"{verb} INTO checkpoints (chain_id, idx, size, key_id, payload, signature) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (checkpoint.chain_id, checkpoint.index, checkpoint.size, checkpoint.key_id,
              checkpoint.payload, checkpoint.signature),

@@ -36,6 +36,9 @@ class Kind(str, Enum):
     """A record's or checkpoint's time is earlier than its predecessor's."""
     CHAIN_NOT_CLOSED = "chain_not_closed"
     """No closing checkpoint: the writer crashed or was killed, or the tail was removed."""
+    UNRECOVERED_JOURNAL = "unrecovered_journal"
+    """Acknowledged records wait in a journal a killed process left beside the store: the next
+    process that opens the store for writing commits them, or `otel-ai-audit recover STORE`."""
     RECORD_AFTER_CLOSE = "record_after_close"
     """Records (or checkpoints) appear after the chain's closing checkpoint."""
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"

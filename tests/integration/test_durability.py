@@ -4,9 +4,11 @@ children and `multiprocessing` workers (fork and spawn), at `process` and `async
 Each app scores one row at a time with a real scikit-learn model and prints an acknowledgement
 (its pid and the decision id) after each `predict()` returns. The whole process group is killed
 with SIGKILL at a random moment; every acknowledgement printed before that is then looked up in
-the store. Under `process` durability every one must be there, and the store verifies with no
-finding but the killed chains' `chain_not_closed`; under `async` some may be missing (the
-queue of the last moments), but every process that acknowledged a decision has a chain.
+the store. Under `process` durability every one must be there once `otel-ai-audit recover` has
+done what the next start of the service does (commit the journals the killed processes left),
+and the store verifies with no finding but the killed chains' `chain_not_closed`; under `async`
+some may be missing (the queue of the last moments), but every process that acknowledged a
+decision has a chain.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from otel_ai_audit.integrity.keys import SigningKey
+from otel_ai_audit.store.journal import unrecovered
 from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.verifier import Verifier
 
@@ -111,6 +114,18 @@ def run_and_kill(tmp_path: Path, mode: str, durability: str,
     return acks, store, key
 
 
+def recover(store: Path) -> None:
+    """What the next start of the service does: commit the journals the killed processes left,
+    here with `otel-ai-audit recover`, which says how many records it took."""
+    pending = sum(journal.records for journal in unrecovered(str(store)))
+    done = subprocess.run([str(Path(sys.executable).parent / "otel-ai-audit"), "recover",
+                           str(store)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert unrecovered(str(store)) == []
+    if pending:
+        assert f"recovered {pending} records" in done.stdout, done.stdout
+
+
 def stored(store: Path) -> tuple[set[str], dict[int, str], Verifier]:
     """Record ids in the store, each chain's pid (from its chain_open)."""
     with AuditStore(store, create=False, readonly=True) as opened:
@@ -135,6 +150,7 @@ def verify(store: Path, key: SigningKey) -> set[str]:
 def test_process_durability_keeps_every_acknowledged_decision(tmp_path: Path,
                                                               mode: str) -> None:
     acks, store, key = run_and_kill(tmp_path, mode, "process")
+    recover(store)
     ids, pids, _ = stored(store)
     missing = [decision for decision in acks if decision not in ids]
     assert missing == [], f"{len(missing)} of {len(acks)} acknowledged decisions are missing"
@@ -201,6 +217,7 @@ def test_an_api_with_two_workers_keeps_every_answered_request(tmp_path: Path) ->
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
     assert len(answered) >= 120
+    recover(tmp_path / "audit.db")
     with AuditStore(tmp_path / "audit.db", create=False, readonly=True) as opened:
         decided = b"\n".join(bytes(row[0]) for row in opened._rows(
             "SELECT data FROM records WHERE type = 'inference'"))

@@ -28,15 +28,17 @@ def _model() -> tuple[LogisticRegression, np.ndarray]:
     return LogisticRegression().fit(features, features[:, 0] > 0), features
 
 
+@pytest.mark.parametrize("durability", ["async", "process"])
 @pytest.mark.parametrize("sampler", [ALWAYS_OFF, ParentBased(TraceIdRatioBased(0.01))],
                          ids=["always_off", "parentbased_traceidratio_0.01"])
-def test_every_decision_is_recorded_whatever_the_trace_sampler(tmp_path: Path,
-                                                               sampler: object) -> None:
+def test_every_decision_is_recorded_whatever_the_trace_sampler(tmp_path: Path, sampler: object,
+                                                               durability: str) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=sampler)  # type: ignore[arg-type]
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     model, features = _model()
-    with instrumented(tmp_path, SklearnInstrumentor, tracer_provider=provider) as audited:
+    with instrumented(tmp_path, SklearnInstrumentor, tracer_provider=provider,
+                      durability=durability) as audited:
         for start in range(0, 50, 5):
             model.predict(features[start:start + 5])
         inferences = audited.events("inference")
@@ -47,25 +49,41 @@ def test_every_decision_is_recorded_whatever_the_trace_sampler(tmp_path: Path,
     assert len(exporter.get_finished_spans()) <= 2  # sampled out (1% may keep one)
 
 
-def test_span_has_the_calls_parent_times_and_attributes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durability", ["async", "process"])
+def test_span_has_the_calls_parent_times_and_attributes(tmp_path: Path, durability: str) -> None:
+    """A `process` durable caller builds its records itself and leaves the span to the writer
+    thread: the span still gets the ids the records carry."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     model, features = _model()
-    with instrumented(tmp_path, SklearnInstrumentor, tracer_provider=provider) as audited:
+    with instrumented(tmp_path, SklearnInstrumentor, tracer_provider=provider,
+                      durability=durability) as audited:
         with provider.get_tracer("app").start_as_current_span("handle request") as parent:
             model.predict(features[:3])
+            model.predict(features[3:4])  # a root span's trace id is chosen for it too
+        model.predict(features[4:5])
         audited.runtime.writer.flush()
         inferences = audited.events("inference")
-    spans = {span.name: span for span in exporter.get_finished_spans()}
-    audit_span, parent_span = spans["sklearn predict"], spans["handle request"]
+    finished = exporter.get_finished_spans()
+    spans = {span.name: span for span in finished}
+    parent_span = spans["handle request"]
+    audit_span = min((span for span in finished if span.name == "sklearn predict"),
+                     key=lambda span: span.start_time)
+    assert [span.name for span in finished].count("sklearn predict") == 3
+    assert {(span.context.trace_id, span.context.span_id) for span in finished
+            if span.name == "sklearn predict"} == {
+        (int(event["trace"]["trace_id"], 16), int(event["trace"]["span_id"], 16))
+        for event in inferences}
+    assert finished[-1].parent is None and finished[-1].context.trace_id != \
+        parent_span.context.trace_id
     assert audit_span.parent is not None
     assert audit_span.parent.span_id == parent.get_span_context().span_id
     assert audit_span.context.trace_id == parent_span.context.trace_id
     assert parent_span.start_time <= audit_span.start_time <= audit_span.end_time
     assert audit_span.end_time <= parent_span.end_time
     assert audit_span.attributes[EVENT_TYPE] == "inference"
-    assert [event["trace"] for event in inferences] == [{
+    assert [event["trace"] for event in inferences[:3]] == [{
         "trace_id": f"{audit_span.context.trace_id:032x}",
         "span_id": f"{audit_span.context.span_id:016x}"}] * 3
     assert audit_span.attributes[DECISION_ID] == inferences[0]["id"].rsplit(".", 1)[0]

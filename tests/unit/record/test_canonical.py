@@ -442,3 +442,14 @@ def test_new_event_ids_are_uuid7_in_time_order() -> None:
     ids = [new_event_id(1_700_000_000_000_000_000 + step * 1_000_000) for step in range(100)]
     assert ids == sorted(ids) and len(set(ids)) == 100
     assert new_event("dispute", event_id="given")["id"] == "given"
+
+
+_numbers = st.one_of(st.floats(), st.integers(min_value=-2**60, max_value=2**60), st.booleans())
+
+
+@given(st.lists(_numbers, max_size=12))
+def test_lists_of_numbers_convert_as_item_by_item(items: list[Any]) -> None:
+    """The bulk path for rows of numeric arrays gives what the per-item rules give."""
+    assert to_json_data(items) == [to_json_data(item) for item in items]
+    array = np.array([item for item in items if type(item) is float], dtype=float)
+    assert to_json_data(array) == [to_json_data(float(item)) for item in array]
