@@ -6,11 +6,15 @@ decision is kept (risk "high" unless configured otherwise), and checkpoints are 
 Every value is checked where it is read: a value that is not one of the accepted ones raises
 `ConfigurationError`, one line naming the variable (or the `configure()` keyword and its
 variable), the value and what is accepted. Nothing falls back to a default in silence.
+
+Why one module: each setting is three things read together, its field (with its `Literal`
+type), its rule in `_RULES` (what it accepts, in the words of the error) and its variable;
+`_RULES` is checked at import to cover every field, and splitting the rules from the fields
+would put a setting's type and what it accepts in two files.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import math
 import os
@@ -32,7 +36,7 @@ ELASTICSEARCH_RETENTION = "190d"
 """Kept at least six months (EU AI Act Art. 19, 26(6)), with a margin for a late request."""
 
 CaptureMode = Literal["hash", "full", "redact", "none"]
-"""As `capture.MODES`."""
+"""How a decision's inputs or outputs are recorded (`capture.MODES` is this list)."""
 RiskLevel = Literal["minimal", "low", "limited", "medium", "high", "critical", "unacceptable"]
 """The scale used across the project (low, medium, high, critical) and the EU AI Act's
 categories (minimal, limited, high, unacceptable)."""
@@ -311,26 +315,17 @@ _COMPATIBLE_ERRORS = {
     "capture_outputs": ("otel_ai_audit.capture", "CaptureConfigError"),
     "redact_fields": ("otel_ai_audit.capture", "CaptureConfigError"),
 }
-"""Settings refused by their own modules before they were checked here: their error is also
-that module's, so code catching it goes on working."""
+"""Settings refused by their own modules before they were checked here: their error is that
+module's `ConfigurationError` subclass, so code catching it goes on working. Imported when
+needed, as those modules import this one."""
 
 
 def _error(name: str, message: str) -> ConfigurationError:
+    kind: type[ConfigurationError] = ConfigurationError
     legacy = _COMPATIBLE_ERRORS.get(name)
     if legacy is not None:
-        try:
-            kind = getattr(importlib.import_module(legacy[0]), legacy[1])
-        except (ImportError, AttributeError):
-            pass
-        else:
-            return _compatible(kind)(message, variable=variable(name))
-    return ConfigurationError(message, variable=variable(name))
-
-
-@functools.cache
-def _compatible(kind: type[ValueError]) -> type[ConfigurationError]:
-    return type(f"{kind.__name__.removesuffix('ConfigError')}ConfigurationError",
-                (ConfigurationError, kind), {"__module__": __name__})
+        kind = getattr(importlib.import_module(legacy[0]), legacy[1])
+    return kind(message, variable=variable(name))
 
 
 def _boolean(value: Any) -> bool:

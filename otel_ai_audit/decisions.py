@@ -74,18 +74,22 @@ def last_decision_ids() -> list[str]:
     return [] if ids is None else ids.as_list()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class DecisionBatch:
-    """One audited model call, expanded into records by `build()` on the writer thread."""
+    """One audited model call, expanded into records by `build()` on the writer thread.
+
+    Keyword-only: eleven values of which several share a type. Made when the call starts;
+    `outputs`, `end_time_ns`, `duration_ns` (and `error`, `context`, `described_time`) are set
+    when it returns."""
 
     capture: CapturePolicy
     model: dict[str, Any]
     operation: str
     inputs: Any
-    outputs: Any
+    outputs: Any = None
     ids: DecisionIds
     end_time_ns: int
-    duration_ns: int
+    duration_ns: int = 0
     risk: str
     risk_fn: RiskFunction | None = None
     mode: str = "per_row"

@@ -1,6 +1,10 @@
 """The process-wide audit runtime: settings, keys, capture policy, writer and processor.
 
 `configure()` is the Python API; the distro calls the same function for zero-code users.
+
+Why one module: `configure()` and `shutdown()` build and tear down the one process-wide runtime
+(`_runtime`), and the public recording functions (`register_*`, `record_*`) are thin calls on
+it; split, that global would be reached into from several modules.
 """
 
 from __future__ import annotations

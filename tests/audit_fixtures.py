@@ -30,6 +30,8 @@ from otel_ai_audit.verify.verifier import Verifier
 TRIGGERS = ("records_append_only_update", "records_append_only_delete",
             "checkpoints_append_only_update", "checkpoints_append_only_delete")
 FIELDS = ("chain_id", "seq", "time", "type", "record_id", "data")
+STORE_EVENTS = 20
+"""Inference events `write_store` writes by default (after the chain_open record at seq 0)."""
 
 
 def inference_event(i: int) -> dict[str, Any]:
@@ -56,7 +58,8 @@ def key_beside(store: Path | str) -> Path:
     return private
 
 
-def write_store(path: Path, key: SigningKey, records: int = 20, *, checkpoint_every: int = 4,
+def write_store(path: Path, key: SigningKey, records: int = STORE_EVENTS, *,
+                checkpoint_every: int = 4,
                 close: bool = True) -> AuditWriter:
     """Write `records` inference events (after the chain_open record at seq 0).
 

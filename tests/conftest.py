@@ -17,15 +17,16 @@ from hypothesis import settings
 from tests.services.base import ServiceStartError
 from tests.services.collector import CollectorService
 from tests.services.elasticsearch import ElasticsearchService
+from tests.services.kafka import KafkaService
 from tests.services.s3 import S3Service
 from tests.services.tsa import TimestampAuthorityService
 
-settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile("ci", max_examples=400, deadline=None)
 settings.load_profile("dev")
 """Property tests scale their example counts from the profile's `max_examples`: "dev" (the
 default, `make test-unit`) keeps a developer's loop under a minute, "ci" (`make test`,
-`pytest --hypothesis-profile=ci`) runs four times as many examples."""
+`pytest --hypothesis-profile=ci`) runs eight times as many examples."""
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
@@ -37,7 +38,8 @@ def _service_unavailable(error: ServiceStartError) -> None:
 
 
 def _running(
-    service: ElasticsearchService | CollectorService | S3Service | TimestampAuthorityService,
+    service: (ElasticsearchService | CollectorService | S3Service | TimestampAuthorityService
+              | KafkaService),
 ) -> Iterator[Any]:
     """Start a service for the session, hand it over, stop it (and drop its data) at the end."""
     try:
@@ -46,7 +48,7 @@ def _running(
         _service_unavailable(error)
     yield service
     service.stop()
-    if isinstance(service, ElasticsearchService):
+    if isinstance(service, ElasticsearchService | KafkaService):
         service.remove_data()
 
 
@@ -78,3 +80,10 @@ def s3_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Service]:
 def tsa_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TimestampAuthorityService]:
     """A real RFC 3161 time-stamping authority, with a fresh in-memory certificate chain."""
     yield from _running(TimestampAuthorityService(tmp_path_factory.mktemp("tsa")))
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaService]:
+    """One real Apache Kafka node in KRaft mode (broker and controller), idempotence warmed up,
+    automatic topic creation off (as production clusters usually run)."""
+    yield from _running(KafkaService(tmp_path_factory.mktemp("kafka"), auto_create_topics=False))

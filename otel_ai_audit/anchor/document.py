@@ -66,7 +66,7 @@ class AnchoredChain:
                    bool(checkpoint["closed"]), str(checkpoint["hash"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Anchor:
     seq: int
     prev: str

@@ -18,12 +18,12 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from otel_ai_audit.errors import AuditError
+from otel_ai_audit.errors import BackendError
 
 ANCHOR_FOLDER = "anchors"
 
 
-class AnchorStorageError(AuditError):
+class AnchorStorageError(BackendError):
     """The anchor bucket cannot be used or did not answer."""
 
 

@@ -15,12 +15,12 @@ from types import ModuleType
 import urllib3
 from cryptography import x509
 
-from otel_ai_audit.errors import AuditError
+from otel_ai_audit.errors import BackendError
 
 CONTENT_TYPE = "application/timestamp-query"
 
 
-class TimestampError(AuditError):
+class TimestampError(BackendError):
     """No token could be had, or a token does not prove what it should."""
 
 

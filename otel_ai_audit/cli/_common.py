@@ -1,5 +1,10 @@
 """What every command shares: exit codes and errors, how STORE is taken and opened, the line a
-missing optional dependency gives, text tables, and progress on a terminal."""
+missing optional dependency gives, text tables, and progress on a terminal.
+
+Errors are handled in one place, `Commands.invoke`: a command lets an `AuditError` (or an
+`OSError`, a file it cannot read or write) propagate, and the handler prints one line on stderr
+and exits with the code `exit_code` maps it to. A command catches an error itself only to add
+what the message cannot know (the option it came from, the systems a store holds)."""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from otel_ai_audit.store.sqlite import AuditStore, StoreError
+from otel_ai_audit.errors import AuditError
+from otel_ai_audit.store.sqlite import AuditStore
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -26,6 +32,13 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"otel-ai-audit: error: {message}", err=True)
     sys.exit(code)
+
+
+def exit_code(error: AuditError | OSError) -> int:
+    """The exit code for an error that ends a command: always `EXIT_USAGE`, the command could
+    not do its job. `EXIT_FAILED` is kept for a verification that ran and failed, which a
+    command reports from its result (a tampered record is a finding, not an error)."""
+    return EXIT_USAGE
 
 
 def command_line(*words: str) -> str:
@@ -66,12 +79,10 @@ def store_argument(default: Callable[[], str | None] | None = None) -> Callable[
 
 @contextmanager
 def read_store(path: str) -> Iterator[AuditStore]:
-    """The store opened read-only (nothing written beside it); one line if it cannot be."""
-    try:
-        with AuditStore(path, create=False, readonly=True) as store:
-            yield store
-    except StoreError as error:
-        fail(str(error))
+    """The store opened read-only (nothing written beside it); a `StoreError` if it cannot be,
+    which `Commands` reports in one line."""
+    with AuditStore(path, create=False, readonly=True) as store:
+        yield store
 
 
 # --- optional dependencies ------------------------------------------------------------------
@@ -95,12 +106,20 @@ def missing_extra(command: str, error: ModuleNotFoundError) -> str | None:
 
 
 class Commands(click.Group):
-    """The command group: a command that meets a missing optional dependency, whenever it
-    imports it, ends with the one line saying which extra to install."""
+    """The command group, and the one error handler of every command: an `AuditError` or an
+    `OSError` ends the command with its one line (`fail`) and `exit_code`; a missing optional
+    dependency, whenever the command imports it, with the line saying which extra to install.
+    Anything else is a bug and keeps its traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except AuditError as error:
+            fail(error.diagnostics(), exit_code(error))
+        except BrokenPipeError:
+            raise  # click's own handling: the reader of stdout went away, nothing to report
+        except OSError as error:
+            fail(str(error), exit_code(error))
         except ModuleNotFoundError as error:
             message = missing_extra(ctx.invoked_subcommand or "otel-ai-audit", error)
             if message is None:

@@ -9,10 +9,9 @@ import click
 
 from otel_ai_audit.anchor.publish import DEFAULT_RETENTION_DAYS, Anchorer
 from otel_ai_audit.cli._anchors import anchor_bucket, s3_options
-from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
-from otel_ai_audit.errors import AuditError
-from otel_ai_audit.integrity.keys import KeyFileError, SigningKey
-from otel_ai_audit.store.sqlite import AuditStore, StoreError
+from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK
+from otel_ai_audit.integrity.keys import SigningKey
+from otel_ai_audit.store.sqlite import AuditStore
 
 
 @click.command()
@@ -39,15 +38,12 @@ def anchor(store: str, location: str, signing_key: str, tsa_url: str | None,
     Exit 0: published; 1: built but not yet published (retried by the next run); 2: usage,
     key, store or bucket error.
     """
-    try:
-        key = SigningKey.load(signing_key)
-        bucket = anchor_bucket(location, s3_endpoint, s3_region)
-        bucket.check_object_lock()
-        with AuditStore(store, create=False) as opened:
-            result = Anchorer(opened, key, bucket, tsa_url=tsa_url,
-                              retention_days=retention_days).run()
-    except (AuditError, KeyFileError, StoreError) as error:
-        fail(str(error))
+    key = SigningKey.load(signing_key)
+    bucket = anchor_bucket(location, s3_endpoint, s3_region)
+    bucket.check_object_lock()
+    with AuditStore(store, create=False) as opened:
+        result = Anchorer(opened, key, bucket, tsa_url=tsa_url,
+                          retention_days=retention_days).run()
     built = f"anchor {result.built} built" if result.built else "nothing new to anchor"
     click.echo(f"{built}; {result.stamped} time-stamped, {result.published} published to "
                f"{bucket.location}; {result.pending} pending")

@@ -27,13 +27,8 @@ def demo(out: str, data_dir: str | None, decisions: int, requests: int) -> None:
     Exit 0: everything verified; 1: verification failed; 2: the demo could not run.
     """
     try:
-        from otel_ai_audit.datasets.adult import DatasetError
-        from otel_ai_audit.demo.churn import ScenarioError
         from otel_ai_audit.demo.run import run_demo
     except ImportError as error:
         fail(f"the demo needs the demo extra: pip install 'otel-ai-audit[demo]' ({error})")
-    try:
-        result = run_demo(Path(out), data_dir, decisions, requests, sys.stdout)
-    except (DatasetError, ScenarioError, OSError) as error:
-        fail(str(error))
+    result = run_demo(Path(out), data_dir, decisions, requests, sys.stdout)
     sys.exit(EXIT_OK if result.report.ok and result.bundle_ok else EXIT_FAILED)

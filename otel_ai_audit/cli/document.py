@@ -32,20 +32,14 @@ def adult(data_dir: str | None, out: str, store: str | None, signing_key: str | 
     Exit 0: card written and recorded; 2: bad data, store or installation.
     """
     try:
-        from otel_ai_audit.datasets.adult import DatasetError
         from otel_ai_audit.document.adult import document_adult
         from otel_ai_audit.document.render import METRIC_NAMES, format_estimate, format_number
-        from otel_ai_audit.errors import ConfigurationError
         from otel_ai_audit.runtime import EPHEMERAL_SIGNING_KEY
-        from otel_ai_audit.store.sqlite import StoreError
     except ImportError as error:
         fail(f"model cards need the ml extra: pip install 'otel-ai-audit[ml]' ({error})")
     folder = Path(out)
     store_path = Path(store) if store else folder / "audit.db"
-    try:
-        documented = document_adult(data_dir, folder, store_path, signing_key)
-    except (DatasetError, StoreError, ConfigurationError, OSError) as error:
-        fail(str(error))
+    documented = document_adult(data_dir, folder, store_path, signing_key)
     card = documented.card
     for path in documented.files.values():
         click.echo(f"wrote {path}")

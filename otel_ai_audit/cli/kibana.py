@@ -35,13 +35,13 @@ def install(url: str, api_key: str | None, username: str | None, password: str |
             ca_certs: str | None, space: str, index_prefix: str,
             connector_id: str | None) -> None:
     """Import the data views, Lens panels and dashboards, and create (or update) the rules."""
-    from otel_ai_audit.dashboards.install import KibanaError, KibanaInstaller
+    from otel_ai_audit.dashboards.install import KibanaInstaller
 
     try:
         installer = KibanaInstaller(url, api_key=api_key, username=username, password=password,
                                     ca_certs=ca_certs, space=space)
         result = installer.install(index_prefix=index_prefix, connector_id=connector_id)
-    except (KibanaError, ValueError) as error:
+    except ValueError as error:
         fail(str(error))
     click.echo(f"imported {result.imported} saved object(s) into Kibana at {installer.url} "
                f"(space {installer.space})")

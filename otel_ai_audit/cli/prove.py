@@ -11,16 +11,15 @@ from typing import Any
 import click
 
 from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
-from otel_ai_audit.integrity.keys import KeyFileError, load_trusted_keys
+from otel_ai_audit.integrity.keys import load_trusted_keys
 from otel_ai_audit.integrity.proof import (
     CONSISTENCY_PROOF_FORMAT,
-    ProofError,
     build_consistency_proof,
     build_proof,
     check_consistency_proof,
     check_proof,
 )
-from otel_ai_audit.store.sqlite import AuditStore, StoreError
+from otel_ai_audit.store.sqlite import AuditStore
 
 
 @click.command()
@@ -54,11 +53,8 @@ def prove(store: str, record_id: str | None, chain_id: str | None, old_index: in
         build = functools.partial(build_consistency_proof, chain_id=chain_id,
                                   old_index=old_index, new_index=new_index)
         done = f"consistency proof for chain {chain_id}"
-    try:
-        with AuditStore(store, create=False, readonly=True) as source:
-            proof = build(source)
-    except (StoreError, ProofError) as error:
-        fail(str(error))
+    with AuditStore(store, create=False, readonly=True) as source:
+        proof = build(source)
     text = json.dumps(proof, indent=2)
     if out:
         with open(out, "w") as handle:
@@ -75,12 +71,12 @@ def prove(store: str, record_id: str | None, chain_id: str | None, old_index: in
 def verify_proof(proof_file: str, public_keys: tuple[str, ...]) -> None:
     """Check an inclusion or consistency proof offline. Exit 0: proven; 1: not proven;
     2: usage error."""
-    try:
-        trusted = load_trusted_keys(public_keys)
-        with open(proof_file) as handle:
+    trusted = load_trusted_keys(public_keys)
+    with open(proof_file) as handle:
+        try:
             proof: Any = json.load(handle)
-    except (KeyFileError, OSError, ValueError) as error:
-        fail(str(error))
+        except ValueError as error:
+            fail(str(error))
     consistency = isinstance(proof, dict) and proof.get("format") == CONSISTENCY_PROOF_FORMAT
     if not isinstance(proof, dict):
         problems = ["proof is malformed: not a JSON object"]

@@ -19,7 +19,9 @@ import click
 
 from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail, progress, store_argument
 from otel_ai_audit.cli._elasticsearch import elasticsearch_options, settings_from
+from otel_ai_audit.cli._kafka import CREATE_TOPICS, kafka_options, pop_kafka_settings
 from otel_ai_audit.sinks import DeliveryError, Shipper, Sink, configured_sinks
+from otel_ai_audit.sinks.shipper import RECORDS
 from otel_ai_audit.store.sqlite import STORE_ENV, AuditStore, StoreError
 
 
@@ -37,6 +39,8 @@ from otel_ai_audit.store.sqlite import STORE_ENV, AuditStore, StoreError
 @click.option("--otlp-endpoint", "otlp_endpoint", metavar="URL",
               help="OpenTelemetry Collector OTLP endpoint for the audit pipeline "
                    "($OTEL_AI_AUDIT_OTLP_ENDPOINT).")
+@kafka_options
+@CREATE_TOPICS
 @click.option("--once", is_flag=True,
               help="Ship what the store holds now, then exit. Default: keep shipping until "
                    "SIGTERM or Ctrl-C.")
@@ -53,15 +57,20 @@ def ship(store: str | None, once: bool, timeout: float, **destinations: Any) -> 
     """
     if store is None:
         fail(f"give the STORE to ship (or set ${STORE_ENV})")
-    settings = settings_from(**destinations)
     try:
+        kafka = pop_kafka_settings(destinations)
+        settings = settings_from(**destinations)
         AuditStore(store, create=False).close()
         sinks = configured_sinks(settings)
+        if kafka is not None:
+            from otel_ai_audit.backends.kafka.sink import KafkaSink
+
+            sinks.append(KafkaSink(kafka))
     except (StoreError, ValueError) as error:
         fail(str(error))
     if not sinks:
-        fail("nowhere to ship: pass --elasticsearch URL, --splunk-hec URL or --otlp-endpoint "
-             "URL (or set their OTEL_AI_AUDIT_* variables)")
+        fail("nowhere to ship: pass --elasticsearch URL, --splunk-hec URL, --otlp-endpoint "
+             "URL or --kafka BOOTSTRAP (or set their OTEL_AI_AUDIT_* variables)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     # The client logs each retry with its traceback; the shipper says what failed in one line.
     logging.getLogger("elastic_transport").setLevel(logging.ERROR)
@@ -69,8 +78,7 @@ def ship(store: str | None, once: bool, timeout: float, **destinations: Any) -> 
         _install(sink)
     shippers = [Shipper(store, sink, create_store=False) for sink in sinks]
     if once:
-        with progress(f"shipping {store}"):
-            delivered = all([shipper.drain(timeout) for shipper in shippers])
+        delivered = _ship_once(store, shippers, timeout)
         for shipper in shippers:
             shipper.close()
     else:
@@ -95,6 +103,33 @@ def _install(sink: Sink) -> None:
         install()
     except DeliveryError as error:
         fail(f"cannot ship to {sink.name}: {error}")
+
+
+def _ship_once(store: str, shippers: list[Shipper], timeout: float) -> bool:
+    """Deliver what the store holds now; on a terminal, a bar of the records shipped out of
+    those pending when it began. The shippers drain in a worker thread, this one reads their
+    counters (only their thread writes them)."""
+    with AuditStore(store, create=False, readonly=True) as opened:
+        pending = sum(_pending_records(opened, shipper.sink.name) for shipper in shippers)
+    results: list[bool] = []
+    worker = threading.Thread(
+        target=lambda: results.extend([shipper.drain(timeout) for shipper in shippers]),
+        name="otel-ai-audit-ship", daemon=True)
+    with progress(f"shipping {store}: records", total=pending) as advance:
+        worker.start()
+        shown = 0
+        while worker.is_alive():
+            worker.join(0.2)
+            shipped = sum(shipper.stats.shipped_records for shipper in shippers)
+            advance(shipped - shown)
+            shown = shipped
+    return len(results) == len(shippers) and all(results)
+
+
+def _pending_records(store: AuditStore, sink: str) -> int:
+    """Records past `sink`'s cursors (a chain's seqs run from 0 without gaps)."""
+    return store.record_count() - sum(store.ship_cursor(sink, chain_id, RECORDS) + 1
+                                      for chain_id in store.chain_ids())
 
 
 def _ship_until_signalled(shippers: list[Shipper], timeout: float) -> bool:

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,11 +21,15 @@ from otel_ai_audit.cli._elasticsearch import (
     elasticsearch_source,
     settings_from,
 )
-from otel_ai_audit.errors import AuditError
-from otel_ai_audit.integrity.keys import KeyFileError, load_trusted_keys
-from otel_ai_audit.store.sqlite import AuditStore, StoreError
-from otel_ai_audit.verify.findings import Report
+from otel_ai_audit.cli._kafka import kafka_options, pop_kafka_settings
+from otel_ai_audit.integrity.keys import load_trusted_keys
+from otel_ai_audit.store.journal import unrecovered
+from otel_ai_audit.store.sqlite import AuditStore
+from otel_ai_audit.verify.findings import Finding, Kind, Report
 from otel_ai_audit.verify.verifier import RecordSource, Verifier
+
+if TYPE_CHECKING:
+    from otel_ai_audit.backends.kafka.client import KafkaSettings
 
 TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
 
@@ -54,13 +58,20 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
                    "(/services/search/jobs/export?output_mode=json) or the HEC events sent.")
 @click.option("--otlp-export", metavar="FILE", type=click.Path(dir_okay=False),
               help="Verify the audit spans in a Collector file exporter's output (OTLP/JSON).")
+@click.option("--gateway-index", metavar="NAME", is_flag=False,
+              flag_value="", default=None,
+              help="With --elasticsearch: verify the documents a Collector gateway's "
+                   "elasticsearchexporter (otel mode) wrote to index NAME (alone: "
+                   "<index prefix>-otlp) instead of the indices the direct shipper writes.")
 @anchor_check_options(
     "Also check the trail against its external anchors there: rollback, "
     "deleted chains, truncation and rewritten history since each anchor.")
 @elasticsearch_options
+@kafka_options
 def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted: bool,
            allowed_losses: int, as_json: bool, publish_findings: bool, publish_to: str | None,
-           splunk_export: str | None, otlp_export: str | None, anchors_at: str | None,
+           splunk_export: str | None, otlp_export: str | None, gateway_index: str | None,
+           anchors_at: str | None,
            tsa_cert: str | None, min_retention_days: int, s3_endpoint: str | None,
            s3_region: str | None, **elasticsearch: Any) -> None:
     """Verify every chain in STORE, in Elasticsearch with --elasticsearch URL, or in an export
@@ -70,37 +81,40 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
     """
     key_files = list(public_keys) or [
         path for path in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if path]
+    trusted = load_trusted_keys(key_files)
     try:
-        trusted = load_trusted_keys(key_files)
-    except KeyFileError as error:
+        kafka = pop_kafka_settings(elasticsearch, env_selects=False)
+    except ValueError as error:
         fail(str(error))
-    sources = [store, elasticsearch["elasticsearch_url"], splunk_export, otlp_export]
+    sources = [store, elasticsearch["elasticsearch_url"], splunk_export, otlp_export, kafka]
     if sources.count(None) != len(sources) - 1:
-        fail("give one of a STORE file, --elasticsearch URL, --splunk-export FILE or "
-             "--otlp-export FILE")
+        fail("give one of a STORE file, --elasticsearch URL, --splunk-export FILE, "
+             "--otlp-export FILE or --kafka BOOTSTRAP")
     from_elasticsearch = elasticsearch["elasticsearch_url"] is not None
+    if gateway_index is not None and not from_elasticsearch:
+        fail("--gateway-index goes with --elasticsearch URL")
     if publish_to and (from_elasticsearch or not publish_findings):
         fail("--publish-to goes with --publish-findings, for a trail not read from "
              "Elasticsearch (which publishes where it reads)")
     if (tsa_cert or s3_endpoint) and not anchors_at:
         fail("--tsa-cert and --s3-endpoint go with --anchors s3://BUCKET/PREFIX")
-    try:
-        with _open(store, elasticsearch, splunk_export, otlp_export) as source:
-            history = None
-            if anchors_at is not None:
-                history = read_anchor_history(
-                    anchor_bucket(anchors_at, s3_endpoint, s3_region), trusted or
-                    _store_keys(source), tsa_chain=load_certificate_chain(tsa_cert)
-                    if tsa_cert else None, min_retention_days=min_retention_days,
-                    store_id=getattr(source, "known_store_id", lambda: None)())
-            total = getattr(source, "record_count", lambda: None)()
-            with progress(f"verifying {source.description}", total=total) as advance:
-                report = Verifier(trusted, allow_self_asserted=allow_self_asserted,
-                                  anchors=history, allowed_losses=allowed_losses,
-                                  ).verify(_Progressed(source, advance))
-            _note_repeats(report, source)
-    except (StoreError, AuditError) as error:
-        fail(str(error))
+    with _open(store, elasticsearch, splunk_export, otlp_export, gateway_index,
+               kafka) as source:
+        history = None
+        if anchors_at is not None:
+            history = read_anchor_history(
+                anchor_bucket(anchors_at, s3_endpoint, s3_region), trusted or
+                _store_keys(source), tsa_chain=load_certificate_chain(tsa_cert)
+                if tsa_cert else None, min_retention_days=min_retention_days,
+                store_id=getattr(source, "known_store_id", lambda: None)())
+        total = getattr(source, "record_count", lambda: None)()
+        with progress(f"verifying {source.description}", total=total) as advance:
+            report = Verifier(trusted, allow_self_asserted=allow_self_asserted,
+                              anchors=history, allowed_losses=allowed_losses,
+                              ).verify(_Progressed(source, advance))
+        _note_repeats(report, source)
+    if store is not None:
+        _note_journals(report, store)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -112,7 +126,12 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
 
 
 def _open(store: str | None, elasticsearch: dict[str, Any], splunk_export: str | None = None,
-          otlp_export: str | None = None) -> AbstractContextManager[RecordSource]:
+          otlp_export: str | None = None, gateway_index: str | None = None,
+          kafka: KafkaSettings | None = None) -> AbstractContextManager[RecordSource]:
+    if kafka is not None:
+        from otel_ai_audit.backends.kafka.source import read_kafka
+
+        return nullcontext(read_kafka(kafka))
     if splunk_export is not None:
         from otel_ai_audit.backends.splunk_hec.source import read_splunk_export
 
@@ -122,7 +141,7 @@ def _open(store: str | None, elasticsearch: dict[str, Any], splunk_export: str |
 
         return nullcontext(read_otlp_export(otlp_export))
     if store is None:
-        return elasticsearch_source(**elasticsearch)
+        return elasticsearch_source(gateway_index, **elasticsearch)
     source = AuditStore(store, create=False, readonly=True)
     source.description = store
     return source
@@ -177,6 +196,17 @@ def _note_repeats(report: Report, source: RecordSource) -> None:
     if repeats:
         report.notices.append(f"{repeats} event(s) were delivered more than once, identical; "
                               "each was verified once")
+
+
+def _note_journals(report: Report, store: str) -> None:
+    """Acknowledged records that a killed process left in its journal are not in the store
+    yet: a finding until they are recovered."""
+    for journal in unrecovered(store):
+        report.findings.append(Finding(
+            None, None, Kind.UNRECOVERED_JOURNAL,
+            f"{journal.records} acknowledged record(s) wait in {journal.path}, left by a process "
+            f"that ended before committing them; `otel-ai-audit recover {store}` (or starting "
+            f"the service again) commits them"))
 
 
 def print_report(report: Report) -> None:

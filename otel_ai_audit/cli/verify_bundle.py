@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from otel_ai_audit.anchor.timestamp import TimestampError, load_certificate_chain
+from otel_ai_audit.anchor.timestamp import load_certificate_chain
 from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail
-from otel_ai_audit.integrity.keys import KeyFileError, load_trusted_keys
+from otel_ai_audit.integrity.keys import load_trusted_keys
 
 
 @click.command("verify-bundle")
@@ -32,11 +32,8 @@ def verify_bundle(folder: str, public_keys: tuple[str, ...], allow_self_asserted
 
     if not Path(folder).is_dir():
         fail(f"{folder}: no such folder")
-    try:
-        trusted = load_trusted_keys(public_keys)
-        tsa_chain = load_certificate_chain(tsa_cert) if tsa_cert else None
-    except (KeyFileError, TimestampError) as error:
-        fail(str(error))
+    trusted = load_trusted_keys(public_keys)
+    tsa_chain = load_certificate_chain(tsa_cert) if tsa_cert else None
     check = check_bundle(folder, trusted, allow_self_asserted=allow_self_asserted,
                          tsa_chain=tsa_chain)
     for notice in check.notices:

@@ -23,12 +23,13 @@ import urllib3
 from otel_ai_audit.backends._http import transport_reason
 from otel_ai_audit.config import ELASTICSEARCH_INDEX_PREFIX
 from otel_ai_audit.dashboards import kibana
+from otel_ai_audit.errors import BackendError
 
 IMPORT_PATH = "/api/saved_objects/_import?overwrite=true"
 RULE_PATH = "/api/alerting/rule/"
 
 
-class KibanaError(Exception):
+class KibanaError(BackendError):
     """Kibana could not be reached or refused the request; one line a user can act on."""
 
 

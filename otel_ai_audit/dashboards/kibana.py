@@ -10,6 +10,10 @@ Kibana 8.x Lens state (`formBased` layers referenced as `indexpattern-datasource
 so what a panel queries is stated once, in a form tests can run against Elasticsearch.
 Targets Kibana 8.19; older `typeMigrationVersion`s are used on purpose: Kibana migrates an
 import forward from the version it declares, and refuses one newer than itself.
+
+Why one module: the panels, dashboards and alert rules are built on the same data views
+(`DATA_VIEWS`, `index_of`, `object_id`) and installed together; a rule reads the index and
+time field its data view declares, so both halves change when a data view does.
 """
 
 from __future__ import annotations

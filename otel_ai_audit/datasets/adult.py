@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_ai_audit.datasets.source import DataSource
+from otel_ai_audit.errors import DemoError
 
 ADULT_DATA_ENV = "OTEL_AI_AUDIT_ADULT_DATA"
 BUNDLED = Path(__file__).with_name("uci_adult")
@@ -29,7 +30,7 @@ CATEGORICAL = ["workclass", "education", "marital_status", "occupation", "relati
 TARGET = "income"
 
 
-class DatasetError(RuntimeError):
+class DatasetError(DemoError):
     """The data set is missing or does not match its published checksums."""
 
 

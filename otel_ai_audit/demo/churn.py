@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from otel_ai_audit.errors import DemoError
+
 EXAMPLE = Path(__file__).parent / "churn_api"
 """`examples/churn_api`, which the package links to and the wheel carries."""
 SERVICE_NAME = "churn-api"
 STARTUP_TIMEOUT = 120.0
 
 
-class ScenarioError(RuntimeError):
+class ScenarioError(DemoError):
     """The scenario could not run (missing example, server that did not start)."""
 
 

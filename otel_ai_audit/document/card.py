@@ -116,7 +116,7 @@ CALIBRATION_BINS = 10
 ROC_STEP = 0.005
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelCard:
     details: ModelDetails
     narrative: Narrative

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from otel_ai_audit.datasets.source import sha256_of
+from otel_ai_audit.errors import RequestError
 from otel_ai_audit.instrumentation.sklearn.identity import fingerprint
 from otel_ai_audit.integrity.merkle import leaf_hash
 from otel_ai_audit.record.canonical import to_json_data
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 _TRAINING = EventType.TRAINING.value
 
 
-class TrainingRecordNotFound(LookupError):
+class TrainingRecordNotFound(RequestError, LookupError):
     """The store holds no training record (of the model asked for)."""
 
 

@@ -22,6 +22,7 @@ from otel_ai_audit.anchor.publish import DEFAULT_RETENTION_DAYS
 from otel_ai_audit.anchor.s3 import AnchorBucket
 from otel_ai_audit.anchor.verify import AnchorHistory
 from otel_ai_audit.datasets.source import sha256_of
+from otel_ai_audit.errors import RequestError
 from otel_ai_audit.evidence.anchors import (
     FetchedAnchors,
     active_chains,
@@ -54,11 +55,11 @@ from otel_ai_audit.verify.verifier import Verifier
 from otel_ai_audit.version import __version__
 
 
-class BundleError(ValueError):
+class BundleError(RequestError):
     """The bundle cannot be built as asked (unknown system, empty window, unknown decision)."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BundleRequest:
     """What the authority asked for, and how to sign the answer."""
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from otel_ai_audit.errors import RequestError
 from otel_ai_audit.record.canonical import ns_from_rfc3339, rfc3339_from_ns
 from otel_ai_audit.record.schema import DESCRIBED_TIME
 
 _FRACTION = re.compile(r"\.(\d+)")
 
 
-class WindowError(ValueError):
+class WindowError(RequestError):
     """A time or window that cannot be used, said in words a user can act on."""
 
 

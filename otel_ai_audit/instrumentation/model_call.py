@@ -98,9 +98,10 @@ def audited_inference(tracer: trace.Tracer, runtime: AuditRuntime, *, framework:
         ids = new_decision_ids(row_count(features))
         risk = info.risk or settings.default_risk
         durability = runtime.durability(info, risk)
-        batch = DecisionBatch(runtime.capture, identity, operation,
-                              snapshot(features) if snapshot else features, None, ids, started, 0,
-                              risk, info.risk_fn, settings.decision_mode)
+        batch = DecisionBatch(capture=runtime.capture, model=identity, operation=operation,
+                              inputs=snapshot(features) if snapshot else features, ids=ids,
+                              end_time_ns=started, risk=risk, risk_fn=info.risk_fn,
+                              mode=settings.decision_mode)
         audit = AuditSpan(tracer, f"{framework} {operation}", context.get_current(), started, {
             semconv.EVENT_TYPE: EventType.INFERENCE.value,
             semconv.MODEL_NAME: identity["name"],

@@ -23,7 +23,7 @@ SIGNATURE_CONTEXT = b"otel-ai-audit checkpoint v1\n"
 """Prefixed to the signed bytes so a checkpoint signature can never be replayed elsewhere."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Checkpoint:
     """One checkpoint of one chain; `payload` is what is signed (canonical JSON)."""
 

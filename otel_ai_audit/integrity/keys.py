@@ -17,9 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-
-class KeyFileError(ValueError):
-    """A key file is missing, unreadable or not an Ed25519 key of the expected form."""
+from otel_ai_audit.errors import KeyFileError as KeyFileError
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:

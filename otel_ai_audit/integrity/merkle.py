@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
+from otel_ai_audit.errors import IntegrityError
+
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 GENESIS = bytes(32)
 """The `prev` of the first record of every chain."""
@@ -111,7 +113,7 @@ def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Iterabl
     return node
 
 
-class ConsistencyError(ValueError):
+class ConsistencyError(IntegrityError):
     """A consistency proof does not show the old tree is a prefix of the new one."""
 
 

@@ -16,6 +16,7 @@ import base64
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Protocol
 
+from otel_ai_audit.errors import IntegrityError
 from otel_ai_audit.integrity.checkpoint import Checkpoint, SignedCheckpoint, signature_valid
 from otel_ai_audit.integrity.merkle import (
     ConsistencyError,
@@ -48,7 +49,7 @@ class ProofStore(Protocol):
         """Every chain the store holds."""
 
 
-class ProofError(ValueError):
+class ProofError(IntegrityError):
     """No proof can be built (unknown record, chain or checkpoint; no checkpoint covers the
     record yet; the store holds fewer records than a checkpoint covers)."""
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from otel_ai_audit.config import AuditSettings
+from otel_ai_audit.errors import RequestError
 from otel_ai_audit.monitoring.profile import (
     CATEGORICAL,
     NUMERIC,
@@ -97,9 +98,10 @@ class DriftPolicy:
             method, self.p_value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FeatureDrift:
-    """One feature's (or the prediction's) comparison with the reference."""
+    """One feature's (or the prediction's) comparison with the reference (keyword-only: ten
+    values, several of them floats a position would mix up)."""
 
     feature: str
     kind: str
@@ -222,10 +224,11 @@ def compare(profile: FeatureProfile, current: np.ndarray, policy: DriftPolicy,
         score, drifted = p_value, p_value < policy.threshold(method)
     else:
         drifted = bool(score >= policy.threshold(method))
-    return FeatureDrift(profile.name, kind or profile.kind, method, _finite(score),
-                        policy.threshold(method), bool(drifted), _finite(stability),
-                        p_value if math.isfinite(p_value) else None, reference_count,
-                        int(current.sum()))
+    return FeatureDrift(feature=profile.name, kind=kind or profile.kind, method=method,
+                        score=_finite(score), threshold=policy.threshold(method),
+                        drifted=bool(drifted), psi=_finite(stability),
+                        p_value=p_value if math.isfinite(p_value) else None,
+                        reference_count=reference_count, current_count=int(current.sum()))
 
 
 def _finite(value: float | None) -> float:
@@ -336,7 +339,7 @@ def references_by_id(events: Iterable[dict[str, Any]]) -> dict[str, ReferencePro
     return found
 
 
-class MonitoringError(ValueError):
+class MonitoringError(RequestError):
     """Drift or fairness cannot be computed as asked (no decisions, no reference)."""
 
 

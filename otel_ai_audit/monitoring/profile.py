@@ -18,6 +18,10 @@ Decisions of a profiled model carry a *monitoring view* (`monitor` in the record
 the bin index or the category, never the raw value. It is computed on the writer thread, for a
 whole model call at once (`monitor_views`); drift and fairness are computed from it, so they
 work when the inputs themselves are only recorded as keyed hashes.
+
+Why one module: a monitoring view bins a decision with the very cut points and categories the
+profile was built with (`FeatureProfile`); building a profile and placing a value in it are one
+binning rule, kept in one place so that drift compares like with like.
 """
 
 from __future__ import annotations

@@ -11,12 +11,13 @@ import base64
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+from otel_ai_audit.errors import SourceError
 from otel_ai_audit.record.canonical import ns_from_rfc3339, rfc3339_from_ns
 from otel_ai_audit.record.schema import EventType, parse_record
-from otel_ai_audit.store.sqlite import AuditStore, StoreError
+from otel_ai_audit.store.sqlite import AuditStore
 
 
-class MonitoringSourceError(StoreError):
+class MonitoringSourceError(SourceError):
     """The records cannot be read (the message says why, in one line)."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_ai_audit.config import AuditSettings
+from otel_ai_audit.errors import ConfigurationError
 from otel_ai_audit.record.canonical import canonical_json, rfc3339_from_ns
 from otel_ai_audit.record.schema import EventType
 from otel_ai_audit.store.sqlite import HeldRecord
@@ -40,7 +41,7 @@ _POLICY_FILE_KEYS = {"rate", "keep_risk", "models"}
 _INFERENCE = EventType.INFERENCE.value
 
 
-class SamplingConfigError(ValueError):
+class SamplingConfigError(ConfigurationError):
     """A sampling setting or policy file is invalid."""
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from otel_ai_audit.errors import BackendError
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 from otel_ai_audit.pipeline import forks
 from otel_ai_audit.pipeline.metrics import PipelineMetrics
@@ -48,7 +49,7 @@ _ROUNDS_PER_CHAIN = 16
 Item = TypeVar("Item")
 
 
-class DeliveryError(Exception):
+class DeliveryError(BackendError):
     """Some or all items of a batch did not reach the target.
 
     `failed` holds the positions (in the batch) of the items not delivered, ascending; None

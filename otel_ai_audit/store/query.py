@@ -42,9 +42,10 @@ _DECISIONS = """
 _BY_TIME = "INDEXED BY records_by_time"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSummary:
-    """One model version as its decisions describe it."""
+    """One model version as its decisions describe it (keyword-only: nine values, several of
+    them text or tuples of text a position would mix up)."""
 
     name: str | None
     version: str | None
@@ -158,8 +159,9 @@ def models(store: AuditStore) -> list[ModelSummary]:
                json_group_array(DISTINCT service)
         FROM ({_DECISIONS.format(index="", window="", fields="")})
         GROUP BY name, version ORDER BY name, version"""
-    return [ModelSummary(name, version, framework, _present(risks), int(count), first, last,
-                         _present(chains), _present(services))
+    return [ModelSummary(name=name, version=version, framework=framework, risks=_present(risks),
+                         decisions=int(count), first=first, last=last, chains=_present(chains),
+                         services=_present(services))
             for name, version, framework, risks, count, first, last, chains, services
             in store._rows(sql, (INFERENCE,))]
 

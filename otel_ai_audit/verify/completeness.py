@@ -55,9 +55,7 @@ def check_witnessed(context: ChainContext, order: Positions, verified: list[Veri
     if not witnessed:
         return
     data = context.data
-    seqs = data.seqs[order]
-    count = int(seqs[-1]) + 1 if len(order) else 0
-    contiguous = len(order) == count
+    count, contiguous = data.extent(order)
     newest = max(witnessed, key=lambda w: w.chain.size)
     if count < newest.chain.size:
         held = payload_hash(verified[-1].checkpoint.payload()) if verified else None

@@ -16,12 +16,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from otel_ai_audit.errors import SourceError
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 from otel_ai_audit.record.schema import parse_header, parse_record
-from otel_ai_audit.store.sqlite import StoreError
 
 
-class ExportError(StoreError):
+class ExportError(SourceError):
     """An export file cannot be read as one: missing, unreadable, or not in its format."""
 
 

@@ -56,7 +56,7 @@ def check_records(context: ChainContext, checkpoints: CheckpointChain) -> Positi
     _check_links(context, order, verified, blamed)
     _check_checkpoint_roots(context, order, verified, blamed)
     _check_unwitnessed_tail(context, order, signed_size)
-    top = int(data.seqs[order[-1]]) + 1 if len(order) else 0
+    top, _ = data.extent(order)
     if torn_at is not None:
         top = max(top, torn_at + 1)
     closed_at = checkpoints.closed_at
@@ -262,9 +262,7 @@ def _check_checkpoint_roots(context: ChainContext, order: Positions, verified: l
     if not verified:
         return
     data = context.data
-    seqs = data.seqs[order]
-    count = int(seqs[-1]) + 1 if len(order) else 0
-    contiguous = len(order) == count
+    count, contiguous = data.extent(order)
     # Of two checkpoints of one size (a fork, reported with the checkpoints), the records
     # are held to the one whose head they have, not blamed for the other branch.
     kept: dict[int, Verified] = {}

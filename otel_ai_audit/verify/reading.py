@@ -36,7 +36,7 @@ Positions = npt.NDArray[np.intp]
 """Positions of records in stored order (indexes into the `ChainData` arrays)."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ChainData:
     """Pass-1 output for one chain (positions are in stored order)."""
 
@@ -54,6 +54,13 @@ class ChainData:
     @property
     def size(self) -> int:
         return len(self.seqs)
+
+    def extent(self, order: Positions) -> tuple[int, bool]:
+        """(count, contiguous) of the records at `order` (one per seq, ascending): `count` is
+        one past the highest seq held, as many records as the chain should hold up to there;
+        `contiguous` says none of them is missing."""
+        count = int(self.seqs[order[-1]]) + 1 if len(order) else 0
+        return count, len(order) == count
 
 
 def read_chain(source: RecordSource, chain_id: str) -> ChainData:

@@ -1,6 +1,6 @@
 """Hypothesis settings for the property tests, scaled from the loaded profile.
 
-tests/conftest.py registers the profiles: "dev" (the default, 100 examples) for `make
+tests/conftest.py registers the profiles: "dev" (the default, 50 examples) for `make
 test-unit`, "ci" (400) for `make test`. A test that needs more or fewer examples than the
 profile's count asks for a share of it, so both loops keep their proportions.
 """

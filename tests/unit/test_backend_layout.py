@@ -78,11 +78,12 @@ def test_each_layout_name_is_spelled_in_its_layout_only() -> None:
     elsewhere = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE.parent).as_posix()
+        strings = _code_strings(path)
         for layout, names in LAYOUT_NAMES.items():
             if relative == layout:
                 continue
             elsewhere += [f"{relative}:{line}: {text!r} (the name of {layout})"
-                          for line, text in _code_strings(path)
+                          for line, text in strings
                           if any(_spells(text, name) for name in names)]
     assert elsewhere == []
 

@@ -36,6 +36,7 @@ from otel_ai_audit.record.canonical import to_json_data
 from otel_ai_audit.record.schema import HEADER_PATTERN, EventType, new_event, parse_header, seal
 from otel_ai_audit.store.sqlite import AuditStore, SealedRecord
 from tests.audit_fixtures import (
+    STORE_EVENTS,
     chain_ids,
     checkpoints,
     decide_in_forked_child,
@@ -55,7 +56,7 @@ from tests.audit_fixtures import (
 )
 from tests.unit.profiles import property_settings
 
-EVENTS = 20
+EVENTS = STORE_EVENTS
 SIZE = EVENTS + 1
 """Records in a default store: the chain_open record and the events."""
 HEADS = (3, 7, 11, 15, 19, 20)
@@ -72,25 +73,11 @@ class Store:
     chain_id: str
 
 
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory, key: SigningKey) -> Path:
-    """One written store; tests tamper with copies of it (writing one costs a thread start)."""
-    path = tmp_path_factory.mktemp("template") / "audit.db"
-    write_store(path, key, EVENTS)
-    return path
-
-
 @pytest.fixture
-def store(tmp_path: Path, template: Path, key: SigningKey) -> Store:
-    path = tmp_path / "audit.db"
-    shutil.copy(template, path)
-    (chain_id,) = chain_ids(path)
-    return Store(path, key, chain_id)
+def store(store: Path, key: SigningKey) -> Store:
+    """The shared store's copy (`tests/unit/conftest.py`), with its key and chain."""
+    (chain_id,) = chain_ids(store)
+    return Store(store, key, chain_id)
 
 
 def data_at(store: Store, seq: int) -> bytes:

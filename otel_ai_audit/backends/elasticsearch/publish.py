@@ -21,11 +21,11 @@ from otel_ai_audit.backends.elasticsearch.client import (
     explain,
 )
 from otel_ai_audit.config import ELASTICSEARCH_INDEX_PREFIX
-from otel_ai_audit.errors import AuditError
+from otel_ai_audit.errors import BackendError
 from otel_ai_audit.verify.findings import Report
 
 
-class PublishError(AuditError):
+class PublishError(BackendError):
     """The findings could not be written; the message is one line a user can act on."""
 
 

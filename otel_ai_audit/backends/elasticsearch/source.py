@@ -28,14 +28,14 @@ from otel_ai_audit.backends.elasticsearch.client import (
     explain,
 )
 from otel_ai_audit.config import ELASTICSEARCH_INDEX_PREFIX
+from otel_ai_audit.errors import SourceError
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
-from otel_ai_audit.store.sqlite import StoreError
 from otel_ai_audit.verify.export_source import decode_base64
 
 _LONG_MAX = 2**63 - 1
 
 
-class ElasticsearchSourceError(StoreError):
+class ElasticsearchSourceError(SourceError):
     """Elasticsearch cannot be read: unreachable, credentials refused, or no such index."""
 
 

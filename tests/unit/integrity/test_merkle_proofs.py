@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from otel_ai_audit.integrity.proof import (
 )
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.audit_fixtures import (
+    STORE_EVENTS,
     chain_ids,
     checkpoints,
     edit_event,
@@ -315,28 +315,10 @@ def test_inclusion_every_leaf_of_every_tree() -> None:
 
 # --- store level: checkpoints written by the real AuditWriter ---------------------------------
 
-EVENTS = 20
+EVENTS = STORE_EVENTS
 SIZES = [4, 8, 12, 16, 20, 21]
-"""The default store's checkpoint sizes (every 4 records, then the closing one)."""
-
-
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory, key: SigningKey) -> Path:
-    path = tmp_path_factory.mktemp("template") / "audit.db"
-    write_store(path, key, EVENTS)
-    return path
-
-
-@pytest.fixture
-def store(tmp_path: Path, template: Path) -> Path:
-    path = tmp_path / "audit.db"
-    shutil.copy(template, path)
-    return path
+"""The shared store's checkpoint sizes (every 4 records, then the closing one); the store is
+`tests/unit/conftest.py`'s `store` fixture, a path."""
 
 
 def chain_of(path: Path) -> str:
