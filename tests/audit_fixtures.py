@@ -41,6 +41,11 @@ def inference_event(i: int) -> dict[str, Any]:
                                                                      "label": i % 2 == 0})
 
 
+SMALL_STORE_EVENTS = 20
+"""Decisions in the sink tests' small store: records seq 0..20, checkpoints of 4, 8, ..., 20 and
+21 (see `tests/integration/conftest.py`)."""
+
+
 def saved_key(directory: Path) -> tuple[SigningKey, Path]:
     """A new signing key saved in `directory`; returns it and its public key file."""
     signing = SigningKey.generate()

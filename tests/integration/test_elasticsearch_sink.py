@@ -39,7 +39,7 @@ from otel_ai_audit.record.canonical import canonical_json
 from otel_ai_audit.record.schema import EventType, new_event
 from otel_ai_audit.sinks import Shipper, configured_sinks
 from otel_ai_audit.store.sqlite import AuditStore
-from tests.audit_fixtures import chain_ids, edit_event, inference_event, rows, saved_key, tamper
+from tests.audit_fixtures import chain_ids, edit_event, inference_event, rows, tamper
 from tests.instrumentation_fixtures import instrumented
 from tests.integration.test_zero_code import APP, BIN, run_environment
 from tests.services.base import free_port, http_server, wait_until
@@ -103,11 +103,6 @@ def located(report: dict[str, Any]) -> set[tuple[str, int, str]]:
     found = {(f["chain_id"], f["seq"], f["kind"]) for f in report["findings"]}
     assert len(found) == len(report["findings"]), report["findings"]
     return found
-
-
-@pytest.fixture(scope="module")
-def key(tmp_path_factory: pytest.TempPathFactory) -> tuple[SigningKey, Path]:
-    return saved_key(tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture(scope="module")

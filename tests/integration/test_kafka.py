@@ -31,31 +31,17 @@ from otel_ai_audit.sinks import DeliveryError, Shipper
 from otel_ai_audit.sinks.shipper import RECORDS
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.audit_fixtures import (
+    SMALL_STORE_EVENTS,
     chain_ids,
     edit_event,
     inference_event,
     rows,
-    saved_key,
     tamper,
-    write_store,
 )
 from tests.services.base import free_port
 from tests.services.kafka import SASL_PASSWORD, SASL_USERNAME, KafkaService
 
-EVENTS = 20
-"""Decisions in the small store: records seq 0..20, checkpoints of 4, 8, ..., 20 and 21."""
-
-
-@pytest.fixture(scope="module")
-def key(tmp_path_factory: pytest.TempPathFactory) -> tuple[SigningKey, Path]:
-    return saved_key(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def small_store(tmp_path: Path, key: tuple[SigningKey, Path]) -> Path:
-    path = tmp_path / "audit.db"
-    write_store(path, key[0], EVENTS)
-    return path
+EVENTS = SMALL_STORE_EVENTS
 
 
 @pytest.fixture

@@ -34,39 +34,25 @@ from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.sinks import DeliveryError, Shipper
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.audit_fixtures import (
+    SMALL_STORE_EVENTS,
     chain_ids,
     edit_event,
     rows,
-    saved_key,
     set_data,
     tamper,
-    write_store,
 )
 from tests.instrumentation_fixtures import instrumented
 from tests.services.splunk_hec import SplunkHec, Token, serve
 
 TOKEN = "00000000-0000-0000-0000-00000000c0de"
 ACK_TOKEN = "00000000-0000-0000-0000-0000000000ac"
-EVENTS = 20
-"""Decisions in the small store: records seq 0..20, checkpoints of 4, 8, ..., 20 and 21."""
+EVENTS = SMALL_STORE_EVENTS
 
 
 @pytest.fixture
 def hec() -> Iterator[SplunkHec]:
     with serve(SplunkHec(tokens={TOKEN: Token(), ACK_TOKEN: Token(ack=True)})) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def key(tmp_path_factory: pytest.TempPathFactory) -> tuple[SigningKey, Path]:
-    return saved_key(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def small_store(tmp_path: Path, key: tuple[SigningKey, Path]) -> Path:
-    path = tmp_path / "audit.db"
-    write_store(path, key[0], EVENTS)
-    return path
 
 
 def ship(store: Path, sink: SplunkHecSink, timeout: float = 60) -> Shipper:
