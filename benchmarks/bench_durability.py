@@ -26,8 +26,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from benchmarks import Result
 
-ROUNDS = 5
-CALLS = 600
+ROUNDS = 7
+CALLS = 3000
 TARGET = 1.5
 CONCURRENCY = (1, 4, 16)
 SECONDS = 3.0
