@@ -16,9 +16,10 @@ its records into the store (the next process that opens the store for writing do
 `otel-ai-audit recover STORE`), and until then `unrecovered` lists it, which `verify` reports.
 
 Format: frames of `kind (1 byte) | body length (u32) | CRC-32 of body (u32) | body`; a body is
-length-prefixed fields. A unit (what one caller's commit adds) ends with an `E` frame: only
-whole units are replayed, so a write cut short by the kill (never acknowledged) is ignored.
-Replaying is idempotent: records and checkpoints already in the store are left as they are.
+the lengths of its fields (u32 each; the kind says how many) followed by the fields. A unit
+(what one caller's commit adds) ends with an `E` frame: only whole units are replayed, so a
+write cut short by the kill (never acknowledged) is ignored. Replaying is idempotent: records
+and checkpoints already in the store are left as they are.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ logger = logging.getLogger(__name__)
 
 SUFFIX = ".journal"
 _FRAME = struct.Struct(">cII")
-_LENGTH = struct.Struct(">I")
 _RECORD, _HELD, _RELEASED, _CHECKPOINT, _END = b"R", b"H", b"X", b"C", b"E"
+_LENGTHS = {kind: struct.Struct(f">{count}I") for kind, count in
+            ((_RECORD, 6), (_HELD, 5), (_RELEASED, 1), (_CHECKPOINT, 6), (_END, 0))}
 
 
 class Unit(NamedTuple):
@@ -129,10 +131,7 @@ def encode(unit: Unit) -> bytes:
 
 
 def _frame(kind: bytes, *fields: bytes) -> bytes:
-    parts: list[bytes] = []
-    for field in fields:
-        parts += (_LENGTH.pack(len(field)), field)
-    body = b"".join(parts)
+    body = b"".join((_LENGTHS[kind].pack(*map(len, fields)), *fields))
     return b"".join((_FRAME.pack(kind, len(body), zlib.crc32(body)), body))
 
 
@@ -149,7 +148,9 @@ def decode(data: bytes) -> Iterator[Unit]:
         if len(body) < length or zlib.crc32(body) != crc:
             return
         offset += _FRAME.size + length
-        fields = _fields(body)
+        fields = _fields(kind, body)
+        if fields is None:
+            return
         if kind == _RECORD:
             chain_id, seq, time, type_, record_id, record = fields
             records.append(SealedRecord(chain_id.decode(), int(seq), time.decode(),
@@ -164,20 +165,21 @@ def decode(data: bytes) -> Iterator[Unit]:
             payload, signature, key_id, chain_id, index, size = fields
             checkpoints.append(SignedCheckpoint(payload, signature, key_id.decode(),
                                                 chain_id.decode(), int(index), int(size)))
-        elif kind == _END:
+        else:
             yield Unit(records, held, released, checkpoints)
             records, held, released, checkpoints = [], [], [], []
-        else:
-            return
 
 
-def _fields(body: bytes) -> list[bytes]:
-    fields, offset = [], 0
-    while offset < len(body):
-        (length,) = _LENGTH.unpack_from(body, offset)
-        fields.append(body[offset + _LENGTH.size:offset + _LENGTH.size + length])
-        offset += _LENGTH.size + length
-    return fields
+def _fields(kind: bytes, body: bytes) -> list[bytes] | None:
+    """The fields of a frame's body; None for an unknown kind or lengths that do not add up."""
+    lengths = _LENGTHS.get(kind)
+    if lengths is None or len(body) < lengths.size:
+        return None
+    fields, offset = [], lengths.size
+    for length in lengths.unpack_from(body):
+        fields.append(body[offset:offset + length])
+        offset += length
+    return fields if offset == len(body) else None
 
 
 def _orphans(store_path: str) -> Iterator[tuple[str, int]]:
