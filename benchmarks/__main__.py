@@ -12,7 +12,8 @@ from benchmarks import Result
 
 MODULES = ["benchmarks.bench_core", "benchmarks.bench_instrumentation", "benchmarks.bench_sampling",
            "benchmarks.bench_elasticsearch", "benchmarks.bench_drift", "benchmarks.bench_delivery",
-           "benchmarks.bench_evidence", "benchmarks.bench_anchor", "benchmarks.bench_durability"]
+           "benchmarks.bench_evidence", "benchmarks.bench_anchor", "benchmarks.bench_durability",
+           "benchmarks.bench_collector"]
 """Modules with a `run() -> list[Result]`; later issues append theirs."""
 
 

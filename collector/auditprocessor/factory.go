@@ -1,5 +1,7 @@
 // Package auditprocessor verifies otel-ai-audit's tamper-evident audit records in flight in
-// an OpenTelemetry Collector: leaf hashes, hash links, signed checkpoints, duplicates.
+// an OpenTelemetry Collector (leaf hashes, hash links, signed checkpoints, duplicates), chains
+// other services' AI telemetry into audit records of the same format at the gateway, and
+// samples ordinary telemetry without ever dropping the audit trail.
 package auditprocessor
 
 import (
@@ -7,6 +9,8 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processorhelper"
 )
@@ -22,8 +26,13 @@ func NewFactory() processor.Factory {
 		processor.WithLogs(createLogs, component.StabilityLevelDevelopment))
 }
 
-// The records never change: the processor only reads them.
-var capabilities = processorhelper.WithCapabilities(consumer.Capabilities{MutatesData: false})
+// capabilities: the processor only reads the data, unless it adds the verdict attribute or
+// appends the records it chains.
+func capabilities(cfg component.Config) processorhelper.Option {
+	c := cfg.(*Config)
+	return processorhelper.WithCapabilities(consumer.Capabilities{
+		MutatesData: c.Verdict || c.Chain.SigningKey != ""})
+}
 
 func createTraces(ctx context.Context, set processor.Settings, cfg component.Config,
 	next consumer.Traces) (processor.Traces, error) {
@@ -36,7 +45,14 @@ func createTraces(ctx context.Context, set processor.Settings, cfg component.Con
 
 func (p *auditProcessor) traces(ctx context.Context, set processor.Settings, cfg component.Config,
 	next consumer.Traces) (processor.Traces, error) {
-	return processorhelper.NewTraces(ctx, set, cfg, next, p.processTraces, capabilities,
+	if p.chainer != nil {
+		p.emit = func(ctx context.Context, items []auditItem) error {
+			td := ptrace.NewTraces()
+			p.chainer.appendSpans(td, items)
+			return next.ConsumeTraces(ctx, td)
+		}
+	}
+	return processorhelper.NewTraces(ctx, set, cfg, next, p.processTraces, capabilities(cfg),
 		processorhelper.WithStart(p.start), processorhelper.WithShutdown(p.shutdown))
 }
 
@@ -46,6 +62,13 @@ func createLogs(ctx context.Context, set processor.Settings, cfg component.Confi
 	if err != nil {
 		return nil, err
 	}
-	return processorhelper.NewLogs(ctx, set, cfg, next, p.processLogs, capabilities,
+	if p.chainer != nil {
+		p.emit = func(ctx context.Context, items []auditItem) error {
+			ld := plog.NewLogs()
+			p.chainer.appendLogs(ld, items)
+			return next.ConsumeLogs(ctx, ld)
+		}
+	}
+	return processorhelper.NewLogs(ctx, set, cfg, next, p.processLogs, capabilities(cfg),
 		processorhelper.WithStart(p.start), processorhelper.WithShutdown(p.shutdown))
 }

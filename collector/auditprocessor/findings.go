@@ -1,6 +1,10 @@
 package auditprocessor
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // The finding kinds the in-flight checks can report: the values of `otel-ai-audit verify`'s
 // Kind (otel_ai_audit/verify/findings.py), so one alert rule or dashboard covers both.
@@ -46,4 +50,46 @@ func (f Finding) String() string {
 		where += fmt.Sprintf(" seq %d", f.Seq)
 	}
 	return fmt.Sprintf("%s: %s: %s", where, f.Kind, f.Detail)
+}
+
+// The verdict values besides finding kinds (the `ai_audit.verdict` attribute).
+const (
+	verdictOK      = "ok"
+	verdictPending = "pending"
+)
+
+// recordVerdict is what is known of a record as it passes: the kinds of the findings at its
+// own seq, "pending" while it waits for its predecessor (whose link is checked later), else
+// "ok". A finding that only a later record can reveal (the record altered, seen from its
+// successor's link; a gap) is not in it: that goes to the metrics and the log.
+func (v *verifier) recordVerdict(item recordItem, found []Finding) string {
+	chainID, seq := item.chainID, int64(noSeq)
+	if item.hasSeq {
+		seq = item.seq
+	}
+	if h, ok := parseHeader(item.data); ok {
+		chainID, seq = h.chainID, h.seq
+	}
+	verdict := verdictOf(found, func(f Finding) bool { return f.ChainID == chainID && f.Seq == seq })
+	if state, ok := v.chains[chainID]; ok && verdict == verdictOK {
+		if _, held := state.pending[seq]; held && seq >= state.Next {
+			return verdictPending
+		}
+	}
+	return verdict
+}
+
+// verdictOf is the sorted, comma-separated kinds of the findings `about` selects, or "ok".
+func verdictOf(found []Finding, about func(Finding) bool) string {
+	var kinds []string
+	for _, f := range found {
+		if about(f) && !slices.Contains(kinds, f.Kind) {
+			kinds = append(kinds, f.Kind)
+		}
+	}
+	if len(kinds) == 0 {
+		return verdictOK
+	}
+	slices.Sort(kinds)
+	return strings.Join(kinds, ",")
 }

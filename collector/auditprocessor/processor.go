@@ -32,14 +32,22 @@ const (
 	attrCheckpointPayload   = "ai_audit.checkpoint.payload"
 	attrCheckpointSignature = "ai_audit.checkpoint.signature"
 	attrKeyPEM              = "ai_audit.key.pem"
+	// attrVerdict is added by the processor (config `verdict`), not by the Python side.
+	attrVerdict = "ai_audit.verdict"
 )
 
-// auditProcessor passes every span and log record on unchanged and verifies the audit trail
-// they carry; what it finds goes to its metrics and log, never into the data.
+// auditProcessor verifies the audit trail the spans and log records carry and passes them on
+// unchanged; what it finds goes to its metrics and log, never into the data. Optionally it
+// adds a verdict attribute, chains selected telemetry (chainer) and samples the rest (sampler).
 type auditProcessor struct {
-	id         component.ID
-	signal     string
-	storage    *component.ID
+	id      component.ID
+	signal  string
+	storage *component.ID
+	verdict bool
+	chainer *gatewayChain
+	sampler *sampler
+	// emit sends audit items made outside a batch (timed and closing checkpoints) on.
+	emit       func(context.Context, []auditItem) error
 	store      *stateStore
 	logger     *zap.Logger
 	mu         sync.Mutex
@@ -61,9 +69,17 @@ func newAuditProcessor(set processor.Settings, cfg *Config, signal string) (*aud
 		return nil, err
 	}
 	meter := set.MeterProvider.Meter("github.com/otel-ai-audit/otel-ai-audit/collector/auditprocessor")
-	p := &auditProcessor{id: set.ID, signal: signal, storage: cfg.Storage, store: &stateStore{},
+	p := &auditProcessor{id: set.ID, signal: signal, storage: cfg.Storage, verdict: cfg.Verdict,
+		store:  &stateStore{},
 		logger: set.Logger, gapTimeout: cfg.GapTimeout, now: time.Now,
 		verifier: newVerifier(trusted, cfg.AllowSelfAsserted, cfg.Window, cfg.GapTimeout)}
+	if cfg.Chain.SigningKey != "" {
+		if p.chainer, err = newGatewayChain(cfg.Chain, cfg.Sampling.Rate < 1,
+			set.ID.String()+"/"+signal, set.Logger); err != nil {
+			return nil, err
+		}
+		p.sampler = newSampler(cfg.Sampling, p.chainer.selector.selects)
+	}
 	if p.recordsVerified, err = meter.Int64Counter("otelcol_audit_records_verified",
 		metric.WithDescription("Audit records whose hash link and position were checked."),
 		metric.WithUnit("{record}")); err != nil {
@@ -106,7 +122,11 @@ func (p *auditProcessor) start(ctx context.Context, host component.Host) error {
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
-		ticker := time.NewTicker(max(p.gapTimeout/4, 10*time.Millisecond))
+		tick := p.gapTimeout / 4
+		if p.chainer != nil {
+			tick = min(tick, p.chainer.interval/4)
+		}
+		ticker := time.NewTicker(max(tick, 10*time.Millisecond))
 		defer ticker.Stop()
 		for {
 			select {
@@ -114,6 +134,9 @@ func (p *auditProcessor) start(ctx context.Context, host component.Host) error {
 				return
 			case <-ticker.C:
 				p.check(context.Background(), nil)
+				if p.chainer != nil {
+					p.send(context.Background(), p.chainer.due(false))
+				}
 			}
 		}
 	}()
@@ -125,6 +148,10 @@ func (p *auditProcessor) shutdown(ctx context.Context) error {
 		close(p.stop)
 		p.done.Wait()
 		p.stop = nil
+	}
+	if p.chainer != nil {
+		// The next components still run: pipelines shut down from receivers to exporters.
+		p.send(ctx, p.chainer.due(true))
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -144,6 +171,12 @@ func (p *auditProcessor) processTraces(ctx context.Context, td ptrace.Traces) (p
 			}
 		}
 	})
+	if p.chainer != nil {
+		p.chainer.appendSpans(td, p.chainer.chain(p.chainer.selectedSpans(td)))
+	}
+	if p.sampler != nil {
+		p.chainer.countSampled(p.sampler.spans(td))
+	}
 	return td, nil
 }
 
@@ -160,7 +193,24 @@ func (p *auditProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Lo
 			}
 		}
 	})
+	if p.chainer != nil {
+		p.chainer.appendLogs(ld, p.chainer.chain(p.chainer.selectedLogs(ld)))
+	}
+	if p.sampler != nil {
+		p.chainer.countSampled(p.sampler.logs(ld))
+	}
 	return ld, nil
+}
+
+// send passes audit items made outside a batch on; a failure is logged (the next checkpoint
+// or the closing one still covers the records).
+func (p *auditProcessor) send(ctx context.Context, items []auditItem) {
+	if len(items) == 0 || p.emit == nil {
+		return
+	}
+	if err := p.emit(ctx, items); err != nil {
+		p.logger.Error("cannot send an audit checkpoint on", zap.Error(err))
+	}
 }
 
 func isAudit(resource pcommon.Resource) bool {
@@ -209,7 +259,11 @@ func (p *auditProcessor) item(attributes pcommon.Map, now time.Time) []Finding {
 		} else {
 			item.data, _ = base64.StdEncoding.DecodeString(str(attributes, attrRecordBase64))
 		}
-		return p.verifier.record(item, now)
+		found := p.verifier.record(item, now)
+		if p.verdict {
+			attributes.PutStr(attrVerdict, p.verifier.recordVerdict(item, found))
+		}
+		return found
 	case "checkpoint":
 		item := checkpointItem{chainID: str(attributes, attrChainID),
 			keyID: str(attributes, attrCheckpointKeyID)}
@@ -217,7 +271,11 @@ func (p *auditProcessor) item(attributes pcommon.Map, now time.Time) []Finding {
 		item.size, _ = integer(attributes, attrCheckpointSize)
 		item.payload, _ = base64.StdEncoding.DecodeString(str(attributes, attrCheckpointPayload))
 		item.signature, _ = base64.StdEncoding.DecodeString(str(attributes, attrCheckpointSignature))
-		return p.verifier.checkpoint(item)
+		found := p.verifier.checkpoint(item)
+		if p.verdict {
+			attributes.PutStr(attrVerdict, verdictOf(found, func(Finding) bool { return true }))
+		}
+		return found
 	case "key":
 		p.verifier.key(str(attributes, attrKeyPEM))
 	}

@@ -441,3 +441,55 @@ func TestOnlyAuditResourcesAreRead(t *testing.T) {
 		t.Fatal("other telemetry passes on")
 	}
 }
+
+func TestVerdictAttributeSaysWhatWasKnownAsTheItemPassed(t *testing.T) {
+	h := newHarness(t, func(cfg *Config) { cfg.Verdict = true })
+	spans := trailSpans(t)
+	seven, eight := recordAt(t, spans, 7), recordAt(t, spans, 8)
+	spans[seven], spans[eight] = spans[eight], spans[seven]
+	signature := attributesOf(spans[checkpointAt(t, spans, 1)])
+	broken, _ := base64.StdEncoding.DecodeString(str(signature, attrCheckpointSignature))
+	broken[0] ^= 1
+	signature.PutStr(attrCheckpointSignature, base64.StdEncoding.EncodeToString(broken))
+	h.send(spans...)
+	again := ptrace.NewTraces()
+	trailSpans(t)[recordAt(t, spans, 3)].CopyTo(again)
+	h.send(again)
+	got := map[string]string{}
+	for _, td := range h.sink.AllTraces() {
+		attributes := attributesOf(td)
+		where := str(attributes, attrKind)
+		if where == "record" {
+			seq, _ := integer(attributes, attrChainSeq)
+			where = fmt.Sprintf("record %d", seq)
+			if _, seen := got[where]; seen {
+				where += " again"
+			}
+		} else if where == "checkpoint" {
+			index, _ := integer(attributes, attrCheckpointIndex)
+			where = fmt.Sprintf("checkpoint %d", index)
+		}
+		got[where] = str(attributes, attrVerdict)
+	}
+	want := map[string]string{"key": "", "record 3 again": "duplicate", "record 8": "pending",
+		"checkpoint 1": "bad_signature"}
+	for seq := range 10 {
+		if _, ok := want[fmt.Sprintf("record %d", seq)]; !ok {
+			want[fmt.Sprintf("record %d", seq)] = "ok"
+		}
+	}
+	want["checkpoint 0"], want["checkpoint 2"] = "ok", "ok"
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("verdicts %v, want %v", got, want)
+	}
+}
+
+func TestNoVerdictAttributeUnlessConfigured(t *testing.T) {
+	h := newHarness(t, nil)
+	h.send(trailSpans(t)...)
+	for _, td := range h.sink.AllTraces() {
+		if _, ok := attributesOf(td).Get(attrVerdict); ok {
+			t.Fatal("the verdict attribute was added without `verdict: true`")
+		}
+	}
+}

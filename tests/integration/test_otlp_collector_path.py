@@ -43,15 +43,16 @@ from tests.audit_fixtures import (
     tamper,
     write_store,
 )
+from tests.collector_fixtures import CollectorPair
 from tests.instrumentation_fixtures import instrumented
-from tests.services.base import REPO_ROOT, ServiceStartError, wait_until
+from tests.services.base import REPO_ROOT, wait_until
 from tests.services.collector import CollectorService, collector_binary, distinct_free_ports
 
 GATEWAY = REPO_ROOT / "collector_config" / "otelcol-gateway.yaml"
 TEST_GATEWAY = REPO_ROOT / "collector_config" / "otelcol-audit-test.yaml"
 
 
-class Route:
+class Route(CollectorPair):
     """Gateway (the audit test config) into an archiving Collector."""
 
     def __init__(self, workdir: Path) -> None:
@@ -65,18 +66,6 @@ class Route:
             environment={"AUDIT_GRPC_ENDPOINT": f"127.0.0.1:{port}",
                          "ARCHIVE_OTLP_ENDPOINT": self.archive.otlp_grpc_endpoint})
 
-    def start(self) -> Route:
-        try:
-            self.archive.start()
-            self.gateway.start()
-        except ServiceStartError as error:
-            self.stop()
-            pytest.fail(f"a real Collector did not start:\n{error}", pytrace=False)
-        return self
-
-    def stop(self) -> None:
-        self.gateway.stop()
-        self.archive.stop()
 
     @property
     def archived(self) -> Path:

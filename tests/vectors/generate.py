@@ -10,9 +10,14 @@
   and carried as spans by the real OTLP sink (`record_span`, `checkpoint_span`), as OTLP/JSON
   lines the Collector's file exporter writes; signed with a fixed test key, so the files are
   reproducible byte for byte.
+* `sealing.json`: a chain sealed by the real `Chain` from events given as JSON text: each
+  record's canonical bytes and leaf hash, and each checkpoint's signed payload and Ed25519
+  signature (deterministic, with the fixed test key, whose seed the file holds). The Go
+  processor's sealer, which chains telemetry at the gateway, must write the same bytes.
 * `otlp_attacks.json`: tamperings of that trail (a record altered, re-serialised, dropped; a
-  checkpoint's signature broken; history rewritten and re-linked) with the findings `otel-ai-audit verify` reports for each,
-  which the Go processor must report in flight, line for line.
+  checkpoint's signature broken; history rewritten and re-linked) with the findings
+  `otel-ai-audit verify` reports for each, which the Go processor must report in flight, line
+  for line.
 
 `tests/unit/test_vectors.py` checks the files against Python, `go test` in
 collector/auditprocessor against Go.
@@ -49,6 +54,7 @@ CANONICAL = HERE / "canonical.json"
 TRAIL = HERE / "otlp_trail.jsonl"
 TRAIL_KEY = HERE / "otlp_trail.pub.pem"
 ATTACKS_FILE = HERE / "otlp_attacks.json"
+SEALING = HERE / "sealing.json"
 
 RFC8785_SOURCE = ("github.com/cyberphone/json-canonicalization testdata/input and "
                   "testdata/output at commit 19d51d7 (the RFC 8785 reference vectors)")
@@ -210,7 +216,8 @@ def canonical_vectors() -> dict[str, Any]:
 
 ATTACKS: list[dict[str, Any]] = [
     {"name": "record 5 altered", "edits": [
-        {"op": "replace", "kind": "record", "n": 5, "old": '"score":0.255', "new": '"score":0.99'}]},
+        {"op": "replace", "kind": "record", "n": 5, "old": '"score":0.255',
+         "new": '"score":0.99'}]},
     {"name": "last record altered", "edits": [
         {"op": "replace", "kind": "record", "n": 9, "old": '"age":29', "new": '"age":30'}]},
     {"name": "record 2 re-serialised", "edits": [
@@ -295,9 +302,45 @@ def attack_findings() -> dict[str, Any]:
             "attacks": attacks}
 
 
+SEALING_POLICY_HASH = hashlib.sha256(b"sealing vector policy").hexdigest()
+
+
+def sealing_vectors() -> dict[str, Any]:
+    """A chain sealed step by step: events in (as non-canonical JSON text, so the sealer must
+    canonicalise them), record bytes and checkpoints out."""
+    key = test_key()
+    chain = Chain(CHAIN_ID)
+    steps: list[dict[str, Any]] = []
+    events = trail_events()
+    events[3]["attributes"] = {"gen_ai.usage.input_tokens": 12, "temperature": 0.7,
+                               "unicode": "prompt ☃ \u2028 😂", "nested": {"b": [1.5e-7, None]}}
+    for i, event in enumerate(events):
+        logged_ns = BASE_NS + i * 1_000_000
+        record = chain.seal(event, logged_ns)
+        steps.append({"event": json.dumps(event, ensure_ascii=True, indent=1),
+                      "event_type": record.type, "logged_ns": logged_ns,
+                      "record": record.data.decode("utf-8"),
+                      "leaf_hash": leaf_hash(record.data).hex()})
+        if (i + 1) % CHECKPOINT_EVERY == 0 or i + 1 == len(events):
+            closed = i + 1 == len(events)
+            counters = {"sampled_out": i} if i % 2 else {}
+            issued = logged_ns + 1
+            signed = chain.checkpoint(key, issued, closed=closed, counters=counters,
+                                      policy_hash=SEALING_POLICY_HASH)
+            steps.append({"checkpoint": {
+                "issued_at_ns": issued, "closed": closed, "counters": counters,
+                "policy_hash": SEALING_POLICY_HASH, "index": signed.index, "size": signed.size,
+                "payload": signed.payload.decode("utf-8"),
+                "signature": base64.b64encode(signed.signature).decode("ascii")}})
+    return {"about": "tests/vectors/generate.py sealing_vectors: the Go sealer must write "
+                     "these bytes (a test key: never use it for anything else)",
+            "key_seed": SEED.hex(), "key_id": key.key_id, "chain_id": CHAIN_ID, "steps": steps}
+
+
 def all_files() -> dict[Path, str]:
     files = {CANONICAL: json.dumps(canonical_vectors(), ensure_ascii=False, indent=1) + "\n",
              ATTACKS_FILE: json.dumps(attack_findings(), ensure_ascii=False, indent=1) + "\n"}
+    files[SEALING] = json.dumps(sealing_vectors(), ensure_ascii=False, indent=1) + "\n"
     files.update(trail_files())
     return files
 

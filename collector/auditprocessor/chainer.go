@@ -1,0 +1,272 @@
+package auditprocessor
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
+)
+
+// auditScope is the instrumentation scope of the audit items the gateway writes.
+const auditScope = "otel_ai_audit.collector.auditprocessor"
+
+// auditItem is one record, checkpoint or key as a span or log record carries it
+// (otel_ai_audit/backends/otlp/layout.py), before it is written into traces or logs.
+type auditItem struct {
+	kind       string
+	documentID string
+	timeNs     int64
+	attributes map[string]any
+}
+
+// gatewayChain turns the telemetry the selector picks into audit records of one chain per
+// processor instance (one per pipeline), with signed checkpoints every `every` records or
+// `interval`, and a closing checkpoint at shutdown. A restarted Collector starts a new chain.
+type gatewayChain struct {
+	mu          sync.Mutex
+	selector    selector
+	key         *signingKey
+	sealer      sealer
+	every       int64
+	interval    time.Duration
+	policyHash  string
+	gateway     string
+	lastSigned  time.Time
+	keyAnnounce bool
+	// sampledOut counts, by service, what the sampler dropped (cumulative, in every
+	// checkpoint's counters when sampling is on); counted marks counts not yet signed.
+	sampling   bool
+	sampledOut map[string]int64
+	counted    bool
+	now        func() time.Time
+	logger     *zap.Logger
+}
+
+func newGatewayChain(cfg ChainConfig, sampling bool, gateway string, logger *zap.Logger) (*gatewayChain, error) {
+	key, err := loadSigningKey(cfg.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	s := selector{services: cfg.Services, scopes: cfg.Scopes, prefixes: cfg.AttributePrefixes,
+		content: cfg.Content}
+	if cfg.HMACKeyFile != "" {
+		text, err := os.ReadFile(cfg.HMACKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the HMAC key %s: %w", cfg.HMACKeyFile, err)
+		}
+		s.hmacKey = []byte(strings.TrimSpace(string(text)))
+	}
+	c := &gatewayChain{selector: s, key: key, sealer: sealer{chainID: newChainID()},
+		every: cfg.CheckpointEvery, interval: cfg.CheckpointInterval, policyHash: s.policyHash(),
+		gateway: gateway, sampling: sampling, sampledOut: map[string]int64{}, now: time.Now,
+		logger: logger}
+	c.lastSigned = c.now()
+	return c, nil
+}
+
+// chain seals the telemetry items it is given, in order, and returns the audit items to send:
+// the signing key first (once per chain), each record, a checkpoint when `every` is reached.
+func (c *gatewayChain) chain(items []telemetryItem) []auditItem {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []auditItem
+	now := c.now()
+	for _, item := range items {
+		if c.sealer.closed {
+			break
+		}
+		event, eventType := c.selector.event(item, newEventID(now))
+		record, err := c.sealer.seal(event, eventType, now.UnixNano())
+		if err != nil {
+			c.logger.Error("cannot seal an audit record", zap.Error(err))
+			continue
+		}
+		out = append(out, recordAudit(record))
+		if c.sealer.pendingSinceCheckpoint() >= c.every {
+			out = append(out, c.checkpointLocked(now, false)...)
+		}
+	}
+	return c.withKey(out)
+}
+
+// due signs a checkpoint if records wait and `interval` passed since the last one;
+// `closing` signs the closing checkpoint.
+func (c *gatewayChain) due(closing bool) []auditItem {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	// A chain that never got a record is not written at all, not even closed.
+	if c.sealer.closed || c.sealer.tree.Size == 0 {
+		if closing && c.counted {
+			c.logger.Warn("sampled-out telemetry not counted in a signed checkpoint: the gateway "+
+				"chain got no record", zap.Any("sampled_out", c.sampledOut))
+		}
+		return nil
+	}
+	if !closing && ((c.sealer.pendingSinceCheckpoint() == 0 && !c.counted) ||
+		now.Sub(c.lastSigned) < c.interval) {
+		return nil
+	}
+	return c.withKey(c.checkpointLocked(now, closing))
+}
+
+func (c *gatewayChain) checkpointLocked(now time.Time, closing bool) []auditItem {
+	var counters map[string]any
+	if c.sampling {
+		counters = map[string]any{"sampled_out": maps.Clone(c.sampledOut)}
+	}
+	signed, err := c.sealer.checkpoint(c.key, now.UnixNano(), closing, counters, c.policyHash)
+	if err != nil {
+		c.logger.Error("cannot sign an audit checkpoint", zap.Error(err))
+		return nil
+	}
+	c.lastSigned, c.counted = now, false
+	return []auditItem{{kind: "checkpoint", documentID: fmt.Sprintf("%s:checkpoint:%d", signed.chainID, signed.index),
+		timeNs: signed.issuedNs, attributes: map[string]any{
+			attrChainID: signed.chainID, attrCheckpointIndex: signed.index,
+			attrCheckpointSize: signed.size, attrCheckpointKeyID: signed.keyID,
+			attrCheckpointPayload:   base64.StdEncoding.EncodeToString(signed.payload),
+			attrCheckpointSignature: base64.StdEncoding.EncodeToString(signed.signature)}}}
+}
+
+// withKey puts the public key before the chain's first items: self-asserted, like the Python
+// sink's key spans; a verifier trusts it only through --public-key.
+func (c *gatewayChain) withKey(items []auditItem) []auditItem {
+	if c.keyAnnounce || len(items) == 0 {
+		return items
+	}
+	c.keyAnnounce = true
+	key := auditItem{kind: "key", documentID: "key:" + c.key.id, timeNs: items[0].timeNs,
+		attributes: map[string]any{"ai_audit.key.id": c.key.id, attrKeyPEM: c.key.pem}}
+	return append([]auditItem{key}, items...)
+}
+
+// countSampled adds what the sampler dropped to the counts the next checkpoint signs.
+func (c *gatewayChain) countSampled(dropped map[string]int64) {
+	if len(dropped) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for service, count := range dropped {
+		c.sampledOut[service] += count
+	}
+	c.counted = true
+}
+
+func recordAudit(record sealedRecord) auditItem {
+	return auditItem{kind: "record", documentID: fmt.Sprintf("%s:%d", record.chainID, record.seq),
+		timeNs: record.loggedNs, attributes: map[string]any{
+			attrChainID: record.chainID, attrChainSeq: record.seq,
+			"ai_audit.event.type": record.eventType, attrRecord: string(record.data)}}
+}
+
+// putAttributes writes an item's attributes as the Python sink does (layout.py), with the
+// document id Elasticsearch deduplicates on.
+func (item auditItem) putAttributes(attributes pcommon.Map) {
+	attributes.PutStr(attrKind, item.kind)
+	for name, value := range item.attributes {
+		switch v := value.(type) {
+		case string:
+			attributes.PutStr(name, v)
+		case int64:
+			attributes.PutInt(name, v)
+		}
+	}
+	attributes.PutStr("elasticsearch.document_id", item.documentID)
+}
+
+func (c *gatewayChain) putResource(resource pcommon.Resource) {
+	resource.Attributes().PutStr("service.name", "otel-ai-audit")
+	resource.Attributes().PutStr(attrPipeline, pipelineValue)
+	resource.Attributes().PutStr("ai_audit.gateway", c.gateway)
+}
+
+// appendSpans adds the items as spans of their own audit resource (trace id: the chain id;
+// span id: from the document id, so a repeat is the same span).
+func (c *gatewayChain) appendSpans(td ptrace.Traces, items []auditItem) {
+	if len(items) == 0 {
+		return
+	}
+	rs := td.ResourceSpans().AppendEmpty()
+	c.putResource(rs.Resource())
+	ss := rs.ScopeSpans().AppendEmpty()
+	ss.Scope().SetName(auditScope)
+	var traceID pcommon.TraceID
+	_, _ = hex.Decode(traceID[:], []byte(c.sealer.chainID))
+	for _, item := range items {
+		span := ss.Spans().AppendEmpty()
+		span.SetName("ai_audit." + item.kind)
+		span.SetTraceID(traceID)
+		digest := sha256.Sum256([]byte(item.documentID))
+		span.SetSpanID(pcommon.SpanID(digest[:8]))
+		span.SetKind(ptrace.SpanKindInternal)
+		span.SetStartTimestamp(pcommon.Timestamp(item.timeNs))
+		span.SetEndTimestamp(pcommon.Timestamp(item.timeNs))
+		item.putAttributes(span.Attributes())
+	}
+}
+
+// appendLogs adds the items as log records of their own audit resource.
+func (c *gatewayChain) appendLogs(ld plog.Logs, items []auditItem) {
+	if len(items) == 0 {
+		return
+	}
+	rl := ld.ResourceLogs().AppendEmpty()
+	c.putResource(rl.Resource())
+	sl := rl.ScopeLogs().AppendEmpty()
+	sl.Scope().SetName(auditScope)
+	for _, item := range items {
+		record := sl.LogRecords().AppendEmpty()
+		record.SetTimestamp(pcommon.Timestamp(item.timeNs))
+		record.SetObservedTimestamp(pcommon.Timestamp(item.timeNs))
+		item.putAttributes(record.Attributes())
+	}
+}
+
+// selectedSpans are the spans to chain: selected, and not audit items themselves.
+func (c *gatewayChain) selectedSpans(td ptrace.Traces) []telemetryItem {
+	var items []telemetryItem
+	for _, rs := range td.ResourceSpans().All() {
+		if isAudit(rs.Resource()) {
+			continue
+		}
+		service := str(rs.Resource().Attributes(), "service.name")
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, span := range ss.Spans().All() {
+				if c.selector.selects(service, ss.Scope().Name(), span.Attributes()) {
+					items = append(items, spanItem(service, ss.Scope(), span))
+				}
+			}
+		}
+	}
+	return items
+}
+
+func (c *gatewayChain) selectedLogs(ld plog.Logs) []telemetryItem {
+	var items []telemetryItem
+	for _, rl := range ld.ResourceLogs().All() {
+		if isAudit(rl.Resource()) {
+			continue
+		}
+		service := str(rl.Resource().Attributes(), "service.name")
+		for _, sl := range rl.ScopeLogs().All() {
+			for _, record := range sl.LogRecords().All() {
+				if c.selector.selects(service, sl.Scope().Name(), record.Attributes()) {
+					items = append(items, logItem(service, sl.Scope(), record))
+				}
+			}
+		}
+	}
+	return items
+}
