@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -37,3 +40,20 @@ class CollectorPair:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def attribute_map(attributes: list[dict[str, Any]]) -> dict[str, Any]:
+    """OTLP/JSON attributes (`[{"key": ..., "value": {"stringValue": ...}}]`) as a dict."""
+    return {a["key"]: next(iter(a["value"].values())) for a in attributes}
+
+
+def archived_spans(path: Path) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(OTLP resource, span attributes) of every span in a Collector's OTLP/JSON lines file, in
+    file order, repeats included; nothing if the file is not written yet."""
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        for resource in json.loads(line)["resourceSpans"]:
+            for scope in resource["scopeSpans"]:
+                for span in scope["spans"]:
+                    yield resource["resource"], attribute_map(span.get("attributes", []))

@@ -38,7 +38,7 @@ from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.record.canonical import canonical_json
 from otel_ai_audit.store.sqlite import AuditStore
 from tests.audit_fixtures import key_beside, write_store
-from tests.collector_fixtures import CollectorPair
+from tests.collector_fixtures import CollectorPair, archived_spans
 from tests.instrumentation_fixtures import instrumented
 from tests.services.base import REPO_ROOT, wait_until
 from tests.services.collector import CollectorService, distinct_free_ports
@@ -82,18 +82,8 @@ class AuditRoute(CollectorPair):
 
     def archived(self) -> list[dict[str, Any]]:
         """The attributes of every record span in the archive, repeats included."""
-        spans: list[dict[str, Any]] = []
-        if not self.archive.traces_path.exists():
-            return spans
-        for line in self.archive.traces_path.read_text().splitlines():
-            for resource in json.loads(line)["resourceSpans"]:
-                for scope in resource["scopeSpans"]:
-                    for span in scope["spans"]:
-                        attributes = {a["key"]: next(iter(a["value"].values()))
-                                      for a in span["attributes"]}
-                        if attributes.get("ai_audit.kind") == "record":
-                            spans.append(attributes)
-        return spans
+        return [attributes for _, attributes in archived_spans(self.archive.traces_path)
+                if attributes.get("ai_audit.kind") == "record"]
 
     def archived_records(self) -> Counter[int]:
         """The seq of every record span in the archive, repeats counted."""

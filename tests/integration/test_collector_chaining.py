@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from otel_ai_audit.cli import main
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.record.canonical import canonical_json
-from tests.collector_fixtures import CollectorPair
+from tests.collector_fixtures import CollectorPair, archived_spans, attribute_map
 from tests.services.base import REPO_ROOT, wait_until
 from tests.services.collector import CollectorService, go_executable
 
@@ -42,14 +42,8 @@ def build_producer(directory: Path) -> Path:
 
 def spans(path: Path) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(resource attributes, span attributes) of every span of an OTLP/JSON lines file."""
-    for line in path.read_text().splitlines():
-        for resource in json.loads(line)["resourceSpans"]:
-            owner = {a["key"]: next(iter(a["value"].values()))
-                     for a in resource["resource"]["attributes"]}
-            for scope in resource["scopeSpans"]:
-                for span in scope["spans"]:
-                    yield owner, {a["key"]: next(iter(a["value"].values()))
-                                  for a in span.get("attributes", [])}
+    for resource, attributes in archived_spans(path):
+        yield attribute_map(resource["attributes"]), attributes
 
 
 def verify(archive: Path, public_key: Path) -> dict[str, Any]:

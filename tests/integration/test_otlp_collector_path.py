@@ -43,7 +43,7 @@ from tests.audit_fixtures import (
     tamper,
     write_store,
 )
-from tests.collector_fixtures import CollectorPair
+from tests.collector_fixtures import CollectorPair, archived_spans
 from tests.instrumentation_fixtures import instrumented
 from tests.services.base import REPO_ROOT, wait_until
 from tests.services.collector import CollectorService, collector_binary, distinct_free_ports
@@ -73,18 +73,9 @@ class Route(CollectorPair):
 
     def record_spans(self) -> list[dict[str, Any]]:
         """Attributes of every record span the archive holds (repeats included)."""
-        if not self.archived.exists():
-            return []
-        spans = []
-        for line in self.archived.read_text().splitlines():
-            for resource in json.loads(line)["resourceSpans"]:
-                for scope in resource["scopeSpans"]:
-                    for span in scope["spans"]:
-                        attributes = {a["key"]: next(iter(a["value"].values()))
-                                      for a in span["attributes"]}
-                        if attributes.get("ai_audit.kind") == "record":
-                            spans.append({"resource": resource["resource"], **attributes})
-        return spans
+        return [{"resource": resource, **attributes}
+                for resource, attributes in archived_spans(self.archived)
+                if attributes.get("ai_audit.kind") == "record"]
 
     def wait_for(self, records: int, timeout: float = 120) -> Counter[int]:
         """The archived record seqs, once `records` distinct ones arrived."""
