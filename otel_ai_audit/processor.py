@@ -82,7 +82,7 @@ class AuditSpan:
 
     def build(self) -> list[dict[str, Any]]:
         """Emit the span, then build the records (which carry its trace and span ids)."""
-        self.emit()
+        self._emit_span()
         return self.records.build()
 
     def build_records(self) -> list[dict[str, Any]]:
@@ -104,7 +104,12 @@ class AuditSpan:
         return self.records.build()
 
     def emit(self) -> None:
-        """Emit the span (with the ids its records carry, if they were built first)."""
+        """Emit the span `build_records` left, with the ids its records carry (nothing if it
+        was emitted already, by `build`)."""
+        if self.ids is not None:
+            self._emit_span()
+
+    def _emit_span(self) -> None:
         _emitting.ids = self.ids
         try:
             self._emit()

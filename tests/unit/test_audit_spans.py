@@ -7,6 +7,7 @@ never depend on whether the trace was sampled.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -108,3 +109,38 @@ def test_a_failed_call_has_an_error_span_and_an_error_record(tmp_path: Path) -> 
     assert span.attributes[ERROR_TYPE] == "ValueError"
     assert span.status.description == "bad shape"
     assert inferences[0]["error"] == {"type": "ValueError"}
+
+
+class _Delegating:
+    """A tracer that is not the SDK's (no id generator to preset), in front of one that is:
+    what `trace.ProxyTracer` is before and after the global provider is set."""
+
+    def __init__(self, tracer: Any) -> None:
+        self._tracer = tracer
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tracer.start_span(*args, **kwargs)
+
+
+def test_a_durable_call_through_a_tracer_without_preset_ids_emits_its_span_once(
+        tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    model, features = _model()
+    with instrumented(tmp_path, SklearnInstrumentor, tracer_provider=provider,
+                      durability="process") as audited:
+        instrumentor = SklearnInstrumentor()  # the instrumentor is a singleton: the one in use
+        tracer = instrumentor._tracer
+        instrumentor._tracer = _Delegating(tracer)  # type: ignore[assignment]
+        try:
+            model.predict(features[:1])
+            model.predict(features[1:2])
+            audited.runtime.writer.flush()
+        finally:
+            instrumentor._tracer = tracer
+        inferences = audited.events("inference")
+    spans = [span for span in exporter.get_finished_spans() if span.name == "sklearn predict"]
+    assert len(spans) == 2
+    assert {f"{span.context.span_id:016x}" for span in spans} == {
+        event["trace"]["span_id"] for event in inferences}
