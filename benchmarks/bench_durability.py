@@ -15,36 +15,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from benchmarks import Result
+from benchmarks.otlp_baseline import otlp_traced
 
 ROUNDS = 7
 CALLS = 3000
 TARGET = 1.5
 CONCURRENCY = (1, 4, 16)
 SECONDS = 3.0
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    """An OTLP/HTTP receiver that accepts every export (what a Collector answers)."""
-
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        return None
 
 
 def _per_call(action: Callable[[], Any], settle: Callable[[], Any]) -> float:
@@ -61,25 +45,15 @@ def run() -> list[Result]:
 
     from otel_ai_audit import runtime
     from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
-    from tests.services.base import http_server
 
     rng = np.random.default_rng(0)
     features = rng.normal(size=(500, 10))
     model = LogisticRegression().fit(features, (features[:, 0] > 0).astype(int))
     row = features[:1]
     with tempfile.TemporaryDirectory(prefix="otel-ai-audit-bench-") as folder, \
-            http_server(_Receiver) as receiver:
+            otlp_traced() as traced:
         runtime.shutdown()
-        traced = TracerProvider()
-        exporter = OTLPSpanExporter(endpoint=f"{receiver}/v1/traces")
-        traced.add_span_processor(BatchSpanProcessor(exporter))
-        tracer = traced.get_tracer("bench")
-        attributes = {f"plain.attribute_{index}": f"value-{index}" for index in range(10)}
-
-        def spanned() -> Any:
-            with tracer.start_as_current_span("predict", attributes=attributes):
-                return model.predict(row)
-
+        spanned = traced.wrap(lambda: model.predict(row))
         provider = TracerProvider()
         audit = runtime.configure(provider, store=str(Path(folder) / "audit.db"),
                                   signing_key="ephemeral")  # measured, never verified
@@ -89,7 +63,7 @@ def run() -> list[Result]:
         try:
             for _ in range(ROUNDS):
                 samples["bare"].append(_per_call(lambda: model.predict(row), lambda: None))
-                samples["otlp span"].append(_per_call(spanned, traced.force_flush))
+                samples["otlp span"].append(_per_call(spanned, traced.flush))
                 instrumentor.instrument(tracer_provider=provider)
                 for level in ("async", "process", "fsync"):
                     runtime.register_model(model, name="bench", durability=level)
@@ -103,7 +77,6 @@ def run() -> list[Result]:
             instrumentor.uninstrument()
         finally:
             runtime.shutdown()
-            traced.shutdown()
     median = {name: statistics.median(values) for name, values in samples.items()}
     added = {name: median[name] - median["bare"] for name in median}
     results = [Result(f"decision at {level} durability, whole-process CPU", added[level],

@@ -6,7 +6,8 @@ later builds the records and emits the span with those same times and parent, so
 thread pays for neither the SDK span nor the hashing and chaining. A durable caller builds and
 seals the records itself (they must be on disk when it returns) but still leaves the span to the
 writer thread: the records carry the trace and span ids chosen for it, which the span gets when
-it is emitted (`_PresetIds`).
+it is emitted (`_PresetIds`). A span that no processor but the audit one would receive (the
+provider exports nothing) is not built at all: its records still carry the ids it would have.
 
 Records do not travel through `on_end`: the SDK calls `on_end` only for sampled spans, and an
 audit trail must not depend on trace sampling (`OTEL_TRACES_SAMPLER=traceidratio` would
@@ -81,17 +82,30 @@ class AuditSpan:
         """Set by `build_records`: the span is still to be emitted, with these ids."""
 
     def build(self) -> list[dict[str, Any]]:
-        """Emit the span, then build the records (which carry its trace and span ids)."""
-        self._emit_span()
+        """Emit the span, then build the records (which carry its trace and span ids). A span
+        no processor but the audit one would receive is not built: the records get its ids."""
+        if _unobserved(self.tracer) and self._choose_ids():
+            self.ids = None
+        else:
+            self._emit_span()
         return self.records.build()
 
     def build_records(self) -> list[dict[str, Any]]:
         """Build the records now and leave the span to `emit`, later and on another thread:
         the records carry the ids chosen here for it. Where the tracer cannot be given ids
         (not the SDK's), emit it now, as `build` does."""
+        if not self._choose_ids():
+            return self.build()
+        if _unobserved(self.tracer):
+            self.ids = None
+        return self.records.build()
+
+    def _choose_ids(self) -> bool:
+        """Choose the span's trace and span ids and give them to its records; False where the
+        tracer's id generator is not the SDK's (then the span chooses them as it starts)."""
         generator = getattr(self.tracer, "id_generator", None)
         if not isinstance(generator, IdGenerator):
-            return self.build()
+            return False
         if not isinstance(generator, _PresetIds):
             generator = _PresetIds(generator)
             self.tracer.id_generator = generator  # type: ignore[attr-defined]
@@ -101,7 +115,7 @@ class AuditSpan:
         self.ids = trace_id, generator.generated.generate_span_id()
         self.records.trace = {"trace_id": f"{trace_id:032x}", "span_id": f"{self.ids[1]:016x}"}
         self.records.service = {"name": service_name(None, self.tracer, self.fallback_service)}
-        return self.records.build()
+        return True
 
     def emit(self) -> None:
         """Emit the span `build_records` left, with the ids its records carry (nothing if it
@@ -128,6 +142,14 @@ class AuditSpan:
                               "span_id": f"{context.span_id:016x}"}
         self.records.service = {"name": service_name(span, self.tracer, self.fallback_service)}
         span.end(end_time=self.end_ns)
+
+
+def _unobserved(tracer: trace.Tracer) -> bool:
+    """Would only audit processors receive this tracer's spans? (An SDK tracer whose provider
+    exports nothing.) Building such a span costs as much as sealing its records, for nothing."""
+    processors = getattr(getattr(tracer, "span_processor", None), "_span_processors", None)
+    return type(processors) is tuple and all(
+        isinstance(processor, AuditSpanProcessor) for processor in processors)
 
 
 def service_name(span: Any, tracer: Any, fallback: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
@@ -144,3 +144,36 @@ def test_a_durable_call_through_a_tracer_without_preset_ids_emits_its_span_once(
     assert len(spans) == 2
     assert {f"{span.context.span_id:016x}" for span in spans} == {
         event["trace"]["span_id"] for event in inferences}
+
+
+@pytest.mark.parametrize("durability", ["async", "process"])
+def test_a_span_nothing_would_receive_is_not_built_and_its_records_keep_ids(
+        tmp_path: Path, durability: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With only the audit processor on the provider, building the span is pure cost; once an
+    exporter is added, spans are emitted again with the ids their records carry."""
+    started: list[str] = []
+    start_span = Tracer.start_span
+
+    def counted(self: Tracer, name: str, *args: Any, **kwargs: Any) -> Any:
+        started.append(name)
+        return start_span(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Tracer, "start_span", counted)
+    provider = TracerProvider()
+    model, features = _model()
+    with instrumented(tmp_path, SklearnInstrumentor, tracer_provider=provider,
+                      durability=durability) as audited:
+        model.predict(features[:3])
+        audited.runtime.writer.flush()
+        assert started == []
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        model.predict(features[3:4])
+        audited.runtime.writer.flush()
+        inferences = audited.events("inference")
+        report = audited.verify()
+    assert report.ok, report.findings
+    assert len({event["trace"]["span_id"] for event in inferences[:3]}) == 1
+    assert all(len(event["trace"]["trace_id"]) == 32 for event in inferences)
+    assert [(f"{span.context.span_id:016x}") for span in exporter.get_finished_spans()] == [
+        inferences[3]["trace"]["span_id"]]
