@@ -321,10 +321,13 @@ def test_monitor_features_setting(tmp_path: Path, setting: str, kept: set[str] |
         model = adult_pipeline().fit(train[FEATURES], train[TARGET])
         model.predict(train[FEATURES].head(3))
         decisions = process.events("inference")
+        references = process.events("reference")
     if kept is None:
         assert all("monitor" not in decision for decision in decisions)
+        assert references == []  # no profile of the training data is taken either
     else:
         assert all(set(d["monitor"]["features"]) == kept for d in decisions)
+        assert len(references) == 1
 
 
 def test_register_reference_for_a_torch_model(tmp_path: Path) -> None:

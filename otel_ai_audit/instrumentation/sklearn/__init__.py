@@ -196,8 +196,10 @@ class TrainingRecord:
 
     def _profile(self, digest: str) -> ReferenceProfile | None:
         """The training data's reference profile, with the fitted model's predictions on it
-        (made here, on the writer thread, and not audited as decisions)."""
-        if self.features is None or not hasattr(self.estimator, "predict"):
+        (made here, on the writer thread, and not audited as decisions); none when monitoring
+        is off (`monitor_features=none`): no view would use it, and it holds the data's bins."""
+        if (self.features is None or not hasattr(self.estimator, "predict")
+                or references.selection == frozenset()):
             return None
         token = _in_model_call.set(True)
         try:
