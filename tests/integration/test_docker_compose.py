@@ -99,8 +99,16 @@ def test_elastic_stack_is_the_version_the_tests_use() -> None:
     assert image_of("kibana") == f"docker.elastic.co/kibana/kibana:{ELASTICSEARCH_VERSION}"
 
 
-def test_collector_is_the_release_the_tests_build() -> None:
-    assert image_of("collector") == f"otel/opentelemetry-collector-contrib:{collector_release()}"
+def test_collectors_are_the_release_the_tests_build() -> None:
+    """The gateway is our build (collector/Dockerfile, ocb at the manifest's release), the
+    backends Collector the contrib image of that release."""
+    release = collector_release()
+    gateway = services()["collector"]
+    assert gateway["build"]["dockerfile"] == "collector/Dockerfile"
+    assert image_of("collector") == f"otelcol-ai-audit:{release}"
+    dockerfile = (REPO_ROOT / "collector" / "Dockerfile").read_text()
+    assert f"ARG OTELCOL_RELEASE={release}\n" in dockerfile
+    assert image_of("collector-backends") == f"otel/opentelemetry-collector-contrib:{release}"
 
 
 def test_s3_is_the_gateway_the_tests_run() -> None:
@@ -111,15 +119,17 @@ def test_kafka_is_the_version_the_tests_run() -> None:
     assert image_of("kafka") == f"apache/kafka:{KAFKA_VERSION}"
 
 
-def test_collector_runs_the_gateway_config() -> None:
-    collector = services()["collector"]
-    config_target = next(
-        volume.split(":")[1]
-        for volume in collector["volumes"]
-        if volume.startswith("./collector_config/otelcol-gateway.yaml:")
-    )
+def test_collectors_run_the_gateway_and_backends_configs() -> None:
+    for service, config in (("collector", "otelcol-gateway.yaml"),
+                            ("collector-backends", "otelcol-backends.yaml")):
+        collector = services()[service]
+        config_target = next(
+            volume.split(":")[1]
+            for volume in collector["volumes"]
+            if volume.startswith(f"./collector_config/{config}:")
+        )
 
-    assert f"--config={config_target}" in collector["command"]
+        assert f"--config={config_target}" in collector["command"]
 
 
 def test_every_bind_mounted_path_exists() -> None:

@@ -1,12 +1,13 @@
 """Audit records as spans through real OpenTelemetry Collectors, and verified where they land.
 
-The gateway runs collector_config/otelcol-audit-test.yaml (the structure of the shipped
-otelcol-gateway.yaml: an audit receiver and pipeline of their own, a persistent sending_queue on
-file_storage) with the otelcol-ai-audit build; its exporter feeds a second Collector that
-archives what arrives to a JSON lines file, which `otel-ai-audit verify --otlp-export` reads.
-The elasticsearch and splunk_hec exporters of the shipped gateway cannot be built here (the Go
-module proxy refuses modules they import), so the shipped config is checked for its structure
-and validated with those two exporters swapped for ones the build has.
+The gateway runs the shipped collector_config/otelcol-gateway.yaml (an audit receiver and
+pipeline of their own, the audit processor, a persistent sending_queue on file_storage) with the
+otelcol-ai-audit build, on the test's ports; its exporter feeds a second Collector, standing in
+for the backends Collector, that archives what arrives to a JSON lines file, which
+`otel-ai-audit verify --otlp-export` reads. The elasticsearch and splunk_hec exporters of the
+shipped backends Collector (otelcol-backends.yaml) cannot be built here (the Go module proxy
+refuses modules they import), so that config is checked for its structure and validated with
+those two exporters swapped for ones the build has.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ from tests.services.base import REPO_ROOT, wait_until
 from tests.services.collector import CollectorService, collector_binary, distinct_free_ports
 
 GATEWAY = REPO_ROOT / "collector_config" / "otelcol-gateway.yaml"
+BACKENDS = REPO_ROOT / "collector_config" / "otelcol-backends.yaml"
 TEST_GATEWAY = REPO_ROOT / "collector_config" / "otelcol-audit-test.yaml"
 
 
 class Route(CollectorPair):
-    """Gateway (the audit test config) into an archiving Collector."""
+    """The shipped gateway (otelcol-gateway.yaml, the audit processor on) into an archiving
+    Collector that stands in for the backends Collector."""
 
     def __init__(self, workdir: Path) -> None:
         # Appending: a restarted archive keeps what it wrote before (the default truncates).
@@ -61,10 +64,24 @@ class Route(CollectorPair):
             "exporters": {"file/traces": {"append": True}}})
         (port,) = distinct_free_ports(1)
         self.audit_endpoint = f"http://127.0.0.1:{port}"
+        gateway = workdir / "gateway"
+        # As shipped, but on this test's ports and directories (the Collector merges this
+        # second config over the file), and no metrics endpoint on the shared port 8888.
+        on_test_ports = {
+            "receivers": {
+                "otlp": {"protocols": {"grpc": {"endpoint": "${env:OTELCOL_GRPC_ENDPOINT}"},
+                                       "http": {"endpoint": "${env:OTELCOL_HTTP_ENDPOINT}"}}},
+                "otlp/audit": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{port}"}}}},
+            "extensions": {"health_check": {"endpoint": "${env:OTELCOL_HEALTH_ENDPOINT}"},
+                           "file_storage/audit": {"directory": str(gateway / "audit-state")},
+                           "file_storage/queue": {"directory": str(gateway / "queue")}},
+            "service": {"telemetry": {"metrics": {"level": "none"}}}}
         self.gateway = CollectorService(
-            workdir / "gateway", config_file=TEST_GATEWAY,
-            environment={"AUDIT_GRPC_ENDPOINT": f"127.0.0.1:{port}",
-                         "ARCHIVE_OTLP_ENDPOINT": self.archive.otlp_grpc_endpoint})
+            gateway, config_file=GATEWAY, extra_config=on_test_ports,
+            environment={"BACKENDS_AUDIT_ENDPOINT": self.archive.otlp_grpc_endpoint,
+                         "BACKENDS_TRACES_ENDPOINT": self.archive.otlp_grpc_endpoint,
+                         # Each test signs with a key of its own; the trail carries it.
+                         "AUDIT_ALLOW_SELF_ASSERTED": "true"})
 
 
     @property
@@ -132,6 +149,8 @@ def test_ten_thousand_decisions_through_the_collector_verify(tmp_path: Path,
     assert code == 0 and report["ok"], report["findings"]
     assert report["chain_summaries"] == from_store["chain_summaries"]
     assert report["records"] == 10_001
+    # The gateway's audit processor checked the trail in flight and found it intact.
+    assert "audit finding" not in route.gateway.log_tail(100_000)
 
 
 @pytest.mark.slow
@@ -265,38 +284,74 @@ def test_a_down_collector_is_retried_not_skipped(tmp_path: Path) -> None:
     assert shipper.stats.rejected == 0
 
 
-# --- the shipped gateway config ---------------------------------------------------------------
+# --- the shipped gateway and backends configs -----------------------------------------------
 
 
-def test_gateway_routes_audit_spans_on_their_own_lossless_pipeline() -> None:
-    config = yaml.safe_load(GATEWAY.read_text())
-    pipelines = config["service"]["pipelines"]
-    audit = pipelines["traces/audit"]
-    assert audit["processors"] == ["memory_limiter"]  # no batch (acks early), no sampling
-    assert set(audit["exporters"]) == {"elasticsearch/audit", "splunk_hec/audit"}
-    assert not set(audit["receivers"]) & set(pipelines["traces"]["receivers"])
-    for name in audit["exporters"]:
+def audit_queues_are_persistent(config: dict[str, Any], exporters: list[str]) -> None:
+    for name in exporters:
         queue = config["exporters"][name]["sending_queue"]
         assert queue["enabled"] and queue["block_on_overflow"]
         assert queue["storage"] in config["service"]["extensions"]
         assert queue["storage"].startswith("file_storage")
         assert config["extensions"][queue["storage"]]["fsync"] is True
-    elasticsearch = config["exporters"]["elasticsearch/audit"]
+
+
+def test_gateway_verifies_audit_spans_on_their_own_lossless_pipeline() -> None:
+    """The gateway (our build) checks the trail with the audit processor and queues it on disk
+    for the backends Collector (the contrib image), which queues it again for each backend."""
+    config = yaml.safe_load(GATEWAY.read_text())
+    pipelines = config["service"]["pipelines"]
+    audit = pipelines["traces/audit"]
+    # No batch (acks early), no sampling; the processor keeps its chain state on disk.
+    assert audit["processors"] == ["memory_limiter", "audit"]
+    assert config["processors"]["audit"]["storage"] in config["service"]["extensions"]
+    assert audit["exporters"] == ["otlp_grpc/audit"]
+    assert not set(audit["receivers"]) & set(pipelines["traces"]["receivers"])
+    audit_queues_are_persistent(config, audit["exporters"])
+    assert config["exporters"]["otlp_grpc/audit"]["retry_on_failure"]["max_elapsed_time"] == 0
+    assert config["exporters"]["otlp_grpc/audit"]["endpoint"].endswith(":4319}")
+
+    backends = yaml.safe_load(BACKENDS.read_text())
+    pipelines = backends["service"]["pipelines"]
+    audit = pipelines["traces/audit"]
+    assert audit["processors"] == ["memory_limiter"]
+    assert set(audit["exporters"]) == {"elasticsearch/audit", "splunk_hec/audit"}
+    assert backends["receivers"]["otlp/audit"]["protocols"]["grpc"]["endpoint"].endswith(":4319")
+    assert not set(audit["receivers"]) & set(pipelines["traces"]["receivers"])
+    audit_queues_are_persistent(backends, audit["exporters"])
+    elasticsearch = backends["exporters"]["elasticsearch/audit"]
     assert elasticsearch["traces_dynamic_id"]["enabled"] is True
     assert elasticsearch["mapping"]["mode"] == "otel"
-    assert config["exporters"]["splunk_hec/audit"]["retry_on_failure"]["max_elapsed_time"] == 0
-    assert config["exporters"]["splunk_hec/audit"]["sourcetype"] == "otel_ai_audit:span"
+    assert backends["exporters"]["splunk_hec/audit"]["retry_on_failure"]["max_elapsed_time"] == 0
+    assert backends["exporters"]["splunk_hec/audit"]["sourcetype"] == "otel_ai_audit:span"
     # The test variant has the same structure.
     variant = yaml.safe_load(TEST_GATEWAY.read_text())
     assert variant["service"]["pipelines"]["traces/audit"]["processors"] == ["memory_limiter"]
     assert variant["exporters"]["otlp/audit"]["sending_queue"]["storage"] == "file_storage/audit"
 
 
+def validate(config: dict[str, Any], path: Path) -> None:
+    """`otelcol validate` with the real otelcol-ai-audit binary, file_storage under `path`."""
+    for name, extension in config["extensions"].items():
+        if name.startswith("file_storage"):
+            extension["directory"] = str(path.parent / name.replace("/", "_"))
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [str(collector_binary()), "validate", f"--config=file:{path}"], capture_output=True,
+        text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 def test_gateway_config_validates_with_the_real_collector(tmp_path: Path) -> None:
-    """`otelcol validate` on the shipped gateway, each exporter this build lacks swapped for an
-    otlp exporter that keeps its sending_queue and retry_on_failure (everything else as
-    shipped), so the queue settings are checked by the real Collector too."""
-    config = yaml.safe_load(GATEWAY.read_text())
+    """The gateway runs on our build: `otelcol validate` on it as shipped (default environment)."""
+    validate(yaml.safe_load(GATEWAY.read_text()), tmp_path / "gateway.yaml")
+
+
+def test_backends_config_validates_with_the_real_collector(tmp_path: Path) -> None:
+    """`otelcol validate` on the shipped backends Collector, each exporter our build lacks
+    swapped for an otlp exporter that keeps its sending_queue and retry_on_failure (everything
+    else as shipped), so the queue settings are checked by the real Collector too."""
+    config = yaml.safe_load(BACKENDS.read_text())
     renamed = {}
     for name in ("elasticsearch/audit", "splunk_hec/audit", "elasticsearch/traces"):
         original = config["exporters"].pop(name)
@@ -307,10 +362,4 @@ def test_gateway_config_validates_with_the_real_collector(tmp_path: Path) -> Non
                if key in original}}
     for pipeline in config["service"]["pipelines"].values():
         pipeline["exporters"] = [renamed.get(name, name) for name in pipeline["exporters"]]
-    config["extensions"]["file_storage/audit"]["directory"] = str(tmp_path / "queue")
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [str(collector_binary()), "validate", f"--config=file:{path}"], capture_output=True,
-        text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    validate(config, tmp_path / "backends.yaml")

@@ -162,6 +162,6 @@ def test_the_template_makes_the_gateways_index_a_data_stream() -> None:
     assert mappings["dynamic"] is False
     assert mappings["properties"]["attributes"]["subobjects"] is False
     assert mappings["properties"]["attributes"]["properties"][otlp.CHAIN_SEQ]["type"] == "long"
-    # The gateway's shipped config writes to the default name.
-    config = (Path(__file__).parents[2] / "collector_config" / "otelcol-gateway.yaml").read_text()
+    # The shipped backends Collector (behind the gateway) writes to the default name.
+    config = (Path(__file__).parents[2] / "collector_config" / "otelcol-backends.yaml").read_text()
     assert f"traces_index: {gateway_index()}" in config
