@@ -62,6 +62,32 @@ func TestCanonicalFormAndLeafHashAgreeWithPython(t *testing.T) {
 	}
 }
 
+// TestValuesBuiltInGoCanonicaliseAsTheirText holds appendCanonical, which the gateway seals
+// with, to the same vectors: each input decoded into Go values must give the same bytes.
+func TestValuesBuiltInGoCanonicaliseAsTheirText(t *testing.T) {
+	for _, c := range loadVectors(t).Cases {
+		var value any
+		if err := json.Unmarshal([]byte(c.Input), &value); err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendCanonical(nil, value)
+		if err != nil || string(got) != c.Canonical {
+			t.Errorf("%s: got %q (%v)\nwant %q", c.Name, got, err, c.Canonical)
+		}
+	}
+	// What json.Marshal does before Canonical: invalid UTF-8 becomes U+FFFD; and what has no
+	// canonical form is refused.
+	got, _ := appendCanonical(nil, map[string]any{"k\xff": "a\xffb\x01", "\U0001F600": 1, "\uFB01": int64(2)})
+	if string(got) != "{\"k\uFFFD\":\"a\uFFFDb\\u0001\",\"\U0001F600\":1,\"\uFB01\":2}" {
+		t.Errorf("got %q", got)
+	}
+	for _, bad := range []any{int64(1 << 53), math.NaN(), struct{}{}} {
+		if _, err := appendCanonical(nil, bad); err == nil {
+			t.Errorf("%v has no canonical form", bad)
+		}
+	}
+}
+
 func TestES6NumberFormsAgreeWithPython(t *testing.T) {
 	for _, n := range loadVectors(t).Numbers {
 		bits, err := hex.DecodeString(n.IEEEHex)

@@ -31,16 +31,24 @@ type auditItem struct {
 
 // gatewayChain turns the telemetry the selector picks into audit records of one chain per
 // processor instance (one per pipeline), with signed checkpoints every `every` records or
-// `interval`, and a closing checkpoint at shutdown. A restarted Collector starts a new chain.
+// `interval`, and a closing checkpoint at shutdown. Each start of the Collector opens a new
+// chain, as each Python process does: its first record is a `chain_open` that names the chain
+// of the previous start (`parent`, kept in `storage`), so a whole chain removed from the
+// archive is a finding of `verify` (missing_chain), and one left open by a crash is too
+// (chain_not_closed).
 type gatewayChain struct {
-	mu          sync.Mutex
-	selector    selector
-	key         *signingKey
-	sealer      sealer
-	every       int64
-	interval    time.Duration
-	policyHash  string
-	gateway     string
+	mu         sync.Mutex
+	selector   selector
+	key        *signingKey
+	sealer     sealer
+	parent     string
+	every      int64
+	interval   time.Duration
+	policyHash string
+	gateway    string
+	// system names the chain's writer in its chain_open, as a Python process's service name
+	// does (`otel-ai-audit evidence --system` selects chains by it).
+	system      string
 	lastSigned  time.Time
 	keyAnnounce bool
 	// sampledOut counts, by service, what the sampler dropped (cumulative, in every
@@ -68,10 +76,21 @@ func newGatewayChain(cfg ChainConfig, sampling bool, gateway string, logger *zap
 	}
 	c := &gatewayChain{selector: s, key: key, sealer: sealer{chainID: newChainID()},
 		every: cfg.CheckpointEvery, interval: cfg.CheckpointInterval, policyHash: s.policyHash(),
-		gateway: gateway, sampling: sampling, sampledOut: map[string]int64{}, now: time.Now,
+		gateway: gateway, system: systemName(cfg.Services), sampling: sampling, sampledOut: map[string]int64{}, now: time.Now,
 		logger: logger}
 	c.lastSigned = c.now()
 	return c, nil
+}
+
+// gatewaySystem is the service name a gateway chain's chain_open gives, unless the chain
+// selects a single service, whose name it then gives.
+const gatewaySystem = "otel-ai-audit-gateway"
+
+func systemName(services []string) string {
+	if len(services) == 1 {
+		return services[0]
+	}
+	return gatewaySystem
 }
 
 // chain seals the telemetry items it is given, in order, and returns the audit items to send:
@@ -81,6 +100,14 @@ func (c *gatewayChain) chain(items []telemetryItem) []auditItem {
 	defer c.mu.Unlock()
 	var out []auditItem
 	now := c.now()
+	if len(items) > 0 && c.sealer.tree.Size == 0 && !c.sealer.closed {
+		record, err := c.sealer.seal(c.openEvent(now), "chain_open", now.UnixNano())
+		if err != nil {
+			c.logger.Error("cannot open the gateway chain", zap.Error(err))
+			return nil
+		}
+		out = append(out, recordAudit(record))
+	}
 	for _, item := range items {
 		if c.sealer.closed {
 			break
@@ -97,6 +124,28 @@ func (c *gatewayChain) chain(items []telemetryItem) []auditItem {
 		}
 	}
 	return c.withKey(out)
+}
+
+// openEvent is the chain's first record, as the Python writer's `chain_open` (writer.py
+// _chain_open_event): who writes the chain, the chain before it, the key and the policy.
+func (c *gatewayChain) openEvent(now time.Time) map[string]any {
+	host, _ := os.Hostname()
+	var parent any
+	if c.parent != "" {
+		parent = c.parent
+	}
+	return map[string]any{"id": newEventID(now), "type": "chain_open", "time": rfc3339(now.UnixNano()),
+		"process": map[string]any{"pid": os.Getpid(), "host": host},
+		"service": map[string]any{"name": c.system}, "gateway": c.gateway,
+		"parent_chain_id": parent, "key_id": c.key.id, "policy_hash": c.policyHash}
+}
+
+// written is the chain's id once it has records: what the next start's chain names as its
+// parent.
+func (c *gatewayChain) written() (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sealer.chainID, c.sealer.tree.Size > 0
 }
 
 // due signs a checkpoint if records wait and `interval` passed since the last one;

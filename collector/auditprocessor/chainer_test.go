@@ -24,7 +24,7 @@ import (
 )
 
 // gatewayKeys writes a signing key (PKCS#8 PEM), its public key and an HMAC key.
-func gatewayKeys(t *testing.T) (private, public, hmacKey string) {
+func gatewayKeys(t testing.TB) (private, public, hmacKey string) {
 	t.Helper()
 	dir := t.TempDir()
 	seed := sha256.Sum256([]byte("gateway test key"))
@@ -113,29 +113,41 @@ func TestSelectedSpansBecomeAChainThatVerifies(t *testing.T) {
 	if err := h.processor.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// The service's 6 spans pass on; with them a key, 3 records and the checkpoint after 2
-	// records in the batches, and the closing checkpoint sent on its own at shutdown.
-	if h.sink.SpanCount() != 6+1+3+2 || len(h.sink.AllTraces()) != 4 {
+	// The service's 6 spans pass on; with them a key, the chain_open and 3 records, the
+	// checkpoints after 2 and 4 records in the batches, and the closing checkpoint sent on its
+	// own at shutdown.
+	if h.sink.SpanCount() != 6+1+4+3 || len(h.sink.AllTraces()) != 4 {
 		t.Fatalf("%d spans in %d batches passed", h.sink.SpanCount(), len(h.sink.AllTraces()))
 	}
 	items := auditSpans(h.sink.AllTraces())
-	if len(items["record"]) != 3 || len(items["checkpoint"]) != 2 || len(items["key"]) != 1 {
+	if len(items["record"]) != 4 || len(items["checkpoint"]) != 3 || len(items["key"]) != 1 {
 		t.Fatalf("audit items %v", items)
+	}
+	var open struct {
+		Event map[string]any `json:"event"`
+	}
+	if err := json.Unmarshal([]byte(str(items["record"][0], attrRecord)), &open); err != nil {
+		t.Fatal(err)
+	}
+	if open.Event["type"] != "chain_open" || open.Event["parent_chain_id"] != nil ||
+		open.Event["service"].(map[string]any)["name"] != gatewaySystem ||
+		open.Event["key_id"] != h.audit.chainer.key.id {
+		t.Fatalf("chain_open %v", open.Event)
 	}
 	// Both checkpoints verify, with the gateway's key, and the chain is closed.
 	verifier := newHarness(t, func(cfg *Config) { cfg.TrustedKeys = []string{public} })
 	verifier.send(h.sink.AllTraces()...)
 	verifier.wait(time.Minute)
 	expect(t, verifier.findings())
-	if got := verifier.counter("otelcol_audit_records_verified")[""]; got != 3 ||
+	if got := verifier.counter("otelcol_audit_records_verified")[""]; got != 4 ||
 		verifier.audit.verifier.chainsOpen() != 0 {
-		t.Fatalf("verified %d records, want 3 in a closed chain", got)
+		t.Fatalf("verified %d records, want 4 in a closed chain", got)
 	}
 
 	var record struct {
 		Event map[string]any `json:"event"`
 	}
-	if err := json.Unmarshal([]byte(str(items["record"][0], attrRecord)), &record); err != nil {
+	if err := json.Unmarshal([]byte(str(items["record"][1], attrRecord)), &record); err != nil {
 		t.Fatal(err)
 	}
 	event := record.Event
@@ -151,7 +163,7 @@ func TestSelectedSpansBecomeAChainThatVerifies(t *testing.T) {
 		t.Fatalf("attributes %v: gen_ai.* and ml.* only", attributes)
 	}
 	// The prompt is not in the record: only its keyed hash, which the key's holder recomputes.
-	text := str(items["record"][0], attrRecord)
+	text := str(items["record"][1], attrRecord)
 	if strings.Contains(text, "loan approved") || strings.Contains(text, "No.") {
 		t.Fatal("the content must be hashed, not copied")
 	}
@@ -179,13 +191,13 @@ func TestSelectionByServiceAndScope(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		cfg     func(*Config)
-		records int
+		records int // with the chain_open, when the chain has records
 	}{
-		{"default prefixes", nil, 1},
+		{"default prefixes", nil, 2},
 		{"other service", func(c *Config) { c.Chain.Services = []string{"other"} }, 0},
-		{"its service", func(c *Config) { c.Chain.Services = []string{"loan-llm"} }, 1},
+		{"its service", func(c *Config) { c.Chain.Services = []string{"loan-llm"} }, 2},
 		{"other scope", func(c *Config) { c.Chain.Scopes = []string{"other"} }, 0},
-		{"any attribute", func(c *Config) { c.Chain.AttributePrefixes = nil }, 2},
+		{"any attribute", func(c *Config) { c.Chain.AttributePrefixes = nil }, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _ := chainHarness(t, tc.cfg)
@@ -201,7 +213,7 @@ func TestContentPolicies(t *testing.T) {
 	for policy, want := range map[string]string{"full": "loan approved", "none": `"input":{"policy":"none"}`} {
 		h, _ := chainHarness(t, func(c *Config) { c.Chain.Content = policy })
 		h.send(genAISpans("loan-llm"))
-		if text := str(auditSpans(h.sink.AllTraces())["record"][0], attrRecord); !strings.Contains(text, want) {
+		if text := str(auditSpans(h.sink.AllTraces())["record"][1], attrRecord); !strings.Contains(text, want) {
 			t.Fatalf("%s: %s", policy, text)
 		}
 	}
@@ -273,7 +285,7 @@ func TestSelectedLogRecordsAreChainedToo(t *testing.T) {
 			}
 		}
 	}
-	if kinds["record"] != 1 || kinds["checkpoint"] != 1 || kinds["key"] != 1 ||
+	if kinds["record"] != 2 || kinds["checkpoint"] != 1 || kinds["key"] != 1 ||
 		!strings.Contains(text, `"body":{"hmac_sha256":`) || strings.Contains(text, "0.93") {
 		t.Fatalf("items %v, record %s", kinds, text)
 	}
@@ -291,5 +303,64 @@ func TestAChainWithoutRecordsIsNotWritten(t *testing.T) {
 	if h.sink.SpanCount() != 14 || len(h.sink.AllTraces()) != 14 {
 		t.Fatalf("%d spans in %d batches: the gateway chain wrote something", h.sink.SpanCount(),
 			len(h.sink.AllTraces()))
+	}
+}
+
+// TestEachStartOpensAChainNamingThePrevious: a restart on the same storage opens a new chain
+// whose chain_open names the last chain that got records, also when the previous process was
+// killed (the id is saved before the chain's first records move on); a start that chained
+// nothing is not named.
+func TestEachStartOpensAChainNamingThePrevious(t *testing.T) {
+	directory := t.TempDir()
+	start := func(traffic bool, clean bool) (chainID string, parent any) {
+		id, ext := fileStorage(t, directory)
+		h, _ := chainHarness(t, func(cfg *Config) { cfg.Storage = &id })
+		if err := h.processor.Start(context.Background(), extensionHost{id: ext}); err != nil {
+			t.Fatal(err)
+		}
+		if traffic {
+			h.send(genAISpans("loan-llm"))
+		}
+		if clean {
+			if err := h.processor.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		} else { // as SIGKILL leaves it: no shutdown, no closing checkpoint, the file let go
+			close(h.audit.stop)
+			h.audit.done.Wait()
+			if err := h.audit.store.close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ext.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		records := auditSpans(h.sink.AllTraces())["record"]
+		if !traffic {
+			if len(records) != 0 {
+				t.Fatal("a start without traffic wrote a chain")
+			}
+			return "", nil
+		}
+		var open struct {
+			Chain map[string]any `json:"chain"`
+			Event map[string]any `json:"event"`
+		}
+		if err := json.Unmarshal([]byte(str(records[0], attrRecord)), &open); err != nil {
+			t.Fatal(err)
+		}
+		return open.Chain["id"].(string), open.Event["parent_chain_id"]
+	}
+	first, parent := start(true, true)
+	if parent != nil {
+		t.Fatalf("the first chain names a parent: %v", parent)
+	}
+	second, parent := start(true, false)
+	if parent != first {
+		t.Fatalf("after a clean stop the new chain names %v, want %s", parent, first)
+	}
+	start(false, true)
+	if _, parent = start(true, true); parent != second {
+		t.Fatalf("after a killed start and an idle one the chain names %v, want %s", parent, second)
 	}
 }

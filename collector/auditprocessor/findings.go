@@ -67,8 +67,8 @@ func (v *verifier) recordVerdict(item recordItem, found []Finding) string {
 	if item.hasSeq {
 		seq = item.seq
 	}
-	if h, ok := parseHeader(item.data); ok {
-		chainID, seq = h.chainID, h.seq
+	if item.valid {
+		chainID, seq = item.header.chainID, item.header.seq
 	}
 	verdict := verdictOf(found, func(f Finding) bool { return f.ChainID == chainID && f.Seq == seq })
 	if state, ok := v.chains[chainID]; ok && verdict == verdictOK {

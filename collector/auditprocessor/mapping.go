@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
+	"hash"
 	"math"
 	"slices"
 	"strconv"
@@ -43,13 +43,17 @@ const (
 	contentNone = "none"
 )
 
-// selector decides which telemetry is chained, and how its content is captured.
+// selector decides which telemetry is chained, and how its content is captured. Building
+// events is not safe for concurrent use: the gateway chain's lock serialises it.
 type selector struct {
 	services []string
 	scopes   []string
 	prefixes []string
 	content  string
 	hmacKey  []byte
+	// mac and scratch are reused from one content hash to the next.
+	mac     hash.Hash
+	scratch []byte
 }
 
 // selects: the service and the scope are among those listed (any, when none are), and some
@@ -87,11 +91,11 @@ func (s *selector) prefixed(name string) bool {
 // own hash by name; here one policy, "gateway", describing the selection and content capture.
 func (s *selector) policyHash() string {
 	keyID := sha256.Sum256(s.hmacKey)
-	description, _ := json.Marshal(map[string]any{
+	description := map[string]any{
 		"services": nonNil(s.services), "scopes": nonNil(s.scopes),
 		"attribute_prefixes": nonNil(s.prefixes), "content": s.content,
-		"hmac_key_id": hex.EncodeToString(keyID[:])[:16]})
-	return hashOfCanonical(map[string]any{"gateway": hashOfCanonical(json.RawMessage(description))})
+		"hmac_key_id": hex.EncodeToString(keyID[:])[:16]}
+	return hashOfCanonical(map[string]any{"gateway": hashOfCanonical(description)})
 }
 
 func nonNil(values []string) []string {
@@ -102,8 +106,7 @@ func nonNil(values []string) []string {
 }
 
 func hashOfCanonical(value any) string {
-	text, _ := json.Marshal(value)
-	canonical, _ := Canonical(text)
+	canonical, _ := appendCanonical(nil, value)
 	sum := sha256.Sum256(canonical)
 	return hex.EncodeToString(sum[:])
 }
@@ -117,11 +120,13 @@ func (s *selector) capture(value map[string]any) map[string]any {
 	case contentFull:
 		return map[string]any{"policy": contentFull, "value": value}
 	}
-	text, _ := json.Marshal(value)
-	canonical, _ := Canonical(text)
-	mac := hmac.New(sha256.New, s.hmacKey)
-	mac.Write(canonical)
-	return map[string]any{"policy": contentHash, "hmac_sha256": hex.EncodeToString(mac.Sum(nil))}
+	if s.mac == nil {
+		s.mac = hmac.New(sha256.New, s.hmacKey)
+	}
+	s.scratch, _ = appendCanonical(s.scratch[:0], value)
+	s.mac.Reset()
+	s.mac.Write(s.scratch)
+	return map[string]any{"policy": contentHash, "hmac_sha256": hex.EncodeToString(s.mac.Sum(s.scratch[:0]))}
 }
 
 // telemetryItem is what an event is built from, common to spans and log records.
@@ -173,8 +178,8 @@ func logItem(service string, scope pcommon.InstrumentationScope, record plog.Log
 	return item
 }
 
-// event is the audit event of one span or log record (JSON text) and its type.
-func (s *selector) event(item telemetryItem, id string) ([]byte, string) {
+// event is the audit event of one span or log record and its type.
+func (s *selector) event(item telemetryItem, id string) (map[string]any, string) {
 	eventType := "request"
 	model := map[string]any{}
 	first(item.attributes, modelName, func(v string) { model["name"] = v })
@@ -238,8 +243,7 @@ func (s *selector) event(item telemetryItem, id string) ([]byte, string) {
 	if len(attributes) > 0 {
 		event["attributes"] = attributes
 	}
-	text, _ := json.Marshal(event)
-	return text, eventType
+	return event, eventType
 }
 
 func first(attributes pcommon.Map, names []string, use func(string)) {

@@ -45,6 +45,8 @@ type auditProcessor struct {
 	storage *component.ID
 	verdict bool
 	chainer *gatewayChain
+	// stored is the gateway chain id saved in storage (see noteWritten), under mu.
+	stored  string
 	sampler *sampler
 	// emit sends audit items made outside a batch (timed and closing checkpoints) on.
 	emit       func(context.Context, []auditItem) error
@@ -118,6 +120,11 @@ func (p *auditProcessor) start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return err
 	}
+	if p.chainer != nil {
+		if p.chainer.parent, err = store.gatewayChain(ctx); err != nil {
+			return err
+		}
+	}
 	p.stop = make(chan struct{})
 	p.done.Add(1)
 	go func() {
@@ -173,6 +180,7 @@ func (p *auditProcessor) processTraces(ctx context.Context, td ptrace.Traces) (p
 	})
 	if p.chainer != nil {
 		p.chainer.appendSpans(td, p.chainer.chain(p.chainer.selectedSpans(td)))
+		p.noteWritten(ctx)
 	}
 	if p.sampler != nil {
 		p.chainer.countSampled(p.sampler.spans(td))
@@ -195,11 +203,29 @@ func (p *auditProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Lo
 	})
 	if p.chainer != nil {
 		p.chainer.appendLogs(ld, p.chainer.chain(p.chainer.selectedLogs(ld)))
+		p.noteWritten(ctx)
 	}
 	if p.sampler != nil {
 		p.chainer.countSampled(p.sampler.logs(ld))
 	}
 	return ld, nil
+}
+
+// noteWritten stores the gateway chain's id once it has records, before they move on: after a
+// restart, even after SIGKILL, the next chain names it as its parent.
+func (p *auditProcessor) noteWritten(ctx context.Context) {
+	id, written := p.chainer.written()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !written || id == p.stored {
+		return
+	}
+	if err := p.store.setGatewayChain(ctx, id); err != nil {
+		p.logger.Error("cannot save the gateway chain's id: the next start's chain will not "+
+			"name it as its parent", zap.Error(err))
+		return
+	}
+	p.stored = id
 }
 
 // send passes audit items made outside a batch on; a failure is logged (the next checkpoint
@@ -252,13 +278,14 @@ func (p *auditProcessor) check(ctx context.Context, walk func(func(pcommon.Map))
 func (p *auditProcessor) item(attributes pcommon.Map, now time.Time) []Finding {
 	switch str(attributes, attrKind) {
 	case "record":
-		item := recordItem{chainID: str(attributes, attrChainID)}
-		item.seq, item.hasSeq = integer(attributes, attrChainSeq)
+		var data []byte
 		if text, ok := attributes.Get(attrRecord); ok {
-			item.data = []byte(text.Str())
+			data = []byte(text.Str())
 		} else {
-			item.data, _ = base64.StdEncoding.DecodeString(str(attributes, attrRecordBase64))
+			data, _ = base64.StdEncoding.DecodeString(str(attributes, attrRecordBase64))
 		}
+		seq, hasSeq := integer(attributes, attrChainSeq)
+		item := newRecordItem(str(attributes, attrChainID), seq, hasSeq, data)
 		found := p.verifier.record(item, now)
 		if p.verdict {
 			attributes.PutStr(attrVerdict, p.verifier.recordVerdict(item, found))

@@ -90,9 +90,18 @@ func cut(data []byte, prefix string) ([]byte, bool) {
 	return data[len(prefix):], true
 }
 
+// lowerHexDigit marks the bytes 0-9 and a-f: a table, since the header's 96 hex digits are
+// checked for every record.
+var lowerHexDigit = func() (table [256]bool) {
+	for _, c := range []byte("0123456789abcdef") {
+		table[c] = true
+	}
+	return table
+}()
+
 func lowerHex(text []byte) bool {
 	for _, c := range text {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+		if !lowerHexDigit[c] {
 			return false
 		}
 	}

@@ -54,8 +54,8 @@ func TestSamplingKeepsTheTrailAndWhatMattersAndSignsWhatItDrops(t *testing.T) {
 	if want := "[chat gpt-4o/ score/high POST /ask/]"; fmt.Sprint(names) != want {
 		t.Fatalf("kept %v, want %s", names, want)
 	}
-	if got := len(auditSpans(h.sink.AllTraces())["record"]); got != 10+1 {
-		t.Fatalf("%d records passed, want the trail's 10 and the gateway's 1", got)
+	if got := len(auditSpans(h.sink.AllTraces())["record"]); got != 10+2 {
+		t.Fatalf("%d records passed, want the trail's 10 and the gateway's chain_open and 1", got)
 	}
 
 	// The closing checkpoint signs the count of what was dropped, by service.

@@ -100,24 +100,24 @@ func newChainID() string {
 	return hex.EncodeToString(id[:])
 }
 
-// seal places an event (JSON text) at the end of the chain, as schema.py seal() does:
+// seal places an event at the end of the chain, as schema.py seal() does:
 // `{"chain":{"id","logged","prev","seq","v"},"event":<canonical event>}`. RFC 8785 sorts
 // "chain" before "event" and the header's values need no escaping, so this is the canonical
 // form of the whole record. `logged` never goes backwards within the chain.
-func (s *sealer) seal(event []byte, eventType string, loggedNs int64) (sealedRecord, error) {
+func (s *sealer) seal(event map[string]any, eventType string, loggedNs int64) (sealedRecord, error) {
 	if s.closed {
 		return sealedRecord{}, fmt.Errorf("chain %s is closed", s.chainID)
 	}
-	canonical, err := Canonical(event)
+	loggedNs = max(loggedNs, s.lastLogged)
+	seq := s.tree.Size
+	data := make([]byte, 0, 2048)
+	data = fmt.Appendf(data, `{"chain":{"id":"%s","logged":"%d","prev":"%s","seq":%d,"v":%d},"event":`,
+		s.chainID, loggedNs, hex.EncodeToString(s.head[:]), seq, schemaVersion)
+	data, err := appendCanonical(data, event)
 	if err != nil {
 		return sealedRecord{}, err
 	}
-	loggedNs = max(loggedNs, s.lastLogged)
-	seq := s.tree.Size
-	data := make([]byte, 0, len(canonical)+180)
-	data = fmt.Appendf(data, `{"chain":{"id":"%s","logged":"%d","prev":"%s","seq":%d,"v":%d},"event":`,
-		s.chainID, loggedNs, hex.EncodeToString(s.head[:]), seq, schemaVersion)
-	data = append(append(data, canonical...), '}')
+	data = append(data, '}')
 	s.head = LeafHash(data)
 	s.tree.append(s.head)
 	s.lastLogged = loggedNs

@@ -69,7 +69,11 @@ func TestSealerWritesTheBytesPythonWrites(t *testing.T) {
 			checkpoints++
 			continue
 		}
-		record, err := chain.seal([]byte(step.Event), step.EventType, step.LoggedNs)
+		var event map[string]any
+		if err := json.Unmarshal([]byte(step.Event), &event); err != nil {
+			t.Fatal(err)
+		}
+		record, err := chain.seal(event, step.EventType, step.LoggedNs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,7 +85,7 @@ func TestSealerWritesTheBytesPythonWrites(t *testing.T) {
 	if checkpoints < 3 {
 		t.Fatalf("only %d checkpoints in the vectors", checkpoints)
 	}
-	if _, err := chain.seal([]byte(`{}`), "inference", 0); err == nil {
+	if _, err := chain.seal(map[string]any{}, "inference", 0); err == nil {
 		t.Fatal("a closed chain must not take records")
 	}
 }
@@ -94,11 +98,11 @@ func TestSealedTrailVerifiesInFlight(t *testing.T) {
 	chain := &sealer{chainID: newChainID()}
 	var found []Finding
 	for i := range 7 {
-		record, err := chain.seal([]byte(`{"n":`+string(rune('0'+i))+`}`), "inference", int64(i))
+		record, err := chain.seal(map[string]any{"n": i}, "inference", int64(i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		found = append(found, v.record(recordItem{chain.chainID, record.seq, true, record.data}, time.Unix(0, 0))...)
+		found = append(found, v.record(newRecordItem(chain.chainID, record.seq, true, record.data), time.Unix(0, 0))...)
 		if i%3 == 2 || i == 6 {
 			c, err := chain.checkpoint(key, int64(100+i), i == 6, nil, "")
 			if err != nil {

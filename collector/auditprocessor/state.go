@@ -15,6 +15,10 @@ const chainsKey = "chains"
 
 func chainKey(id string) string { return "chain:" + id }
 
+// gatewayChainKey holds the id of the last gateway chain that got records (chaining at the
+// gateway): the chain the next start's chain_open names as its parent.
+const gatewayChainKey = "gateway_chain"
+
 // savedChain is what a restart needs of a chain: its position, head, Merkle tree and
 // checkpoint chain (chainState's exported fields), the checkpoints waiting for their records,
 // and the records held for a missing predecessor. The window of recent leaves is not kept:
@@ -125,6 +129,23 @@ func (s *stateStore) save(ctx context.Context, v *verifier) error {
 		return nil
 	}
 	return s.client.Batch(ctx, ops...)
+}
+
+// gatewayChain is the id of the last gateway chain written ("" if none, or no storage).
+func (s *stateStore) gatewayChain(ctx context.Context) (string, error) {
+	if s.client == nil {
+		return "", nil
+	}
+	id, err := s.client.Get(ctx, gatewayChainKey)
+	return string(id), err
+}
+
+// setGatewayChain records the gateway chain now written, before its first records move on.
+func (s *stateStore) setGatewayChain(ctx context.Context, id string) error {
+	if s.client == nil {
+		return nil
+	}
+	return s.client.Set(ctx, gatewayChainKey, []byte(id))
 }
 
 func (s *stateStore) close(ctx context.Context) error {

@@ -19,7 +19,7 @@ func (h extensionHost) GetExtensions() map[component.ID]component.Component { re
 
 // fileStorage starts the contrib file_storage extension (the one the builder manifest
 // includes) on a directory.
-func fileStorage(t *testing.T, directory string) (component.ID, extension.Extension) {
+func fileStorage(t testing.TB, directory string) (component.ID, extension.Extension) {
 	t.Helper()
 	factory := filestorage.NewFactory()
 	cfg := factory.CreateDefaultConfig().(*filestorage.Config)

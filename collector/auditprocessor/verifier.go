@@ -18,12 +18,21 @@ const (
 )
 
 // recordItem is one audit record as it travels: the span's (or log record's) position
-// attributes and the record's exact bytes.
+// attributes, the record's exact bytes and their chain header (valid: the bytes are a record).
 type recordItem struct {
 	chainID string
 	seq     int64
 	hasSeq  bool
 	data    []byte
+	header  header
+	valid   bool
+}
+
+// newRecordItem reads the record's header once, for its check and its verdict.
+func newRecordItem(chainID string, seq int64, hasSeq bool, data []byte) recordItem {
+	item := recordItem{chainID: chainID, seq: seq, hasSeq: hasSeq, data: data}
+	item.header, item.valid = parseHeader(data)
+	return item
 }
 
 // checkpointItem is one signed checkpoint as it travels.
@@ -137,8 +146,8 @@ func (v *verifier) key(text string) {
 
 // record checks one record and returns what it found.
 func (v *verifier) record(item recordItem, now time.Time) []Finding {
-	h, ok := parseHeader(item.data)
-	if !ok {
+	h := item.header
+	if !item.valid {
 		seq := int64(noSeq)
 		if item.hasSeq {
 			seq = item.seq
@@ -214,7 +223,7 @@ func (v *verifier) accept(state *chainState, h header, data []byte, leaf [32]byt
 	}
 	state.Head, state.HaveHead, state.LastLogged, state.lastData = leaf, true, h.loggedNs, data
 	if state.TreeValid {
-		state.before = state.Tree.clone()
+		state.before.copyFrom(&state.Tree)
 		state.Tree.append(leaf)
 	}
 	state.recent[h.seq] = leaf

@@ -12,6 +12,7 @@ from otel_ai_audit.cli.document import document
 from otel_ai_audit.cli.drift import drift
 from otel_ai_audit.cli.evidence import evidence
 from otel_ai_audit.cli.fairness import fairness
+from otel_ai_audit.cli.import_trail import import_trail
 from otel_ai_audit.cli.keys import keygen
 from otel_ai_audit.cli.kibana import kibana
 from otel_ai_audit.cli.models import models
@@ -29,5 +30,6 @@ def main() -> None:
 
 
 for command in (verify, ship, keygen, prove, verify_proof, demo, document, kibana,
-                drift, fairness, evidence, verify_bundle, anchor, models, decisions, recover):
+                drift, fairness, evidence, verify_bundle, anchor, models, decisions, recover,
+                import_trail):
     main.add_command(command)

@@ -3,9 +3,11 @@
 A small Go program (collector/auditprocessor/testdata/genai-producer) emits GenAI
 semantic-convention chat spans by OTLP/HTTP to a gateway Collector, the real `otelcol-ai-audit`
 binary running the `audit` processor with `chain` (collector_config/otelcol-audit-e2e-chain.yaml).
-The gateway seals the selected spans into one chain signed with its own key and passes
-everything on to an archive Collector. `otel-ai-audit verify --otlp-export --public-key <gateway
-key>` must find the archive intact and closed, and must catch one archived record altered.
+The gateway seals the selected spans into one chain per start, signed with its own key, each
+chain opened by a `chain_open` record that names the chain of the previous start (kept in
+file_storage), and passes everything on to an archive Collector. `otel-ai-audit verify
+--otlp-export --public-key <gateway key>` must find the archive intact and closed, and must
+catch one archived record altered, a chain left open by SIGKILL and a chain removed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,22 @@ from tests.services.collector import CollectorService, go_executable
 GATEWAY = REPO_ROOT / "collector_config" / "otelcol-audit-e2e-chain.yaml"
 PROCESSOR = REPO_ROOT / "collector" / "auditprocessor"
 CALLS = 25
+STORAGE: dict[str, Any] = {
+    "extensions": {"file_storage/audit": {"directory": "${env:OTELCOL_WORKDIR}/audit-state",
+                                          "create_directory": True, "fsync": True}},
+    "processors": {"audit": {"storage": "file_storage/audit"}},
+    "service": {"extensions": ["health_check", "file_storage/queue", "file_storage/audit"]}}
+"""Merged over the gateway config: the processor keeps the id of its last chain in file_storage,
+so that the next start's chain_open names it."""
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, maps merged key by key (as the Collector merges its configs)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (merged(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
 
 
 def build_producer(directory: Path) -> Path:
@@ -69,10 +87,10 @@ class ChainingRoute(CollectorPair):
         private, _, hmac_key = keys
         self.archive = CollectorService(workdir / "archive")
         self.gateway = CollectorService(
-            workdir / "gateway", config_file=GATEWAY, extra_config=extra_config, environment={
+            workdir / "gateway", config_file=GATEWAY,
+            extra_config=merged(STORAGE, extra_config or {}), environment={
                 "ARCHIVE_OTLP_ENDPOINT": self.archive.otlp_grpc_endpoint,
                 "GATEWAY_SIGNING_KEY_FILE": str(private), "GATEWAY_HMAC_KEY_FILE": str(hmac_key)})
-
 
     def produce(self, producer: Path, calls: int) -> None:
         subprocess.run([str(producer), "-endpoint", self.gateway.otlp_http_endpoint,
@@ -83,15 +101,35 @@ class ChainingRoute(CollectorPair):
         return [attributes for _, attributes in spans(self.archive.traces_path)
                 if attributes.get("ai_audit.kind") == kind]
 
+    def records(self) -> list[dict[str, Any]]:
+        """The archived records, parsed, in archive order (repeats included)."""
+        return [json.loads(attributes["ai_audit.record"]) for attributes in self.items("record")]
+
+    def chained(self) -> list[dict[str, Any]]:
+        """The events of the archived records that chain the service's telemetry (not the
+        chain_open records)."""
+        return [r["event"] for r in self.records() if r["event"]["type"] != "chain_open"]
+
+    def opened(self) -> dict[str, Any]:
+        """The parent each chain's chain_open names, by chain id, in archive order."""
+        return {r["chain"]["id"]: r["event"]["parent_chain_id"] for r in self.records()
+                if r["event"]["type"] == "chain_open"}
+
     def closing_checkpoints(self) -> list[dict[str, Any]]:
         payloads = [json.loads(base64.b64decode(attributes["ai_audit.checkpoint.payload"]))
                     for attributes in self.items("checkpoint")]
         return [payload for payload in payloads if payload["closed"]]
 
-    def wait_for(self, records: int, chains: int) -> None:
-        assert wait_until(lambda: len(self.items("record")) == records
+    def wait_for_more(self, chained: int) -> None:
+        """Until `chained` more records of the service are archived than now."""
+        target = len(self.chained()) + chained
+        assert wait_until(lambda: len(self.chained()) >= target, 30), self.gateway.log_tail()
+
+    def wait_for(self, chained: int, chains: int) -> None:
+        """Until the archive holds `chained` records of the service and `chains` closed chains."""
+        assert wait_until(lambda: len(self.chained()) == chained
                           and len(self.closing_checkpoints()) == chains, 30), \
-            (len(self.items("record")), self.gateway.log_tail())
+            (len(self.chained()), self.gateway.log_tail())
 
 
 @pytest.mark.slow
@@ -116,10 +154,10 @@ def test_go_service_genai_spans_chained_at_the_gateway_verify(
     service_spans = [a for owner, a in spans(archive.traces_path)
                      if owner.get("service.name") == "loan-assistant"]
     assert len(service_spans) == 2 * (CALLS + 3)
-    first = json.loads(records[0]["ai_audit.record"])
-    chains = {json.loads(r["ai_audit.record"])["chain"]["id"] for r in records}
-    assert len(chains) == 2
-    event = first["event"]
+    # Two chains, the second opened naming the first, which names none.
+    (first_chain, no_parent), (second_chain, parent) = route.opened().items()
+    assert no_parent is None and parent == first_chain != second_chain
+    event = route.chained()[0]
     assert event["type"] == "inference"
     assert event["model"] == {"name": "loan-model-2026-11", "provider": "vllm"}
     assert event["operation"] == "chat" and event["service"] == {"name": "loan-assistant"}
@@ -135,11 +173,12 @@ def test_go_service_genai_spans_chained_at_the_gateway_verify(
 
     report = verify(archive.traces_path, public)
     assert report["ok"], report["findings"]
-    assert report["records"] == CALLS + 3
+    assert report["records"] == CALLS + 3 + 2  # and the two chain_open records
+    prove_and_build_evidence(archive.traces_path, route.chained()[3]["id"], public, tmp_path)
 
     # One archived record altered: the gateway's chain and signed checkpoints catch it.
     text = archive.traces_path.read_text()
-    record = records[4]["ai_audit.record"]
+    record = records[5]["ai_audit.record"]
     altered = record.replace('"loan-model-2026-11"', '"other-model"')
     assert altered != record
     encoded, changed = json.dumps(record)[1:-1], json.dumps(altered)[1:-1]
@@ -150,6 +189,34 @@ def test_go_service_genai_spans_chained_at_the_gateway_verify(
     seq = json.loads(record)["chain"]["seq"]
     assert {(f["kind"], f["seq"]) for f in report["findings"]} >= {("record_modified", seq)}, \
         report["findings"]
+
+
+def prove_and_build_evidence(archive: Path, decision: str, public: Path, work: Path) -> None:
+    """`prove` and `evidence` read a store: the archive imported into one, both work on the
+    gateway's records as on the Python writer's, and their outputs check out offline."""
+    store = work / "imported.db"
+    cli = CliRunner()
+    result = cli.invoke(main, ["import", str(store), "--otlp-export", str(archive)])
+    assert result.exit_code == 0, result.output
+    result = cli.invoke(main, ["verify", str(store), "--public-key", str(public)])
+    assert result.exit_code == 0, result.output
+    proof = work / "proof.json"
+    result = cli.invoke(main, ["prove", str(store), decision, "--out", str(proof)])
+    assert result.exit_code == 0, result.output
+    result = cli.invoke(main, ["verify-proof", str(proof), "--public-key", str(public)])
+    assert result.exit_code == 0, result.output
+
+    SigningKey.generate().save(work / "officer.key.pem", work / "officer.pub.pem")
+    bundle = work / "bundle"
+    result = cli.invoke(main, [
+        "evidence", str(store), "--system", "otel-ai-audit-gateway", "--last", "1d",
+        "--out", str(bundle), "--decision", decision, "--signing-key",
+        str(work / "officer.key.pem"), "--public-key", str(public)])
+    assert result.exit_code == 0, result.output
+    assert f"{CALLS + 3} decision(s)" in result.output, result.output
+    result = cli.invoke(main, ["verify-bundle", str(bundle), "--public-key", str(public),
+                               "--public-key", str(work / "officer.pub.pem")])
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.slow
@@ -176,17 +243,70 @@ def test_gateway_sampling_keeps_what_it_chains_and_signs_what_it_drops(
 
 
 @pytest.mark.slow
-def test_a_killed_gateway_leaves_its_chain_not_closed(
+def test_gateway_restarts_mid_stream_link_the_chains(
         tmp_path: Path, keys: tuple[Path, Path, Path]) -> None:
-    """SIGKILL: no closing checkpoint, which `verify` reports; the records it signed verify."""
+    """While the Go service streams, the gateway is stopped with SIGTERM, later killed with
+    SIGKILL, each time restarted. Each start opens a chain whose chain_open names the one
+    before. `verify` finds what it finds for a crashed Python process, and nothing else:
+    `chain_not_closed` at the killed chain's last record. A whole chain removed from the
+    archive is then `missing_chain`, named by its successor's chain_open."""
     producer = build_producer(tmp_path)
+    calls = 40
     with ChainingRoute(tmp_path, keys) as route:
-        route.produce(producer, 12)  # a checkpoint after 10 records, 2 records after it
-        assert wait_until(lambda: len(route.items("record")) == 12
-                          and len(route.items("checkpoint")) == 1, 30)
-        route.gateway.kill()
-        route.gateway.start()
-    report = verify(route.archive.traces_path, keys[1])
-    assert [(f["kind"], f["seq"]) for f in report["findings"]] == [("chain_not_closed", 11)], \
-        report["findings"]
-    assert report["records"] == 12
+        stream = subprocess.Popen(
+            [str(producer), "-endpoint", route.gateway.otlp_http_endpoint, "-calls", str(calls),
+             "-batch", "2", "-interval", "150ms", "-retry", "60s"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            for restart in (route.gateway.stop, route.gateway.kill):
+                route.wait_for_more(8)
+                restart()
+                route.gateway.start()
+            output, _ = stream.communicate(timeout=120)
+            assert stream.returncode == 0, output
+        finally:
+            stream.kill()
+        route.gateway.stop()  # the last chain's closing checkpoint waits in the queue...
+        route.gateway.start()  # ...and is sent at this start, which chains nothing
+        assert wait_until(lambda: len(route.closing_checkpoints()) == 2, 30), \
+            route.gateway.log_tail()
+        # Every chat call is chained at least once (a request whose answer the restart cut
+        # off is sent again, and chained again in the next chain).
+        assert wait_until(lambda: {e["trace"]["span_id"] for e in route.chained()} ==
+                          set(chat_span_ids(route)), 30)
+    opened = route.opened()
+    assert list(opened.values())[0] is None and len(opened) == 3
+    first, killed, last = opened
+    assert opened[killed] == first and opened[last] == killed
+
+    archive = route.archive.traces_path
+    last_of_killed = max(r["chain"]["seq"] for r in route.records() if r["chain"]["id"] == killed)
+    report = verify(archive, keys[1])
+    assert [(f["kind"], f["chain_id"], f["seq"]) for f in report["findings"]] == \
+        [("chain_not_closed", killed, last_of_killed)], report["findings"]
+
+    # The first chain removed from the archive: its successor's chain_open names it.
+    lines = [without_chain(json.loads(line), first)
+             for line in archive.read_text().splitlines()]
+    archive.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = verify(archive, keys[1])
+    assert sorted((f["kind"], f["chain_id"]) for f in report["findings"]) == \
+        [("chain_not_closed", killed), ("missing_chain", first)], report["findings"]
+
+
+def chat_span_ids(route: ChainingRoute) -> list[str]:
+    """The span ids of the chat spans the service sent (archived as they passed)."""
+    return [span["spanId"] for line in route.archive.traces_path.read_text().splitlines()
+            for resource in json.loads(line)["resourceSpans"]
+            for scope in resource["scopeSpans"] for span in scope["spans"]
+            if span["name"].startswith("chat")]
+
+
+def without_chain(document: dict[str, Any], chain_id: str) -> dict[str, Any]:
+    """An OTLP/JSON line without the audit spans of one chain."""
+    for resource in document["resourceSpans"]:
+        for scope in resource["scopeSpans"]:
+            scope["spans"] = [span for span in scope["spans"]
+                              if attribute_map(span.get("attributes", [])).get(
+                                  "ai_audit.chain.id") != chain_id]
+    return document

@@ -24,6 +24,9 @@ func main() {
 	calls := flag.Int("calls", 20, "chat calls to emit")
 	batch := flag.Int("batch", 5, "calls per export request")
 	service := flag.String("service", "loan-assistant", "service.name")
+	interval := flag.Duration("interval", 0, "pause between export requests")
+	retry := flag.Duration("retry", 0, "keep retrying a failed export this long, as an SDK "+
+		"exporter retries (0: fail at once)")
 	flag.Parse()
 	for start := 0; start < *calls; start += *batch {
 		td := ptrace.NewTraces()
@@ -36,9 +39,10 @@ func main() {
 		for i := start; i < min(start+*batch, *calls); i++ {
 			chat(ss.Spans(), i)
 		}
-		if err := export(*endpoint+"/v1/traces", td); err != nil {
+		if err := exportRetrying(*endpoint+"/v1/traces", td, *retry); err != nil {
 			log.Fatal(err)
 		}
+		time.Sleep(*interval)
 	}
 	fmt.Printf("sent %d chat spans\n", *calls)
 }
@@ -88,6 +92,18 @@ func chat(spans ptrace.SpanSlice, i int) {
 		span.Status().SetCode(ptrace.StatusCodeError)
 		span.Status().SetMessage("upstream timeout")
 		attributes.PutStr("error.type", "timeout")
+	}
+}
+
+// exportRetrying exports until it succeeds or `patience` has passed since the first attempt.
+func exportRetrying(url string, td ptrace.Traces, patience time.Duration) error {
+	deadline := time.Now().Add(patience)
+	for {
+		err := export(url, td)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
