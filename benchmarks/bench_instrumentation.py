@@ -5,7 +5,8 @@ Three variants of the same single-row call run in interleaved rounds, so machine
 them alike: (a) the bare call, (b) the call inside a plain span with 10 attributes, exported
 through a BatchSpanProcessor to a loopback receiver, (c) the call audited by the
 instrumentation. Each is measured as the calling thread's CPU and as the whole process's CPU
-(every thread: the audit writer, the span exporter) until everything is persisted or exported.
+(every thread: the audit writer, the span exporter) until everything is persisted or exported,
+for the default (a high-risk model: `process` durable) and for an `async` durable model.
 The targets (issue "auditing cheaper than ordinary tracing") compare what each adds to the bare
 call: whole process (c - a) <= 0.5 x (b - a), calling thread <= 0.3 x.
 """
@@ -24,8 +25,9 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from benchmarks import Result
 from benchmarks.otlp_baseline import Traced, otlp_traced
+from otel_ai_audit.pipeline.writer import Durability
 
-ROUNDS = 12
+ROUNDS = 8
 CALLS = 1500
 WHOLE_TARGET = 0.5
 CALLER_TARGET = 0.3
@@ -43,38 +45,53 @@ def _measure(call: Callable[[], Any], settle: Callable[[], Any]) -> tuple[float,
             (time.process_time_ns() - process) / CALLS / 1000)
 
 
-def _side_by_side(name: str, bare: Callable[[], Any], instrument: Callable[[], Any],
-                  uninstrument: Callable[[], Any], settle: Callable[[], Any],
+LEVELS: dict[str, Durability | None] = {"audit, high risk (process durable)": None,
+                                        "audit, async durable": "async"}
+"""The default (None: the configured `auto`, for the default risk, high), and what a
+lower-risk model pays."""
+
+
+def _side_by_side(name: str, model: Any, bare: Callable[[], Any], instrumentor: Any,
+                  provider: TracerProvider, settle: Callable[[], Any],
                   traced: Traced) -> list[Result]:
-    samples: dict[str, list[tuple[float, float, float]]] = {"bare": [], "span": [],
-                                                            "audited": []}
+    from otel_ai_audit import runtime
+
+    samples: dict[str, list[tuple[float, float, float]]] = {
+        key: [] for key in ("bare", "span", *LEVELS)}
     spanned = traced.wrap(bare)
     for _ in range(ROUNDS):
         samples["bare"].append(_measure(bare, lambda: None))
         samples["span"].append(_measure(spanned, traced.flush))
-        instrument()
-        samples["audited"].append(_measure(bare, settle))
-        uninstrument()
+        instrumentor.instrument(tracer_provider=provider)
+        for label, level in LEVELS.items():
+            runtime.register_model(model, name="bench", durability=level)
+            samples[label].append(_measure(bare, settle))
+        instrumentor.uninstrument()
     added = {key: [statistics.median(sample[column] for sample in value)
                    - statistics.median(sample[column] for sample in samples["bare"])
                    for column in range(3)] for key, value in samples.items()}
     caller, wall, whole = 0, 1, 2
-    return [
+    span = added["span"][whole]
+    results = [
         Result(f"{name}: bare call", statistics.median(s[wall] for s in samples["bare"]),
                "µs/call"),
-        Result(f"{name}: + OTLP-exported span, whole process CPU", added["span"][whole],
-               "µs added", note="span, BatchSpanProcessor, protobuf, HTTP to loopback"),
-        Result(f"{name}: + audit, whole process CPU", added["audited"][whole], "µs added",
-               note="caller and writer thread: records, hashing, chaining, SQLite, measured "
-                    "until the writer has persisted the round"),
-        Result(f"{name}: + audit, caller CPU", added["audited"][caller], "µs added"),
-        Result(f"{name}: + audit, wall", added["audited"][wall], "µs added"),
-        Result(f"{name}: audit / OTLP span, whole process", added["audited"][whole]
-               / added["span"][whole], "x", WHOLE_TARGET, higher_is_better=False),
-        Result(f"{name}: audit caller / OTLP span whole process", added["audited"][caller]
-               / added["span"][whole], "x", CALLER_TARGET, higher_is_better=False,
-               note="what the calling thread pays, against all a traced call costs"),
+        Result(f"{name}: + OTLP-exported span, whole process CPU", span, "µs added",
+               note="span, BatchSpanProcessor, protobuf, HTTP to loopback"),
     ]
+    for label in LEVELS:
+        results += [
+            Result(f"{name}: + {label}, whole process CPU", added[label][whole], "µs added",
+                   note="caller and writer thread: records, hashing, chaining, SQLite, "
+                        "measured until the writer has persisted the round"),
+            Result(f"{name}: + {label}, caller CPU", added[label][caller], "µs added"),
+            Result(f"{name}: + {label}, wall", added[label][wall], "µs added"),
+            Result(f"{name}: {label} / OTLP span, whole process", added[label][whole] / span,
+                   "x", WHOLE_TARGET, higher_is_better=False),
+            Result(f"{name}: {label}, caller / OTLP span", added[label][caller] / span, "x",
+                   CALLER_TARGET, higher_is_better=False,
+                   note="what the calling thread pays, against all a traced call costs"),
+        ]
+    return results
 
 
 def _sklearn(provider: TracerProvider, settle: Callable[[], Any],
@@ -87,10 +104,8 @@ def _sklearn(provider: TracerProvider, settle: Callable[[], Any],
     features = rng.normal(size=(500, 10))
     model = LogisticRegression().fit(features, (features[:, 0] > 0).astype(int))
     row = features[:1]
-    instrumentor = SklearnInstrumentor()
-    return _side_by_side("sklearn predict 1 row", lambda: model.predict(row),
-                         lambda: instrumentor.instrument(tracer_provider=provider),
-                         instrumentor.uninstrument, settle, traced)
+    return _side_by_side("sklearn predict 1 row", model, lambda: model.predict(row),
+                         SklearnInstrumentor(), provider, settle, traced)
 
 
 def _torch(provider: TracerProvider, settle: Callable[[], Any],
@@ -102,15 +117,13 @@ def _torch(provider: TracerProvider, settle: Callable[[], Any],
     model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.ReLU(),
                                 torch.nn.Linear(32, 2)).eval()
     row = torch.randn(1, 10)
-    instrumentor = TorchInstrumentor()
 
     def forward() -> Any:
         with torch.no_grad():
             return model(row)
 
-    return _side_by_side("torch forward 1 row", forward,
-                         lambda: instrumentor.instrument(tracer_provider=provider),
-                         instrumentor.uninstrument, settle, traced)
+    return _side_by_side("torch forward 1 row", model, forward, TorchInstrumentor(),
+                         provider, settle, traced)
 
 
 def run() -> list[Result]:
