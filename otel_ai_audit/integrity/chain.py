@@ -17,7 +17,7 @@ from otel_ai_audit.integrity.checkpoint import (
 )
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.integrity.merkle import GENESIS, MerkleAccumulator, leaf_hash
-from otel_ai_audit.record.schema import seal
+from otel_ai_audit.record.schema import plain, seal, seal_plain
 
 
 def new_chain_id() -> str:
@@ -50,6 +50,8 @@ class Chain:
         self.last_checkpoint_hash = ""
         self.last_checkpoint_size = 0
         self.closed = False
+        self._plain_id = type(self.chain_id) is str and plain(self.chain_id)
+        """The usual chain id, written into each record as it is (`seal_plain`)."""
 
     @property
     def size(self) -> int:
@@ -59,11 +61,15 @@ class Chain:
         """Place `event` at the end of the chain (raises CanonicalizationError on bad data)."""
         if self.closed:
             raise RuntimeError(f"chain {self.chain_id} is closed")
-        data = seal(event, self.chain_id, self.tree.size, self.head.hex(), logged_ns)
-        record = SealedRecord(self.chain_id, self.tree.size, event["time"], event["type"],
-                              event["id"], data)
-        self.head = leaf_hash(data)
-        self.tree.append(self.head)
+        seq = self.tree.size
+        if self._plain_id and type(logged_ns) is int and logged_ns >= 0:
+            data = seal_plain(event, self.chain_id, seq, self.head.hex(), str(logged_ns))
+        else:
+            data = seal(event, self.chain_id, seq, self.head.hex(), logged_ns)
+        record = SealedRecord(self.chain_id, seq, event["time"], event["type"], event["id"],
+                              data)
+        self.head = head = leaf_hash(data)
+        self.tree.append(head)
         return record
 
     def checkpoint(self, key: SigningKey, issued_at_ns: int, *, closed: bool = False,

@@ -10,7 +10,9 @@ Two entry points, used on two different paths:
   tests); it exists because the reference is ~5x slower than the json module's C encoder, which
   is itself ~6x slower than orjson, and records are canonicalised at tens of thousands per
   second. Checked data goes to orjson when its floats print in ES6 form as they are (or as
-  integers); other floats go through the json module's encoder, rewritten (below).
+  integers); other floats go through the json module's encoder, rewritten (below). An object
+  whose values are all of exact JSON types, its floats printed as they are, skips the full
+  check: orjson's own strict options refuse what else is forbidden there.
 
 * `to_json_data(value)` is the write path's documented conversion of Python and numpy values
   into JSON data, so instrumentation never fails on odd inputs and never hashes a form a
@@ -35,6 +37,11 @@ Two entry points, used on two different paths:
   Mapping                       dict; keys converted with str()
   anything else                 "<unserializable TYPE>"
   ============================  ===================================================
+
+Why one module: `to_json_data` produces exactly what `canonical_json` accepts, and both follow
+the RFC 8785 number and string rules (`es6_number`, the I-JSON integer range, lone
+surrogates): a rule changed on one side only would make the write path hash what the strict
+side refuses, or lose data it could have kept.
 """
 
 from __future__ import annotations
@@ -82,6 +89,24 @@ class CanonicalizationError(IntegrityError):
 
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 canonical UTF-8 bytes of JSON data (strict: see the module docstring)."""
+    if type(value) is dict:
+        # The usual event: only exact JSON types and floats orjson prints in their ES6 form.
+        # orjson itself refuses what else the strict rules forbid here (keys that are not
+        # str, lone surrogates, integers beyond the I-JSON range); anything it refuses, or
+        # output with a 4-byte UTF-8 sequence (perhaps an astral key), takes the full path,
+        # which says why or writes it.
+        try:
+            ready = _orjson_ready(value.values())
+        except RecursionError:
+            ready = False
+        if ready:
+            try:
+                data = orjson.dumps(value, option=_STRICT_SORTED)
+            except orjson.JSONEncodeError:
+                pass
+            else:
+                if data.isascii() or _ASTRAL_UTF8.search(data) is None:
+                    return data
     try:
         flags = _scan((value,))
     except RecursionError as error:
@@ -178,6 +203,33 @@ def _scan(items: Iterable[Any]) -> int:
             raise CanonicalizationError(
                 f"{kind.__name__} is not JSON data; convert it with to_json_data")
     return flags
+
+
+_PLAIN_TYPES = frozenset((str, int, bool, type(None)))
+_STRICT_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+_ASTRAL_UTF8 = re.compile(rb"[\xf0-\xf4]")
+
+
+def _orjson_ready(items: Iterable[Any]) -> bool:
+    """Are `items` (recursively) of exact JSON types, their floats printed by orjson in their
+    ES6 form? A walk of types only, cheaper than `_scan`: the checks orjson makes itself
+    (`_STRICT_SORTED`) are left to it."""
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            continue
+        if kind is dict:
+            if not _orjson_ready(item.values()):
+                return False
+        elif kind is float:
+            if not 1e-4 <= abs(item) < 1e16 or item.is_integer():
+                return False
+        elif kind is list:
+            if not _orjson_ready(item):
+                return False
+        elif kind not in _PLAIN_TYPES:
+            return False
+    return True
 
 
 def _rewrite_floats(value: Any) -> Any:

@@ -148,17 +148,23 @@ def seal(event: Event, chain_id: str, seq: int, prev: str, logged_ns: int) -> by
     """Canonical bytes of `event` placed at `seq` of a chain after the record hashed `prev`."""
     logged = str(logged_ns)
     if (type(chain_id) is str and type(prev) is str and type(seq) is int
-            and 0 <= seq <= MAX_SAFE_INTEGER and _plain(chain_id + prev + logged)):
-        # The usual case, written directly: "chain" sorts before "event", and values of ASCII
-        # letters and digits need no escaping, so this is the canonical form of the record.
-        prefix = (f'{{"chain":{{"id":"{chain_id}","logged":"{logged}","prev":"{prev}",'
-                  f'"seq":{seq},"v":{SCHEMA_VERSION}}},"event":')
-        return b"".join((prefix.encode("ascii"), canonical_json(event), b"}"))
+            and 0 <= seq <= MAX_SAFE_INTEGER and plain(chain_id + prev + logged)):
+        return seal_plain(event, chain_id, seq, prev, logged)
     header = ChainHeader(id=chain_id, logged=logged, prev=prev, seq=seq, v=SCHEMA_VERSION)
     return canonical_json(Record(chain=header, event=event))
 
 
-def _plain(text: str) -> bool:
+def seal_plain(event: Event, chain_id: str, seq: int, prev: str, logged: str) -> bytes:
+    """`seal` for the usual header, written directly: `chain_id`, `prev` and `logged` are ASCII
+    letters and digits, which need no escaping, and 0 <= seq <= 2**53-1 (the caller knows;
+    `otel_ai_audit.integrity.chain` checks the chain id once, not per record). "chain" sorts
+    before "event", so this is the canonical form of the record."""
+    prefix = (f'{{"chain":{{"id":"{chain_id}","logged":"{logged}","prev":"{prev}",'
+              f'"seq":{seq},"v":{SCHEMA_VERSION}}},"event":')
+    return b"".join((prefix.encode("ascii"), canonical_json(event), b"}"))
+
+
+def plain(text: str) -> bool:
     """Does JSON write `text` as is? (ASCII letters and digits only.)"""
     return text.isascii() and text.isalnum()
 

@@ -22,6 +22,10 @@ six months of EU AI Act Art. 19 and 26(6), and a margin).
 
 No client library here: the sink, the verifier's source, the dashboards and the CLI all take
 their names and fields from this one module.
+
+Why one module: the mappings and the derivation of each indexed field from the record's bytes
+must change together (a field added to `RECORD_FIELDS` without its derivation, or the other
+way round, makes every verification report a disagreement), and the index names with them.
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import fnmatch
+import functools
 import json
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from otel_ai_audit.anchor.publish import anchor_fields, published_body
 from otel_ai_audit.config import ELASTICSEARCH_INDEX_PREFIX, ELASTICSEARCH_RETENTION
@@ -232,30 +239,63 @@ def findings_template(prefix: str = ELASTICSEARCH_INDEX_PREFIX) -> dict[str, Any
 
 def record_fields(data: bytes) -> dict[str, Any] | None:
     """The indexed fields of a record (dotted names, as sent), or None if the bytes are not a
-    record. The one derivation: the sink writes these, the verifier checks them."""
+    record. The one derivation: the sink writes these, the verifier checks them.
+
+    Read by orjson first (a third of the json module's time, and the shipper reads every
+    record): it reads JSON as `parse_record` does, except integers beyond 64 bits, which it
+    makes floats; fields that may hold one are read again by `parse_record`, as is whatever
+    orjson refuses (NaN, lone surrogates)."""
+    try:
+        record = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _fields_of(data)
+    if not isinstance(record, dict) or not isinstance(record.get("event"), dict):
+        return None
+    fields = _fields(record)
+    if fields is None or not any(map(_maybe_wide_integer, fields.values())):
+        return fields
+    return _fields_of(data)
+
+
+def _fields_of(data: bytes) -> dict[str, Any] | None:
+    """`record_fields` by the json module's reading."""
     try:
         record = parse_record(data)
     except ValueError:
         return None
+    return _fields(record)
+
+
+def _maybe_wide_integer(value: Any) -> bool:
+    """Could `value` come from an integer orjson read as a float (beyond 64 bits), as a
+    number or as a keyword made from one?"""
+    if type(value) is float:
+        return abs(value) >= 2.0**63 and value.is_integer()
+    return type(value) is str and "e+" in value
+
+
+def _fields(record: dict[str, Any]) -> dict[str, Any] | None:
     chain, event = record.get("chain"), record["event"]
     if not isinstance(chain, dict):
         return None
-    fields = {"@timestamp": _timestamp(event.get("time"), chain.get("logged")),
-              "chain.id": _keyword(chain.get("id")),
-              "chain.seq": _number(chain.get("seq"))}
-    for name, path in _EVENT_KEYWORDS.items():
-        fields[name] = _keyword(_lookup(event, path))
-    for name, paths in _EVENT_NUMBERS.items():
-        fields[name] = next((value for path in paths
-                             if (value := _number(_lookup(event, path))) is not None), None)
-    for name, path in _EVENT_FLAGS.items():
-        flag = _lookup(event, path)
-        fields[name] = flag if isinstance(flag, bool) else None
-    for name, path in _EVENT_DATES.items():
-        fields[name] = _timestamp(_lookup(event, path), None)
+    fields = {name: value for name, value in (
+        ("@timestamp", _timestamp(event.get("time"), chain.get("logged"))),
+        ("chain.id", _keyword(chain.get("id"))),
+        ("chain.seq", _number(chain.get("seq")))) if value is not None}
+    # By the event's top-level fields: an event holds a few of the ones indexed.
+    for top, extractors in _EXTRACTORS.items():
+        value = event.get(top)
+        if value is None:
+            continue
+        for name, paths, convert in extractors:
+            for path in paths:
+                converted = convert(_lookup(value, path) if path else value)
+                if converted is not None:
+                    fields[name] = converted
+                    break
     if event.get("type") == "oversight" and isinstance(event.get("action"), str):
         fields["oversight.overridden"] = int(event["action"] in OVERRIDING_ACTIONS)
-    return {name: value for name, value in fields.items() if value is not None}
+    return fields
 
 
 def document_id(owner: str, position: object) -> str:
@@ -264,14 +304,18 @@ def document_id(owner: str, position: object) -> str:
     return f"{owner}:{position}"
 
 
-def record_document(record: SealedRecord) -> dict[str, Any]:
-    """A record's document: `record_fields` and the canonical bytes."""
+def record_lines(record: SealedRecord) -> tuple[bytes, bytes]:
+    """The two bulk NDJSON lines that create a record's document: `record_fields` and the
+    canonical bytes in `canonical` (base64, which needs no JSON escaping: spliced in, not
+    encoded a second time)."""
     fields = record_fields(record.data) or {
         # Not a record (a write torn by a crash): shipped as stored, for the verifier to see.
         "@timestamp": _timestamp(record.time, 0), "chain.id": record.chain_id,
         "chain.seq": record.seq}
-    fields["canonical"] = base64.b64encode(record.data).decode("ascii")
-    return fields
+    source = _json(fields)
+    return (_create_line(document_id(record.chain_id, record.seq)),
+            b'%b%b"canonical":"%b"}' % (source[:-1], b"," if fields else b"",
+                                        base64.b64encode(record.data)))
 
 
 def anchor_document(anchor: StoredAnchor) -> dict[str, Any]:
@@ -327,8 +371,20 @@ def finding_documents(report: Report, *, run_id: str, time: _dt.datetime,
 def create_lines(doc_id: str, document: Mapping[str, Any]) -> tuple[bytes, bytes]:
     """The two bulk NDJSON lines that create `document` under `doc_id` (`create`: a document
     already there is never overwritten)."""
-    return (b'{"create":{"_id":%s}}' % json.dumps(doc_id).encode(),
-            json.dumps(document, separators=(",", ":")).encode())
+    return _create_line(doc_id), _json(document)
+
+
+def _create_line(doc_id: str) -> bytes:
+    return b'{"create":{"_id":%b}}' % _json(doc_id)
+
+
+def _json(value: Any) -> bytes:
+    """Compact JSON: by orjson, or by the json module for what orjson refuses (integers beyond
+    64 bits, lone surrogates: only in bytes that are not a sealed record)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _counter_fields(counters: Mapping[str, Any]) -> dict[str, int]:
@@ -342,6 +398,29 @@ def _counter_fields(counters: Mapping[str, Any]) -> dict[str, int]:
     if _number(failed := counters.get("failed")) is not None:
         fields["counters.failed"] = failed
     return fields
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _date(value: Any) -> str | None:
+    return _timestamp(value, None)
+
+
+def _extractors() -> dict[str, list[tuple[str, tuple[tuple[str, ...], ...], Any]]]:
+    """{top-level event field: [(indexed name, paths below it, conversion)]} of the indexed
+    event fields (the first path whose value converts is taken)."""
+    table: dict[str, list[tuple[str, tuple[tuple[str, ...], ...], Any]]] = {}
+    named = [*((name, (path,), _keyword) for name, path in _EVENT_KEYWORDS.items()),
+             *((name, paths, _number) for name, paths in _EVENT_NUMBERS.items()),
+             *((name, (path,), _flag) for name, path in _EVENT_FLAGS.items()),
+             *((name, (path,), _date) for name, path in _EVENT_DATES.items())]
+    for name, paths, convert in named:
+        tops = {path[0] for path in paths}
+        (top,) = tops  # every field's paths start at one top-level field
+        table.setdefault(top, []).append((name, tuple(path[1:] for path in paths), convert))
+    return table
 
 
 def _lookup(data: Any, path: tuple[str, ...]) -> Any:
@@ -369,17 +448,25 @@ def _number(value: Any) -> int | float | None:
 def _timestamp(text: Any, logged: Any) -> str | None:
     """`event.time` when `date_nanos` can hold it (1970 to 2262), else the record's own
     sequencing time (`chain.logged`, Unix ns), so a record's timestamp never blocks it."""
-    if isinstance(text, str) and (match := _RFC3339.fullmatch(text)):
-        try:
-            if 1970 <= _dt.datetime(*map(int, match.groups())).year <= 2261:
-                return text
-        except ValueError:
-            pass
+    if isinstance(text, str) and _RFC3339.fullmatch(text) and _indexable_second(text[:19]):
+        return text
     try:
         nanos = int(logged)
     except (TypeError, ValueError):
         return None
     return rfc3339_from_ns(nanos) if 0 <= nanos < 2**63 else None
+
+
+@functools.lru_cache(maxsize=64)
+def _indexable_second(second: str) -> bool:
+    """Is "YYYY-MM-DDTHH:MM:SS" a real time that `date_nanos` can hold? (Cached: the records of
+    a batch share their seconds.)"""
+    try:
+        moment = _dt.datetime(int(second[:4]), int(second[5:7]), int(second[8:10]),
+                              int(second[11:13]), int(second[14:16]), int(second[17:19]))
+    except ValueError:
+        return False
+    return 1970 <= moment.year <= 2261
 
 
 def _properties(fields: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
@@ -392,3 +479,6 @@ def _properties(fields: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
             node = node.setdefault(parent, {"properties": {}})["properties"]
         node[leaf] = mapping
     return properties
+
+
+_EXTRACTORS = _extractors()

@@ -27,6 +27,8 @@ import rfc8785
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from otel_ai_audit.integrity.chain import Chain
+from otel_ai_audit.integrity.merkle import leaf_hash
 from otel_ai_audit.record import canonical
 from otel_ai_audit.record.canonical import (
     MAX_SAFE_INTEGER,
@@ -85,6 +87,17 @@ def test_numbers_are_written_in_their_es6_form(number: float) -> None:
                                | st.characters(min_codepoint=0x10000), max_size=3),
                        finite_floats, min_size=2))
 def test_keys_sort_by_utf16_code_units(value: dict[str, float]) -> None:
+    assert canonical_json(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize("value", [
+    {"\U0001f600": "astral key", "\uffff": "last BMP key", "a": 1},
+    {"text": "\U0001f600 astral value", "\u00e9": "\u00e9"},
+    {"ok": 0.5, "integral": 2.0, "tiny": 1e-7, "huge": 1e21, "nested": [{"n": -0.0}]},
+])
+def test_objects_of_exact_types_match_the_reference(value: dict[str, Any]) -> None:
+    """The orjson path for such objects hands astral keys and floats orjson would print in
+    another form to the full path."""
     assert canonical_json(value) == rfc8785.dumps(value)
 
 
@@ -180,6 +193,12 @@ class Colour(enum.Enum):
     ({b"k": "a"}, "is not a string"),
     ((1, 2), "tuple is not JSON data"),
     ({"a": {1, 2}}, "set is not JSON data"),
+    # Objects whose values are all of exact JSON types take orjson's strict path first.
+    ({"id": "a", "n": MAX_SAFE_INTEGER + 1}, "outside the I-JSON range"),
+    ({"id": "a", "nested": {"text": "x\udc00"}}, "lone surrogate"),
+    ({"id": "a", "nested": {2: "b"}}, "is not a string"),
+    ({"id": "a", "label": EventType.INFERENCE}, "EventType is not JSON data"),
+    ({"id": "a", "pair": (1, 2)}, "tuple is not JSON data"),
     (b"bytes", "bytes is not JSON data"),
     (decimal.Decimal("1.5"), "Decimal is not JSON data"),
     (dt.datetime(2024, 1, 1), "datetime is not JSON data"),
@@ -385,6 +404,16 @@ def test_seal_writes_unusual_headers_canonically(chain_id: str, seq: int, prev: 
     data = seal(event, chain_id, seq, prev, 5)
     assert data == rfc8785.dumps({"chain": header, "event": event})
     assert parse_header(data) is None
+
+
+@pytest.mark.parametrize("chain_id", ["a" * 32, 'chain "quoted"', "k\u00e9y"])
+def test_a_chain_seals_what_seal_writes(chain_id: str) -> None:
+    """`Chain.seal` writes the usual header directly; any other goes through `seal`."""
+    chain = Chain(chain_id)
+    event = {"id": "e", "type": "inference", "time": "t", "score": 0.25}
+    first, second = chain.seal(event, 5), chain.seal(event, 6)
+    assert first.data == seal(event, chain_id, 0, "00" * 32, 5)
+    assert second.data == seal(event, chain_id, 1, leaf_hash(first.data).hex(), 6)
 
 
 def test_seal_rejects_what_canonical_json_rejects() -> None:
