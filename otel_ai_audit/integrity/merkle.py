@@ -53,6 +53,24 @@ class MerkleAccumulator:
             count //= 2
         self._stack.append(node)
 
+    def append_subtree(self, node: bytes, height: int) -> None:
+        """Append the root of a perfect subtree of 2**height leaves, as if its leaves were
+        appended one by one (the tree's size must be a multiple of 2**height)."""
+        if self.size % (1 << height):
+            raise ValueError(f"a subtree of height {height} cannot start at leaf {self.size}")
+        self.size += 1 << height
+        count = self.size >> height
+        while count % 2 == 0:
+            node = node_hash(self._stack.pop(), node)
+            count //= 2
+        self._stack.append(node)
+
+    def copy(self) -> MerkleAccumulator:
+        twin = MerkleAccumulator()
+        twin.size = self.size
+        twin._stack = list(self._stack)
+        return twin
+
     def root(self) -> bytes:
         if not self._stack:
             return EMPTY_ROOT
@@ -67,6 +85,51 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     for leaf in leaves:
         accumulator.append(leaf)
     return accumulator.root()
+
+
+Subtree = tuple[int, bytes]
+"""(height, root) of a perfect subtree: 2**height leaves starting at a multiple of 2**height."""
+
+
+def range_subtrees(leaves: bytes, start: int, ends: Iterable[int]) -> dict[int, list[Subtree]]:
+    """For each of `ends`: the perfect subtrees that the leaves start..end-1 decompose into,
+    left to right (`MerkleAccumulator.append_subtree` them in order to extend a tree of
+    `start` leaves).
+
+    `leaves` holds the 32-byte leaf hashes of positions start, start+1, ... of the tree.
+    Every node over them is hashed once, a level at a time (one comprehension a level, about
+    half the cost of appending leaves one by one), and consecutive ranges of one tree can be
+    hashed in separate processes, then joined.
+    """
+    count = len(leaves) // 32
+    levels, firsts = [leaves], [start]
+    sha256, one = hashlib.sha256, b"\x01"
+    height = 0
+    while True:
+        first = -(-start >> (height + 1))
+        last = (start + count) >> (height + 1)
+        if last <= first:
+            break
+        below = levels[height]
+        offset = (2 * first - firsts[height]) * 32
+        levels.append(b"".join([sha256(one + below[at:at + 64]).digest()
+                                for at in range(offset, offset + (last - first) * 64, 64)]))
+        firsts.append(first)
+        height += 1
+    subtrees: dict[int, list[Subtree]] = {}
+    for end in ends:
+        if not start < end <= start + count:
+            raise ValueError(f"leaves {start}..{end - 1} are not all in the range given")
+        nodes, position = [], start
+        while position < end:
+            height = (end - position).bit_length() - 1
+            if position:
+                height = min(height, (position & -position).bit_length() - 1)
+            at = ((position >> height) - firsts[height]) * 32
+            nodes.append((height, levels[height][at:at + 32]))
+            position += 1 << height
+        subtrees[end] = nodes
+    return subtrees
 
 
 def _split(size: int) -> int:

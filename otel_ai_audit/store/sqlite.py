@@ -386,15 +386,20 @@ class AuditStore:
 
     # --- reading (the verifier's record source) -------------------------------------------
 
-    def _stream(self, sql: str, params: tuple[object, ...] = ()) -> Iterator[Any]:
-        """Rows of a query, with SQLite errors translated while stepping through them too:
-        damage in a page is only met when the cursor reaches it, long after `execute`."""
+    def _batches(self, sql: str, params: tuple[object, ...] = ()) -> Iterator[list[Any]]:
+        """Rows of a query in lists of up to 4096, with SQLite errors translated while stepping
+        through them too: damage in a page is only met when the cursor reaches it, long after
+        `execute`."""
         try:
             cursor = self._db.execute(sql, params)
             while rows := cursor.fetchmany(4096):
-                yield from rows
+                yield rows
         except sqlite3.DatabaseError as error:
             raise _translate(error, self.path) from error
+
+    def _stream(self, sql: str, params: tuple[object, ...] = ()) -> Iterator[Any]:
+        for rows in self._batches(sql, params):
+            yield from rows
 
     def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
         return list(self._stream(sql, params))
@@ -421,9 +426,30 @@ class AuditStore:
 
     def records(self, chain_id: str) -> Iterator[tuple[int, bytes]]:
         """(seq column, canonical bytes) of one chain in seq order."""
-        yield from self._stream(
-            "SELECT CAST(seq AS INTEGER), CAST(data AS BLOB) FROM records WHERE chain_id = ? "
-            "ORDER BY seq", (chain_id,))
+        for rows in self.record_batches(chain_id):
+            yield from rows
+
+    def record_batches(self, chain_id: str, low: int | None = None,
+                       high: int | None = None) -> Iterator[list[tuple[int, bytes]]]:
+        """`records` in lists of up to 4096, only those whose seq column is in [low, high)
+        (None: unbounded), so processes can read a chain's ranges side by side.
+
+        The ranges (-inf, b1), [b1, b2) ... [bk, +inf) read together are every row in the
+        order `records` reads them: SQLite orders the column by the same comparison, and a
+        value an attacker stored as TEXT or a BLOB sorts above every number, into the last.
+        """
+        bounds = [("seq >= ?", low), ("seq < ?", high)]
+        where = "".join(f" AND {test}" for test, value in bounds if value is not None)
+        params = (chain_id, *(value for _, value in bounds if value is not None))
+        yield from self._batches(
+            "SELECT CAST(seq AS INTEGER), CAST(data AS BLOB) FROM records WHERE chain_id = ?"
+            f"{where} ORDER BY seq", params)
+
+    def database_file(self) -> str:
+        """The file this connection reads (a private copy of a live store opened read-only
+        without its shared memory, see `_open_readonly`): what another process opens to read
+        the same records."""
+        return str(self._rows("SELECT file FROM pragma_database_list WHERE name = 'main'")[0][0])
 
     def record_at(self, chain_id: str, seq: int) -> bytes | None:
         rows = self._rows("SELECT CAST(data AS BLOB) FROM records WHERE chain_id = ? AND seq = ?",

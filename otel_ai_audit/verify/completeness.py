@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from otel_ai_audit.integrity.checkpoint import payload_hash
-from otel_ai_audit.integrity.merkle import MerkleAccumulator
 from otel_ai_audit.store.sqlite import StoreCorruptError
 from otel_ai_audit.verify.checkpoints import Verified
 from otel_ai_audit.verify.context import ChainContext
 from otel_ai_audit.verify.findings import Finding, Kind
 from otel_ai_audit.verify.reading import Positions, parent_chain
+from otel_ai_audit.verify.roots import PrefixRoots
 from otel_ai_audit.verify.source import RecordSource
 
 if TYPE_CHECKING:
@@ -76,11 +76,9 @@ def check_witnessed(context: ChainContext, order: Positions, verified: list[Veri
     roots: dict[int, set[tuple[int, str]]] = {}
     for w in witnessed:
         roots.setdefault(w.chain.size, set()).add((w.anchor_seq, w.chain.root))
-    tree = MerkleAccumulator()
+    trees = PrefixRoots(data, order, sizes)
     for size in sizes:
-        while tree.size < size:
-            tree.append(data.leaves[order[tree.size]].tobytes())
-        root = tree.root().hex()
+        root = trees.root(size).hex()
         wrong = sorted(seq for seq, witnessed_root in roots[size] if witnessed_root != root)
         if wrong:
             context.add(size - 1, Kind.HISTORY_REWRITTEN, (
@@ -106,8 +104,9 @@ def missing_chains(source: RecordSource, chain_ids: list[str],
         except StoreCorruptError:
             continue  # already a finding of the chain's own pass
         if parent is not None and parent not in chain_ids:
-            missing.setdefault(parent, f"chain {chain_id} was forked from it (its chain_open "
-                                       "names it); the trail does not hold it")
+            missing.setdefault(parent, f"chain {chain_id} names it as its parent (its "
+                                       "chain_open: forked from it, or a gateway's previous "
+                                       "start); the trail does not hold it")
     if anchors is not None:
         for chain_id in set(anchors.witnessed) - set(chain_ids):
             last = anchors.witnessed[chain_id][-1]

@@ -20,9 +20,11 @@ class ChainContext:
     findings: list[Finding] = field(default_factory=list)
 
     @classmethod
-    def read(cls, source: RecordSource, chain_id: str) -> ChainContext:
-        """Pass 1 over the chain; damage met while reading is its first finding."""
-        context = cls(source, chain_id, read_chain(source, chain_id))
+    def read(cls, source: RecordSource, chain_id: str,
+             data: ChainData | None = None) -> ChainContext:
+        """Pass 1 over the chain (unless its `data` was read already); damage met while reading
+        is its first finding."""
+        context = cls(source, chain_id, read_chain(source, chain_id) if data is None else data)
         if context.data.corrupt:
             context.add(None, Kind.STORE_CORRUPT, context.data.corrupt)
         return context

@@ -13,13 +13,14 @@ import json
 import numpy as np
 import numpy.typing as npt
 
-from otel_ai_audit.integrity.merkle import GENESIS, MerkleAccumulator
+from otel_ai_audit.integrity.merkle import GENESIS
 from otel_ai_audit.record.canonical import CanonicalizationError, canonical_json
 from otel_ai_audit.record.schema import SCHEMA_VERSION, parse_record
 from otel_ai_audit.verify.checkpoints import CheckpointChain, Verified
 from otel_ai_audit.verify.context import ChainContext
 from otel_ai_audit.verify.findings import Kind
 from otel_ai_audit.verify.reading import FOREIGN, MALFORMED, NONCANONICAL, OK, Positions
+from otel_ai_audit.verify.roots import PrefixRoots
 
 _TORN = "the last record is cut off: the writer crashed mid-write"
 _RESERIALISED = "record was re-serialised: its bytes are not the canonical form that was hashed"
@@ -208,7 +209,8 @@ def _check_links(context: ChainContext, order: Positions, verified: list[Verifie
     leaves = data.leaves[order]
     prevs = data.prevs[order]
     consecutive = np.diff(seqs) == 1
-    linked = np.all(prevs[1:] == leaves[:-1], axis=1)
+    # 32-byte rows compared as four 64-bit words: the same test, an eighth of the steps.
+    linked = np.all(prevs[1:].view(np.uint64) == leaves[:-1].view(np.uint64), axis=1)
     breaks = [i + 1 for i in np.flatnonzero(consecutive & ~linked).tolist()]
     if seqs[0] == 0 and prevs[0].tobytes() != GENESIS:
         breaks.insert(0, 0)
@@ -272,9 +274,8 @@ def _check_checkpoint_roots(context: ChainContext, order: Positions, verified: l
                                 == data.leaves[order[size - 1]].tobytes().hex()):
             kept[size] = item
     by_size = [kept[size] for size in sorted(kept)]
+    roots = PrefixRoots(data, order, (size for size in kept if size <= count))
     truncated_reported = False
-    tree = MerkleAccumulator()
-    next_leaf = 0
     last_good = 0
     for item in by_size:
         checkpoint = item.checkpoint
@@ -288,35 +289,21 @@ def _check_checkpoint_roots(context: ChainContext, order: Positions, verified: l
             continue
         if not contiguous or size == 0:
             continue
-        before_last = None
-        while next_leaf < size:
-            if next_leaf == size - 1:
-                before_last = _copy_tree(tree)
-            tree.append(data.leaves[order[next_leaf]].tobytes())
-            next_leaf += 1
         head_ok = data.leaves[order[size - 1]].tobytes().hex() == checkpoint.head
-        root_ok = tree.root().hex() == checkpoint.root
+        root_ok = roots.root(size).hex() == checkpoint.root
         if head_ok and root_ok:
             last_good = size
             continue
         if any(last_good <= seq < size for seq in blamed):
             continue
-        if before_last is not None and not head_ok:
-            before_last.append(bytes.fromhex(checkpoint.head))
-            if before_last.root().hex() == checkpoint.root:
-                seq = size - 1
-                blamed.add(seq)
-                _blame(context, int(order[seq]), seq)
-                continue
+        if not head_ok and roots.root_with_last(
+                size, bytes.fromhex(checkpoint.head)).hex() == checkpoint.root:
+            seq = size - 1
+            blamed.add(seq)
+            _blame(context, int(order[seq]), seq)
+            continue
         context.add(size - 1, Kind.CHECKPOINT_MISMATCH,
                     f"records {last_good}..{size - 1} do not hash to the head and Merkle root "
                     f"that checkpoint {checkpoint.index} signed: the chain was rewritten after "
                     "signing")
         blamed.update(range(last_good, size))
-
-
-def _copy_tree(tree: MerkleAccumulator) -> MerkleAccumulator:
-    copy = MerkleAccumulator()
-    copy.size = tree.size
-    copy._stack = list(tree._stack)
-    return copy

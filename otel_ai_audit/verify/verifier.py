@@ -16,7 +16,7 @@ chain and untrusted key is a failure, never "informational".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -27,6 +27,7 @@ from otel_ai_audit.verify.completeness import check_losses, check_witnessed, mis
 from otel_ai_audit.verify.context import ChainContext
 from otel_ai_audit.verify.findings import ChainSummary, Finding, Kind, Report
 from otel_ai_audit.verify.links import check_indexed_fields, check_records
+from otel_ai_audit.verify.parallel import read_chains, resolve_jobs
 from otel_ai_audit.verify.policy import TrustPolicy
 from otel_ai_audit.verify.reading import read_store_keys
 from otel_ai_audit.verify.source import IndexedRecordSource, RecordSource
@@ -46,15 +47,21 @@ class Verifier:
 
     def __init__(self, trusted_keys: Mapping[str, Ed25519PublicKey] | None = None, *,
                  allow_self_asserted: bool = False,
-                 anchors: AnchorHistory | None = None, allowed_losses: int = 0) -> None:
+                 anchors: AnchorHistory | None = None, allowed_losses: int = 0,
+                 jobs: int | None = None) -> None:
         self.policy = TrustPolicy(dict(trusted_keys or {}),
                                   allow_self_asserted=allow_self_asserted)
         self.anchors = anchors
         self.allowed_losses = allowed_losses
         """Lost decisions per chain that the operator accepts (signed counts up to it are
         reported as a notice, not a finding)."""
+        self.jobs = resolve_jobs(jobs)
+        """Processes that read a store (default: $OTEL_AI_AUDIT_VERIFY_JOBS, else the CPUs);
+        1 reads in this process. See `otel_ai_audit.verify.parallel`."""
 
-    def verify(self, source: RecordSource) -> Report:
+    def verify(self, source: RecordSource,
+               progress: Callable[[int], None] | None = None) -> Report:
+        """Every chain of `source`; `progress(n)` is told as each n records have been read."""
         report = Report(source=source.description, trust=self.policy.name)
         if self.policy.notice is not None:
             report.notices.append(self.policy.notice)
@@ -72,9 +79,12 @@ class Verifier:
             report.notices.append(self.anchors.summary())
             report.findings.extend(self.anchors.findings)
         forked: dict[str, tuple[str, int]] = {}
-        for chain_id in chain_ids:
+        witnessed = self.anchors.witnessed if self.anchors is not None else {}
+        for chain_id, data in read_chains(
+                source, chain_ids, self.jobs,
+                lambda chain: [seen.chain.size for seen in witnessed.get(chain, [])], progress):
             try:
-                context = ChainContext.read(source, chain_id)
+                context = ChainContext.read(source, chain_id, data)
                 self._verify_chain(context, store_keys, report)
             except StoreCorruptError as error:
                 # What the chain's checks found before reading stopped is dropped with them.
