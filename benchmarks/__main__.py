@@ -10,10 +10,10 @@ import time
 
 from benchmarks import Result
 
-MODULES = ["benchmarks.bench_core", "benchmarks.bench_instrumentation", "benchmarks.bench_sampling",
-           "benchmarks.bench_elasticsearch", "benchmarks.bench_drift", "benchmarks.bench_delivery",
-           "benchmarks.bench_evidence", "benchmarks.bench_anchor", "benchmarks.bench_durability",
-           "benchmarks.bench_collector"]
+MODULES = ["benchmarks.bench_core", "benchmarks.bench_verify", "benchmarks.bench_instrumentation",
+           "benchmarks.bench_sampling", "benchmarks.bench_elasticsearch", "benchmarks.bench_drift",
+           "benchmarks.bench_delivery", "benchmarks.bench_evidence", "benchmarks.bench_anchor",
+           "benchmarks.bench_durability", "benchmarks.bench_collector", "benchmarks.bench_kafka"]
 """Modules with a `run() -> list[Result]`; later issues append theirs."""
 
 

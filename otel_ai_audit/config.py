@@ -137,6 +137,9 @@ class AuditSettings:
     """grpc or http/protobuf, as OTEL_EXPORTER_OTLP_PROTOCOL."""
     otlp_headers: str | None = None
     """key=value pairs, comma-separated, as OTEL_EXPORTER_OTLP_HEADERS."""
+    kafka_bootstrap_servers: str | None = None
+    """host:port of Kafka brokers, comma-separated; turns shipping to Kafka on (the other
+    `OTEL_AI_AUDIT_KAFKA_*` settings: `otel_ai_audit.backends.kafka.client.KafkaSettings`)."""
     ship_shutdown_timeout: float = 10.0
     """Seconds the shippers may take at exit to deliver what the writer persisted last."""
     anchor_s3: str | None = None
@@ -446,6 +449,12 @@ def _urls(text: str) -> bool:
     return bool(urls) and all(_http_url(url) for url in urls)
 
 
+def _host_ports(text: str) -> bool:
+    servers = [server.strip() for server in text.split(",")]
+    return all(re.fullmatch(r"[A-Za-z0-9._-]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}", server)
+               for server in servers)
+
+
 def _regex(text: str) -> bool:
     try:
         re.compile(text)
@@ -586,6 +595,8 @@ _RULES: dict[str, Rule] = {
     "otlp_headers": Rule(_LIST + "key=value pairs, as OTEL_EXPORTER_OTLP_HEADERS (not shown: "
                          "they may hold credentials)", _text(_headers, optional=True),
                          optional=True, secret=True),
+    "kafka_bootstrap_servers": Rule(_LIST + "host:port of Kafka brokers",
+                                    _text(_host_ports, optional=True), optional=True),
     "ship_shutdown_timeout": Rule("a number of seconds, 0 or more", _number(0)),
     "anchor_s3": Rule("an s3://BUCKET or s3://BUCKET/PREFIX location",
                       _text(_s3_location, optional=True), optional=True),

@@ -17,7 +17,7 @@ from hypothesis import settings
 from tests.services.base import ServiceStartError
 from tests.services.collector import CollectorService
 from tests.services.elasticsearch import ElasticsearchService
-from tests.services.kafka import KafkaService
+from tests.services.kafka import KafkaCluster, KafkaService
 from tests.services.s3 import S3Service
 from tests.services.tsa import TimestampAuthorityService
 
@@ -39,7 +39,7 @@ def _service_unavailable(error: ServiceStartError) -> None:
 
 def _running(
     service: (ElasticsearchService | CollectorService | S3Service | TimestampAuthorityService
-              | KafkaService),
+              | KafkaService | KafkaCluster),
 ) -> Iterator[Any]:
     """Start a service for the session, hand it over, stop it (and drop its data) at the end."""
     try:
@@ -48,7 +48,7 @@ def _running(
         _service_unavailable(error)
     yield service
     service.stop()
-    if isinstance(service, ElasticsearchService | KafkaService):
+    if isinstance(service, ElasticsearchService | KafkaService | KafkaCluster):
         service.remove_data()
 
 
@@ -87,3 +87,10 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaService]:
     """One real Apache Kafka node in KRaft mode (broker and controller), idempotence warmed up,
     automatic topic creation off (as production clusters usually run)."""
     yield from _running(KafkaService(tmp_path_factory.mktemp("kafka"), auto_create_topics=False))
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Three real Kafka nodes (each broker and controller): replication factor 3,
+    min.insync.replicas=2, automatic topic creation off; for the tests that kill brokers."""
+    yield from _running(KafkaCluster(tmp_path_factory.mktemp("kafka-cluster")))

@@ -19,7 +19,7 @@ import click
 
 from otel_ai_audit.cli._common import EXIT_FAILED, EXIT_OK, fail, progress, store_argument
 from otel_ai_audit.cli._elasticsearch import elasticsearch_options, settings_from
-from otel_ai_audit.cli._kafka import CREATE_TOPICS, kafka_options, pop_kafka_settings
+from otel_ai_audit.cli._kafka import kafka_options, kafka_ship_options, pop_kafka_settings
 from otel_ai_audit.sinks import DeliveryError, Shipper, Sink, configured_sinks
 from otel_ai_audit.sinks.shipper import RECORDS
 from otel_ai_audit.store.sqlite import STORE_ENV, AuditStore, StoreError
@@ -40,7 +40,7 @@ from otel_ai_audit.store.sqlite import STORE_ENV, AuditStore, StoreError
               help="OpenTelemetry Collector OTLP endpoint for the audit pipeline "
                    "($OTEL_AI_AUDIT_OTLP_ENDPOINT).")
 @kafka_options
-@CREATE_TOPICS
+@kafka_ship_options
 @click.option("--once", is_flag=True,
               help="Ship what the store holds now, then exit. Default: keep shipping until "
                    "SIGTERM or Ctrl-C.")
@@ -48,13 +48,17 @@ from otel_ai_audit.store.sqlite import STORE_ENV, AuditStore, StoreError
               help="Seconds to keep retrying with --once, and to finish after a signal.")
 def ship(store: str | None, once: bool, timeout: float, **destinations: Any) -> None:
     """Ship STORE's records, checkpoints and keys (default: $OTEL_AI_AUDIT_STORE) to
-    Elasticsearch, Splunk HEC and/or an OpenTelemetry Collector: every destination given by a
-    flag or its variable.
+    Elasticsearch, Splunk HEC, an OpenTelemetry Collector and/or Kafka: every destination
+    given by a flag or its variable. With --from-kafka, ship what Kafka's topics hold instead.
 
-    Exit 0: everything in the store is delivered everywhere; 1: some remains (it stays in the
-    store: run again); 2: usage error, or a destination unreachable or refusing the
-    credentials.
+    Exit 0: everything in the store is delivered everywhere (--from-kafka: stopped by a
+    signal, or with --once read to the end); 1: some remains (it stays in the store, or
+    uncommitted in Kafka: run again); 2: usage error, or a destination unreachable or refusing
+    the credentials.
     """
+    from_kafka = destinations.pop("from_kafka")
+    if from_kafka is not None:
+        _ship_from_kafka(from_kafka, once, timeout, destinations)
     if store is None:
         fail(f"give the STORE to ship (or set ${STORE_ENV})")
     try:
@@ -141,3 +145,51 @@ def _ship_until_signalled(shippers: list[Shipper], timeout: float) -> bool:
     while not stop.wait(1.0):
         pass
     return all([shipper.close(timeout) for shipper in shippers])
+
+
+def _ship_from_kafka(bootstrap: str, once: bool, timeout: float,
+                     destinations: dict[str, Any]) -> None:
+    """Consume the topics at `bootstrap` as a member of the consumer group and index them into
+    the destinations; exits."""
+    from otel_ai_audit.backends.kafka.consumer import KafkaForwarder
+    from otel_ai_audit.backends.kafka.source import KafkaSourceError
+
+    if destinations["kafka_bootstrap_servers"] is not None:
+        fail("--from-kafka and --kafka: Kafka is the source here, not a destination")
+    destinations["kafka_bootstrap_servers"] = bootstrap or None
+    try:
+        kafka = pop_kafka_settings(destinations)
+        if kafka is None:
+            fail("--from-kafka needs BOOTSTRAP (or $OTEL_AI_AUDIT_KAFKA_BOOTSTRAP_SERVERS)")
+        sinks = configured_sinks(settings_from(**destinations))
+    except ValueError as error:
+        fail(str(error))
+    if not sinks:
+        fail("nowhere to ship from Kafka: pass --elasticsearch URL and/or --splunk-hec URL (or "
+             "set their OTEL_AI_AUDIT_* variables)")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    for sink in sinks:
+        _install(sink)
+    forwarder = KafkaForwarder(kafka, sinks)
+    try:
+        forwarder.install()
+    except KafkaSourceError as error:
+        forwarder.close()
+        fail(f"cannot ship from {forwarder.name}: {error}")
+    handlers = {signum: signal.signal(signum, lambda *_: forwarder.stop.set())
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        delivered = forwarder.run(once=once, timeout=timeout if once else float("inf"))
+    finally:
+        forwarder.close()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    stats = forwarder.stats
+    for sink in sinks:
+        click.echo(f"{forwarder.name} (group {kafka.group}): shipped {stats.records} record(s), "
+                   f"{stats.checkpoints} checkpoint(s) and {stats.keys} key(s) to {sink.name}")
+    if not delivered and not forwarder.stop.is_set():
+        click.echo("some messages remain undelivered, uncommitted in Kafka: run again")
+        sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_OK)

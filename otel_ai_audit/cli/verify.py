@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +20,12 @@ from otel_ai_audit.cli._elasticsearch import (
     elasticsearch_source,
     settings_from,
 )
-from otel_ai_audit.cli._kafka import kafka_options, pop_kafka_settings
+from otel_ai_audit.cli._kafka import SINCE, kafka_options, pop_kafka_settings, since_ns
 from otel_ai_audit.integrity.keys import load_trusted_keys
 from otel_ai_audit.store.journal import unrecovered
 from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.findings import Finding, Kind, Report
+from otel_ai_audit.verify.parallel import JOBS_ENV, PARALLEL_MIN, resolve_jobs
 from otel_ai_audit.verify.verifier import RecordSource, Verifier
 
 if TYPE_CHECKING:
@@ -45,6 +45,10 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
               metavar="N", help="Accept up to N decisions per chain that the signed "
                                 "checkpoints count as lost (reported as a notice); default 0: "
                                 "any loss fails verification.")
+@click.option("--jobs", type=click.IntRange(min=1), metavar="N",
+              help=f"Processes that read the store (default: ${JOBS_ENV}, else the number of "
+                   "CPUs); 1 reads it in this process. Stores under "
+                   f"{PARALLEL_MIN:,} records are always read in one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--publish-findings", is_flag=True,
               help="Write each finding and a summary of this run into <index prefix>-findings "
@@ -68,8 +72,10 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
     "deleted chains, truncation and rewritten history since each anchor.")
 @elasticsearch_options
 @kafka_options
+@SINCE
 def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted: bool,
-           allowed_losses: int, as_json: bool, publish_findings: bool, publish_to: str | None,
+           allowed_losses: int, jobs: int | None, as_json: bool, publish_findings: bool,
+           publish_to: str | None,
            splunk_export: str | None, otlp_export: str | None, gateway_index: str | None,
            anchors_at: str | None,
            tsa_cert: str | None, min_retention_days: int, s3_endpoint: str | None,
@@ -83,9 +89,16 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
         path for path in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if path]
     trusted = load_trusted_keys(key_files)
     try:
+        jobs = resolve_jobs(jobs)
+    except ValueError as error:
+        fail(str(error))
+    since = since_ns(elasticsearch.pop("since"))
+    try:
         kafka = pop_kafka_settings(elasticsearch, env_selects=False)
     except ValueError as error:
         fail(str(error))
+    if since is not None and kafka is None:
+        fail("--since goes with --kafka BOOTSTRAP")
     sources = [store, elasticsearch["elasticsearch_url"], splunk_export, otlp_export, kafka]
     if sources.count(None) != len(sources) - 1:
         fail("give one of a STORE file, --elasticsearch URL, --splunk-export FILE, "
@@ -99,7 +112,7 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
     if (tsa_cert or s3_endpoint) and not anchors_at:
         fail("--tsa-cert and --s3-endpoint go with --anchors s3://BUCKET/PREFIX")
     with _open(store, elasticsearch, splunk_export, otlp_export, gateway_index,
-               kafka) as source:
+               kafka, since) as source:
         history = None
         if anchors_at is not None:
             history = read_anchor_history(
@@ -110,9 +123,13 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
         total = getattr(source, "record_count", lambda: None)()
         with progress(f"verifying {source.description}", total=total) as advance:
             report = Verifier(trusted, allow_self_asserted=allow_self_asserted,
-                              anchors=history, allowed_losses=allowed_losses,
-                              ).verify(_Progressed(source, advance))
+                              anchors=history, allowed_losses=allowed_losses, jobs=jobs,
+                              ).verify(source, advance)
         _note_repeats(report, source)
+        if since is not None:
+            from otel_ai_audit.backends.kafka.source import window_findings
+
+            window_findings(report, source)
     if store is not None:
         _note_journals(report, store)
     if as_json:
@@ -127,11 +144,12 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
 
 def _open(store: str | None, elasticsearch: dict[str, Any], splunk_export: str | None = None,
           otlp_export: str | None = None, gateway_index: str | None = None,
-          kafka: KafkaSettings | None = None) -> AbstractContextManager[RecordSource]:
+          kafka: KafkaSettings | None = None,
+          since: int | None = None) -> AbstractContextManager[RecordSource]:
     if kafka is not None:
         from otel_ai_audit.backends.kafka.source import read_kafka
 
-        return nullcontext(read_kafka(kafka))
+        return nullcontext(read_kafka(kafka, since))
     if splunk_export is not None:
         from otel_ai_audit.backends.splunk_hec.source import read_splunk_export
 
@@ -145,28 +163,6 @@ def _open(store: str | None, elasticsearch: dict[str, Any], splunk_export: str |
     source = AuditStore(store, create=False, readonly=True)
     source.description = store
     return source
-
-
-class _Progressed:
-    """A record source that moves the progress bar on as the verifier reads its records (in
-    steps: a call per record would cost more than verifying it)."""
-
-    STEP = 10_000
-
-    def __init__(self, source: RecordSource, advance: Callable[[int], None]) -> None:
-        self._source = source
-        self._advance = advance
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._source, name)
-
-    def records(self, chain_id: str) -> Iterator[tuple[int, bytes]]:
-        count = 0
-        for count, item in enumerate(self._source.records(chain_id), 1):
-            if count % self.STEP == 0:
-                self._advance(self.STEP)
-            yield item
-        self._advance(count % self.STEP)
 
 
 def _store_keys(source: RecordSource) -> dict[str, Any]:

@@ -34,4 +34,10 @@ def configured_sinks(settings: AuditSettings) -> list[Sink]:
         from otel_ai_audit.backends.otlp.sink import OtlpSink
 
         sinks.append(OtlpSink.from_settings(settings))
+    if settings.kafka_bootstrap_servers:
+        from otel_ai_audit.backends.kafka.client import KafkaSettings
+        from otel_ai_audit.backends.kafka.sink import KafkaSink
+
+        sinks.append(KafkaSink(KafkaSettings.from_env(
+            bootstrap_servers=settings.kafka_bootstrap_servers)))
     return sinks

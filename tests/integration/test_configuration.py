@@ -89,6 +89,8 @@ CASES: dict[str, Case] = {
     "splunk_hec_url": Case("https://splunk:8088", ("splunk:8088",),
                            {"OTEL_AI_AUDIT_SPLUNK_HEC_TOKEN": "token"}),
     "splunk_hec_index": Case("audit", ("_audit", "Audit")),
+    "kafka_bootstrap_servers": Case("kafka-1:9092,kafka-2:9092",
+                                    ("kafka-1", "http://kafka:9092", "kafka:port")),
     "splunk_hec_ack": Case("on", ("maybe",)),
     "splunk_hec_verify_certs": Case("1", ("ture",)),
     "otlp_endpoint": Case("http://otel-gateway:4319", ("otel-gateway:4319", "grpc://gw:4317")),

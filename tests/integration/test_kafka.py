@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +113,10 @@ def test_settings_come_from_the_variables_with_the_flags_on_top(
     monkeypatch.setenv("OTEL_AI_AUDIT_KAFKA_SASL_PASSWORD", "secret")
     monkeypatch.setenv("OTEL_AI_AUDIT_KAFKA_CREATE_TOPICS", "TRUE")
     monkeypatch.setenv("OTEL_AI_AUDIT_KAFKA_DELIVERY_TIMEOUT", "2.5")
-    configured = KafkaSettings.from_env(topic_prefix="from-flag", ca_certs=None)
+    monkeypatch.setenv("OTEL_AI_AUDIT_KAFKA_GROUP", "indexers")
+    monkeypatch.setenv("OTEL_AI_AUDIT_KAFKA_BATCH_SIZE", "500")
+    configured = KafkaSettings.from_env(topic_prefix="from-flag", ca_certs=None,
+                                        compression="zstd")
     assert (configured.bootstrap_servers, configured.topic_prefix) == ("k1:9092,k2:9092",
                                                                        "from-flag")
     assert configured.create_topics and configured.delivery_timeout == 2.5
@@ -119,7 +124,10 @@ def test_settings_come_from_the_variables_with_the_flags_on_top(
     assert producer["security.protocol"] == "SASL_SSL"  # a username and no protocol: TLS
     assert producer["sasl.mechanism"] == "SCRAM-SHA-512" and producer["sasl.username"] == "shipper"
     assert producer["enable.idempotence"] is True and producer["acks"] == "all"
-    assert producer["message.timeout.ms"] == 2500
+    assert producer["message.timeout.ms"] == 2500 and producer["compression.type"] == "zstd"
+    consumer = configured.group_consumer()
+    assert consumer["group.id"] == "indexers" and consumer["enable.auto.commit"] is False
+    assert configured.batch_size == 500
     assert KafkaSettings("k:1", ca_certs="ca.pem").protocol == "SSL"
     assert KafkaSettings("k:1").protocol == "PLAINTEXT"
 
@@ -130,6 +138,9 @@ def test_settings_come_from_the_variables_with_the_flags_on_top(
     ("SASL_USERNAME", "shipper", "OTEL_AI_AUDIT_KAFKA_SASL_PASSWORD is not"),
     ("CREATE_TOPICS", "maybe", "OTEL_AI_AUDIT_KAFKA_CREATE_TOPICS is 'maybe'"),
     ("DELIVERY_TIMEOUT", "-1", "OTEL_AI_AUDIT_KAFKA_DELIVERY_TIMEOUT is '-1'"),
+    ("COMPRESSION", "brotli", "OTEL_AI_AUDIT_KAFKA_COMPRESSION is 'brotli'"),
+    ("BATCH_SIZE", "lots", "OTEL_AI_AUDIT_KAFKA_BATCH_SIZE is 'lots'"),
+    ("BATCH_SIZE", "0", "OTEL_AI_AUDIT_KAFKA_BATCH_SIZE is 0"),
 ])
 def test_a_bad_setting_is_one_line_naming_its_variable(
         small_store: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
@@ -337,3 +348,77 @@ def test_a_broker_restarted_mid_stream_loses_nothing_while_the_writer_goes_on(
     assert set(seqs) == set(range(decisions + 1))
     code, report = verify(kafka, prefix, key[1])
     assert code == 0 and report["records"] == decisions + 1, report["findings"]
+
+
+def test_verifying_from_a_time_reads_each_chain_from_then_with_the_same_findings(
+        tmp_path: Path, key: tuple[SigningKey, Path], kafka: KafkaService,
+        prefix: str) -> None:
+    """A chain shipped in two rounds, a time between them: `--since` that time verifies the
+    second round alone (from its first seq); messages altered afterwards are found as reading
+    the whole topic finds them."""
+    store = tmp_path / "audit.db"
+    writer = AuditWriter(str(store), key[0], checkpoint_every=100, checkpoint_interval=3600.0)
+    sink = KafkaSink(settings(kafka, prefix, create_topics=True))
+    sink.install()
+    shipper = Shipper(str(store), sink)
+    for i in range(250):
+        writer.submit(inference_event(i))
+    assert writer.flush() and shipper.drain(timeout=60)
+    time.sleep(1.5)  # message timestamps are in ms: a clear second between the rounds
+    since = datetime.now(UTC).isoformat()
+    time.sleep(1.5)
+    for i in range(250, 500):
+        writer.submit(inference_event(i))
+    assert writer.close() and shipper.drain(timeout=60)
+    shipper.close()
+    first = min(int(layout.header_text(m.headers(), "chain.seq") or -1)
+                for m in messages(kafka, layout.topic(prefix, layout.RECORDS))
+                if m.timestamp()[1] >= int(datetime.fromisoformat(since).timestamp() * 1000))
+    assert first == 251
+    window = run("verify", "--kafka", kafka.bootstrap_servers, "--topic-prefix", prefix,
+                 "--public-key", str(key[1]), "--since", since, "--json")
+    assert window.exit_code == 0, window.output
+    report = json.loads(window.stdout)
+    assert report["records"] == 501 - first
+    assert any(f"from {first}" in notice for notice in report["notices"])
+    topic = layout.topic(prefix, layout.RECORDS)
+    originals = {layout.header_text(m.headers(), "chain.seq"): m for m in messages(kafka, topic)}
+    produce(kafka, topic, [(m.key(), edit_event(m.value(), output={"score": 0.99}), m.headers())
+                           for m in (originals["100"], originals["400"])])
+    code, whole = verify(kafka, prefix, key[1])
+    (chain,) = chain_ids(store)
+    assert code == 1 and {(c, s) for c, s, _ in located(whole)} == {(chain, 100), (chain, 400)}
+    window = run("verify", "--kafka", kafka.bootstrap_servers, "--topic-prefix", prefix,
+                 "--public-key", str(key[1]), "--since", since, "--json")
+    assert window.exit_code == 1, window.output
+    # Both alterations were produced since then: the one claiming a seq before the window is
+    # found as reading the whole topic finds it.
+    assert located(json.loads(window.stdout)) == located(whole)
+
+
+# --- shipping from the model's process -----------------------------------------------------
+
+
+def test_an_audited_process_ships_to_kafka_when_configured(
+        tmp_path: Path, kafka: KafkaService, prefix: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`OTEL_AI_AUDIT_KAFKA_BOOTSTRAP_SERVERS` (here `configure(kafka_bootstrap_servers=)`)
+    turns on a shipper in the model's own process, with the other KAFKA_* variables."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
+    from tests.instrumentation_fixtures import instrumented
+
+    monkeypatch.setenv("OTEL_AI_AUDIT_KAFKA_TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("OTEL_AI_AUDIT_KAFKA_CREATE_TOPICS", "true")
+    features = np.random.default_rng(5).normal(size=(40, 3))
+    model = LogisticRegression().fit(features, features[:, 0] > 0)
+    with instrumented(tmp_path, SklearnInstrumentor,
+                      kafka_bootstrap_servers=kafka.bootstrap_servers) as audited:
+        for start in range(0, 40, 4):
+            model.predict(features[start:start + 4])
+        store = audited.store
+    exit_code, report = verify(kafka, prefix, Path(f"{store}.pub.pem"))
+    assert exit_code == 0, report["findings"]
+    assert report["records"] == verify_store(store, Path(f"{store}.pub.pem"))["records"]

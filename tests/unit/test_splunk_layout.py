@@ -42,3 +42,21 @@ def test_a_large_record_keeps_its_fields() -> None:
 
 def test_bytes_that_are_no_record_have_no_fields() -> None:
     assert record_fields(b"not json") == {} and record_fields(b"[1]") == {}
+
+
+def test_every_field_path_is_read() -> None:
+    values: dict[str, Any] = {}
+    event: dict[str, Any] = {}
+    for number, path in enumerate(RECORD_FIELDS):
+        _, key, *below = path.split(".")
+        values[path] = f"v{number}"
+        if below:
+            event.setdefault(key, {})[below[0]] = f"v{number}"
+        else:
+            event[key] = f"v{number}"
+    assert record_fields(canonical_json({"chain": {"id": "c", "seq": 0}, "event": event})) == values
+
+
+def test_a_record_orjson_refuses_is_read_by_the_json_module() -> None:
+    data = b'{"chain":{"id":"c","seq":0},"event":{"drift":{"score":NaN},"type":"drift"}}'
+    assert record_fields(data) == {"event.type": "drift"}  # NaN is no JSON number: not indexed

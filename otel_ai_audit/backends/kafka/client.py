@@ -24,8 +24,14 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
 logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "OTEL_AI_AUDIT_KAFKA_"
+DEFAULT_GROUP = "otel-ai-audit-ship"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+COMPRESSION_TYPES = ("lz4", "zstd", "gzip", "snappy", "none")
+LINGER_MS = 20
+BATCH_BYTES = 1_000_000
+"""The producer's batching: a shipper hands it thousands of records at once, so waiting
+20 ms fills batches of up to 1 MB per partition (docs/kafka.md has the measurements)."""
 
 REJECTED = frozenset({
     confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED,
@@ -78,11 +84,23 @@ class KafkaSettings:
     ca_certs: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    compression: str = "lz4"
+    """The producer's `compression.type` (lz4, zstd, gzip, snappy or none); lz4 produced the
+    most records/s in `benchmarks/bench_kafka.py` on a quiet machine (docs/kafka.md)."""
     create_topics: bool = False
     """Create missing topics (broker defaults for partitions and replicas) instead of failing."""
-    delivery_timeout: float = 30.0
+    delivery_timeout: float = 300.0
     """Seconds a message may wait for the brokers' acknowledgement before the batch fails
-    (and is retried from the store)."""
+    (and is retried from the store). librdkafka's own default: within it, the idempotent
+    producer's retries never write a record twice; a batch re-sent after it may (an outage of
+    a whole cluster for 30 s with a 30 s timeout left 25 of 16,404 records twice)."""
+    group: str = DEFAULT_GROUP
+    """The consumer group of `ship --from-kafka`: its members share the partitions."""
+    batch_size: int = 10_000
+    """Messages `ship --from-kafka` consumes, delivers and commits at a time."""
+    session_timeout: float = 45.0
+    """Seconds after which the group gives a silent member's partitions (a killed
+    `ship --from-kafka`) to the others; the brokers allow 6 to 300 by default."""
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers.strip():
@@ -94,6 +112,14 @@ class KafkaSettings:
         if self.sasl_mechanism.upper() not in SASL_MECHANISMS:
             raise ValueError(f"OTEL_AI_AUDIT_KAFKA_SASL_MECHANISM is {self.sasl_mechanism!r}: "
                              f"expected one of {', '.join(SASL_MECHANISMS)}")
+        if self.compression.lower() not in COMPRESSION_TYPES:
+            raise ValueError(f"OTEL_AI_AUDIT_KAFKA_COMPRESSION is {self.compression!r}: "
+                             f"expected one of {', '.join(COMPRESSION_TYPES)}")
+        if not self.group.strip():
+            raise ValueError("OTEL_AI_AUDIT_KAFKA_GROUP is empty: name the consumer group")
+        if self.batch_size < 1:
+            raise ValueError(f"OTEL_AI_AUDIT_KAFKA_BATCH_SIZE is {self.batch_size}: expected a "
+                             "number of messages above 0")
         if self.sasl_username and not self.sasl_password:
             raise ValueError("OTEL_AI_AUDIT_KAFKA_SASL_USERNAME is set but "
                              "OTEL_AI_AUDIT_KAFKA_SASL_PASSWORD is not")
@@ -109,8 +135,10 @@ class KafkaSettings:
                 continue
             if field.name == "create_topics":
                 values[field.name] = _boolean(ENV_PREFIX + field.name.upper(), text)
-            elif field.name == "delivery_timeout":
+            elif field.name in ("delivery_timeout", "session_timeout"):
                 values[field.name] = _seconds(ENV_PREFIX + field.name.upper(), text)
+            elif field.name == "batch_size":
+                values[field.name] = _count(ENV_PREFIX + field.name.upper(), text)
             else:
                 values[field.name] = text
         values.update({name: value for name, value in overrides.items() if value is not None})
@@ -151,8 +179,16 @@ class KafkaSettings:
         """Idempotent, `acks=all`: a retried send is written once, in order, on every in-sync
         replica."""
         return {**self.common(), "enable.idempotence": True, "acks": "all",
-                "linger.ms": 5, "compression.type": "zstd",
+                "linger.ms": LINGER_MS, "batch.size": BATCH_BYTES,
+                "compression.type": self.compression.lower(),
                 "message.timeout.ms": int(self.delivery_timeout * 1000)}
+
+    def group_consumer(self) -> dict[str, Any]:
+        """A member of `group` that commits by hand, only what was delivered; a group without
+        committed offsets starts at the oldest retained message."""
+        return {**self.common(), "group.id": self.group, "enable.auto.commit": False,
+                "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+                "session.timeout.ms": int(self.session_timeout * 1000)}
 
     def consumer(self) -> dict[str, Any]:
         """Reads partitions assigned by hand from the beginning; commits nothing."""
@@ -205,6 +241,13 @@ def _boolean(variable: str, text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{variable} is {text!r}: expected true or false")
+
+
+def _count(variable: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{variable} is {text!r}: expected a whole number") from None
 
 
 def _seconds(variable: str, text: str) -> float:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from otel_ai_audit.anchor.publish import anchor_fields, published_body
 from otel_ai_audit.backends.splunk_hec.layout import record_fields
@@ -33,8 +34,11 @@ ANCHORS = "anchors"
 KINDS = (RECORDS, CHECKPOINTS, KEYS, ANCHORS)
 
 Headers = list[tuple[str, "str | bytes | None"]]
-Message = tuple[bytes, bytes, Headers]
-"""(key, value, headers) of one message."""
+"""A consumed message's headers."""
+Message = tuple[bytes, bytes, dict[str, "str | bytes | None"]]
+"""(key, value, headers) of one message to produce. Headers are a dict of text (librdkafka
+sends the UTF-8 bytes): of str only, CPython's garbage collector does not track it, which
+made building a record's message a third cheaper than a list of tuples."""
 
 
 def topic(prefix: str, kind: str) -> str:
@@ -47,9 +51,8 @@ def topics(prefix: str) -> list[str]:
 
 
 def record_message(record: SealedRecord) -> Message:
-    fields = {"chain.id": record.chain_id, "chain.seq": str(record.seq),
-              **record_fields(record.data)}
-    return record.chain_id.encode(), record.data, _headers(fields)
+    return record.chain_id.encode(), record.data, {
+        "chain.id": record.chain_id, "chain.seq": str(record.seq), **record_fields(record.data)}
 
 
 def checkpoint_message(signed: SignedCheckpoint) -> Message:
@@ -58,17 +61,28 @@ def checkpoint_message(signed: SignedCheckpoint) -> Message:
             "payload": base64.b64encode(signed.payload).decode("ascii"),
             "signature": base64.b64encode(signed.signature).decode("ascii")}
     return (signed.chain_id.encode(), json.dumps({"checkpoint": body}, sort_keys=True).encode(),
-            _headers({"chain.id": signed.chain_id, "checkpoint.index": str(signed.index)}))
+            {"chain.id": signed.chain_id, "checkpoint.index": str(signed.index)})
+
+
+def checkpoint_fields(value: bytes) -> dict[str, Any]:
+    """The fields of a checkpoint message's value ({} for a value that is not one, which the
+    verifier then rejects as a malformed checkpoint)."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return {}
+    fields = parsed.get("checkpoint") if isinstance(parsed, dict) else None
+    return fields if isinstance(fields, dict) else {}
 
 
 def key_message(key_id: str, pem: str) -> Message:
-    return key_id.encode(), pem.encode(), []
+    return key_id.encode(), pem.encode(), {}
 
 
 def anchor_message(anchor: StoredAnchor) -> Message:
-    fields = {name: str(value).lower() if isinstance(value, bool) else str(value)
-              for name, value in anchor_fields(anchor).items()}
-    return str(anchor.seq).encode(), published_body(anchor), _headers(fields)
+    return str(anchor.seq).encode(), published_body(anchor), {
+        name: str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in anchor_fields(anchor).items()}
 
 
 def header_text(headers: Headers | None, name: str) -> str | None:
@@ -83,6 +97,3 @@ def header_text(headers: Headers | None, name: str) -> str | None:
                 return None
     return None
 
-
-def _headers(fields: dict[str, str]) -> Headers:
-    return [(name, value.encode("utf-8")) for name, value in fields.items()]

@@ -12,7 +12,7 @@ and collapses, as it does for Splunk.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -33,6 +33,9 @@ from otel_ai_audit.store.sqlite import StoredAnchor
 
 METADATA_TIMEOUT = 10.0
 """Seconds `install` waits for the cluster's metadata before calling it unreachable."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds `close` waits for acknowledgements still due: the process is stopping, and what
+the brokers have not acknowledged stays in the store for the next shipper."""
 
 
 class KafkaSink:
@@ -45,10 +48,12 @@ class KafkaSink:
         self.name = f"kafka:{settings.bootstrap_servers}/{settings.topic_prefix}"
         self._errors = ClientErrors()
         self._producer = self._new_producer()
+        self._installed = False
 
     def install(self) -> None:
         """Fail fast, in one line, on unreachable brokers or missing topics (creating them
-        when `create_topics` is on)."""
+        when `create_topics` is on). `ship` calls it first; a shipper in the model's process
+        meets it on its first send."""
         errors = ClientErrors()
         config: dict[str, Any] = {**self.settings.common(), "error_cb": errors}
         admin = AdminClient(config)
@@ -62,6 +67,7 @@ class KafkaSink:
         missing = [name for name in layout.topics(self.settings.topic_prefix)
                    if name not in metadata.topics or metadata.topics[name].error is not None]
         if not missing:
+            self._installed = True
             return
         if not self.settings.create_topics:
             raise DeliveryError(self._missing(missing), rejected=True)
@@ -73,60 +79,74 @@ class KafkaSink:
                 if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise DeliveryError(f"cannot create Kafka topic {name}: "
                                         f"{describe(error.args[0])}", rejected=True) from error
+        self._installed = True
 
     # --- Sink ------------------------------------------------------------------------------
 
     def send_records(self, batch: Sequence[SealedRecord]) -> None:
-        self._produce(layout.RECORDS, [layout.record_message(record) for record in batch])
+        self._produce(layout.RECORDS, map(layout.record_message, batch))
 
     def send_checkpoints(self, batch: Sequence[SignedCheckpoint]) -> None:
-        self._produce(layout.CHECKPOINTS,
-                      [layout.checkpoint_message(signed) for signed in batch])
+        self._produce(layout.CHECKPOINTS, map(layout.checkpoint_message, batch))
 
     def send_keys(self, keys: Mapping[str, str]) -> None:
         self._produce(layout.KEYS, [layout.key_message(key_id, pem)
                                     for key_id, pem in keys.items()])
 
     def send_anchors(self, batch: Sequence[StoredAnchor]) -> None:
-        self._produce(layout.ANCHORS, [layout.anchor_message(anchor) for anchor in batch])
+        self._produce(layout.ANCHORS, map(layout.anchor_message, batch))
 
     def close(self) -> None:
-        self._producer.flush(self.settings.delivery_timeout)
+        self._producer.flush(min(self.settings.delivery_timeout, CLOSE_TIMEOUT))
 
     # --- producing -------------------------------------------------------------------------
 
-    def _produce(self, kind: str, messages: list[layout.Message]) -> None:
-        """Produce `messages` to the topic of `kind` and wait for each acknowledgement."""
-        if not messages:
-            return
+    def _produce(self, kind: str, batch: Iterable[layout.Message]) -> None:
+        """Produce the messages of `batch` to the topic of `kind` and wait for each
+        acknowledgement.
+
+        Each message is produced as soon as it is built, so librdkafka sends the first ones
+        while the rest are built. One delivery callback serves the whole batch and keeps only
+        the failures (a closure per message cost about as much as producing it); a failed
+        message is mapped back to its positions by its key and value."""
+        if not self._installed:
+            self.install()
         topic = layout.topic(self.settings.topic_prefix, kind)
         self._errors.error = None
-        outcomes: list[KafkaError | None | bool] = [False] * len(messages)
-        """Per position: None delivered, an error, or False while unknown."""
+        failures: list[tuple[KafkaError, Any]] = []
 
-        def delivered(position: int) -> Any:
-            def report(error: KafkaError | None, _message: Any) -> None:
-                outcomes[position] = error
-            return report
+        def report(error: KafkaError | None, message: Any) -> None:
+            if error is not None:
+                failures.append((error, message))
 
-        for position, (key, value, headers) in enumerate(messages):
+        refused: list[tuple[int, KafkaError]] = []
+        produce, poll = self._producer.produce, self._producer.poll
+        messages: list[layout.Message] = []
+        for position, message in enumerate(batch):
+            messages.append(message)
+            key, value, headers = message
             while True:
                 try:
-                    self._producer.produce(topic, value, key, headers=headers,
-                                           on_delivery=delivered(position))
+                    produce(topic, value, key, headers=headers, on_delivery=report)
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
-                    self._producer.poll(0.1)
+                    poll(0.1)
                 except KafkaException as error:
-                    outcomes[position] = error.args[0]
+                    refused.append((position, error.args[0]))
                     break
+        if not messages:
+            return
         # Every message ends in a report within message.timeout.ms; the margin covers the
         # last in-flight request.
-        self._producer.flush(self.settings.delivery_timeout + 5.0)
-        failed = [position for position, outcome in enumerate(outcomes) if outcome is not None]
-        if not failed:
+        unreported = self._producer.flush(self.settings.delivery_timeout + 5.0)
+        if not failures and not refused and not unreported:
             return
-        errors = [outcome for outcome in outcomes if isinstance(outcome, KafkaError)]
+        errors = [error for error, _ in failures] + [error for _, error in refused]
+        if unreported:
+            failed = list(range(len(messages)))  # which ones arrived is unknown
+        else:
+            failed = sorted({position for position, _ in refused}
+                            | _positions(messages, [message for _, message in failures]))
         first = self._errors.cause(errors[0]) if errors else self._errors.error
         if any(error.fatal() for error in [*errors, *filter(None, [self._errors.error])]):
             # A fatal idempotence error leaves the producer unusable: the retry gets a new one.
@@ -157,3 +177,11 @@ class KafkaSink:
         return (f"Kafka at {self.settings.bootstrap_servers} has no topic {', '.join(topics)}"
                 " and does not create topics on first use: create them (docs/kafka.md) or pass "
                 "--kafka-create-topics (OTEL_AI_AUDIT_KAFKA_CREATE_TOPICS=true)")
+
+
+def _positions(messages: list[layout.Message], failed: list[Any]) -> set[int]:
+    """The positions in `messages` of the delivery reports `failed` (a message sent twice in
+    one batch maps to both: both are retried)."""
+    wanted = {(message.key(), message.value()) for message in failed}
+    return {position for position, (key, value, _) in enumerate(messages)
+            if (key, value) in wanted}

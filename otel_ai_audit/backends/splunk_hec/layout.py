@@ -27,9 +27,12 @@ from __future__ import annotations
 import base64
 import calendar
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from otel_ai_audit.anchor.publish import anchor_fields, published_body
 from otel_ai_audit.integrity.chain import SealedRecord
@@ -57,6 +60,26 @@ RECORD_FIELDS: tuple[str, ...] = (
 has them with a scalar value: what the Splunk app searches, and the few fields a person
 filters on first. Every other field is read with `spath` (see docs/splunk.md)."""
 
+
+def _field_tree(paths: tuple[str, ...]) -> dict[str, str | dict[str, str]]:
+    """`paths` (`event.<key>` or `event.<key>.<name>`) as a tree under `event`: a key maps to
+    its path, or to the names below it and their paths."""
+    tree: dict[str, str | dict[str, str]] = {}
+    for path in paths:
+        _, key, *below = path.split(".")
+        if below:
+            (name,) = below
+            branch = tree.setdefault(key, {})
+            assert isinstance(branch, dict)
+            branch[name] = path
+        else:
+            tree[key] = path
+    return tree
+
+
+_FIELD_TREE = _field_tree(RECORD_FIELDS)
+"""`{"type": "event.type", "model": {"name": "event.model.name", ...}, ...}`"""
+
 Envelope = Callable[[str, "float | str", str, dict[str, Any]], bytes]
 """Wraps (sourcetype, time in epoch seconds, event text, indexed fields) into one HEC event."""
 
@@ -75,21 +98,44 @@ def record_event(record: SealedRecord, envelope: Envelope) -> bytes:
 def record_fields(data: bytes) -> dict[str, str]:
     """The `RECORD_FIELDS` a record has, as the strings HEC indexes: text as is, numbers as
     their JSON text, booleans `true`/`false` (as `_raw` spells them); {} for bytes that are
-    not a record (shipped as stored, for the verifier to report)."""
+    not a record (shipped as stored, for the verifier to report).
+
+    Computed for every record a sink ships (the Kafka sink's headers too), so the record is
+    parsed by orjson (the `json` module only for what orjson refuses, such as integers beyond
+    64 bits) and only the keys the event has are looked at (`_FIELD_TREE`)."""
     try:
-        record = parse_record(data)
-    except ValueError:
+        event = orjson.loads(data).get("event")
+    except (ValueError, AttributeError):
+        try:
+            event = parse_record(data)["event"]
+        except ValueError:
+            return {}
+    if not isinstance(event, dict):
         return {}
-    fields = {}
-    for path in RECORD_FIELDS:
-        value: Any = record
-        for name in path.split("."):
-            value = value.get(name) if isinstance(value, dict) else None
-        if isinstance(value, str):
-            fields[path] = value
-        elif isinstance(value, bool | int | float):
-            fields[path] = canonical_json(value).decode("ascii")
+    fields: dict[str, str] = {}
+    for key, target in _FIELD_TREE.items():
+        value = event.get(key)
+        if value is None:
+            continue
+        if isinstance(target, str):
+            _put(fields, target, value)
+        elif isinstance(value, dict):
+            for name, path in target.items():
+                if (below := value.get(name)) is not None:
+                    _put(fields, path, below)
     return fields
+
+
+def _put(fields: dict[str, str], path: str, value: Any) -> None:
+    """`value` at `path` as its text in the record, if it is a scalar JSON has."""
+    if isinstance(value, str):
+        fields[path] = value
+    elif isinstance(value, bool):
+        fields[path] = "true" if value else "false"
+    elif isinstance(value, int):
+        fields[path] = str(value)
+    elif isinstance(value, float) and math.isfinite(value):
+        fields[path] = canonical_json(value).decode("ascii")
 
 
 def checkpoint_event(signed: SignedCheckpoint, envelope: Envelope) -> bytes:
