@@ -63,7 +63,7 @@ def ship(store: str | None, once: bool, timeout: float, **destinations: Any) -> 
         fail(f"give the STORE to ship (or set ${STORE_ENV})")
     try:
         kafka = pop_kafka_settings(destinations)
-        settings = settings_from(**destinations)
+        settings = settings_from(**destinations, kafka_bootstrap_servers=_FROM_FLAGS)
         AuditStore(store, create=False).close()
         sinks = configured_sinks(settings)
         if kafka is not None:
@@ -95,6 +95,12 @@ def ship(store: str | None, once: bool, timeout: float, **destinations: Any) -> 
     if not delivered:
         click.echo("some records remain undelivered: run again")
     sys.exit(EXIT_OK if delivered else EXIT_FAILED)
+
+
+_FROM_FLAGS = ""
+"""`kafka_bootstrap_servers` for the other destinations' settings: unset, since `ship` takes
+Kafka's settings, flags and variables, apart (`pop_kafka_settings`): Kafka is then shipped to
+once, and never shipped to by `--from-kafka`, which reads it."""
 
 
 def _install(sink: Sink) -> None:
@@ -161,7 +167,7 @@ def _ship_from_kafka(bootstrap: str, once: bool, timeout: float,
         kafka = pop_kafka_settings(destinations)
         if kafka is None:
             fail("--from-kafka needs BOOTSTRAP (or $OTEL_AI_AUDIT_KAFKA_BOOTSTRAP_SERVERS)")
-        sinks = configured_sinks(settings_from(**destinations))
+        sinks = configured_sinks(settings_from(**destinations, kafka_bootstrap_servers=_FROM_FLAGS))
     except ValueError as error:
         fail(str(error))
     if not sinks:

@@ -185,6 +185,22 @@ def test_a_shipped_store_arrives_once_keyed_by_chain_and_verifies_from_the_topic
     assert report["chain_summaries"] == expected["chain_summaries"]
 
 
+def test_kafka_selected_by_its_variable_is_shipped_to_once(
+        small_store: Path, kafka: KafkaService, prefix: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variable turns Kafka on for `ship` as for the model's process: one destination,
+    not one from the variable and another from the settings of the others."""
+    monkeypatch.setenv("OTEL_AI_AUDIT_KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
+    monkeypatch.setenv("OTEL_AI_AUDIT_KAFKA_TOPIC_PREFIX", prefix)
+    result = run("ship", str(small_store), "--once", "--timeout", "30",
+                 "--kafka-create-topics")
+    assert result.exit_code == 0, result.output
+    assert result.output.count(" to kafka:") == 1, result.output
+    seqs = Counter(int(layout.header_text(m.headers(), "chain.seq") or -1)
+                   for m in messages(kafka, layout.topic(prefix, layout.RECORDS)))
+    assert set(seqs.values()) == {1} and len(seqs) == EVENTS + 1
+
+
 def test_a_message_produced_again_with_other_bytes_is_found(
         small_store: Path, key: tuple[SigningKey, Path], kafka: KafkaService,
         prefix: str) -> None:
