@@ -19,11 +19,9 @@ Elasticsearch, and bytes per record in the records topic's log segments and in t
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections import defaultdict
@@ -42,47 +40,25 @@ from otel_ai_audit.backends.elasticsearch.layout import index_names
 from otel_ai_audit.backends.kafka import layout
 from otel_ai_audit.backends.kafka.client import KafkaSettings
 from otel_ai_audit.backends.kafka.source import read_topic
-from otel_ai_audit.integrity.keys import SigningKey
+from tests.fleet_fixtures import (
+    DECISIONS,
+    PROCESSES,
+    RECORDS,
+    launch,
+    public_key_arguments,
+    replica_folders,
+    run_replicas,
+    succeeded,
+)
 from tests.services.base import wait_until
 from tests.services.elasticsearch import ElasticsearchService
 from tests.services.kafka import KafkaService
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-PROCESSES = 8
-DECISIONS = 10_000
-RECORDS = PROCESSES * (DECISIONS + 1)
-"""Each chain: its chain_open record and the decisions."""
 PARTITIONS = 6
 CONSUMERS = 2
-BATCH = 10
-"""Rows a predict() call scores: 1,000 calls a process, each sealing 10 decisions."""
-APP = textwrap.dedent("""
-    import os, sys
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-    import otel_ai_audit
-    from otel_ai_audit import runtime
-    from otel_ai_audit.backends.kafka.client import KafkaSettings
-    from otel_ai_audit.backends.kafka.sink import KafkaSink
-    from otel_ai_audit.instrumentation.sklearn import SklearnInstrumentor
-    from otel_ai_audit.sinks import Shipper
-
-    decisions, batch = int(sys.argv[1]), int(sys.argv[2])
-    rng = np.random.default_rng(os.getpid())
-    features = rng.normal(size=(500, 4))
-    model = LogisticRegression().fit(features, (features[:, 0] > 0).astype(int))
-    otel_ai_audit.configure(store=os.environ["STORE"], signing_key=os.environ["KEY"])
-    SklearnInstrumentor().instrument()
-    shipper = Shipper(os.environ["STORE"], KafkaSink(KafkaSettings.from_env()))
-    shipper.start()
-    for rows in np.array_split(rng.normal(size=(decisions, 4)), decisions // batch):
-        model.predict(rows)
-    runtime.shutdown()
-    sys.exit(0 if shipper.close(timeout=300) else 1)
-""")
 
 
 def create_topics(kafka: KafkaService, prefix: str) -> None:
@@ -91,18 +67,6 @@ def create_topics(kafka: KafkaService, prefix: str) -> None:
                                    for name in layout.topics(prefix)])
     for future in futures.values():
         future.result(timeout=60)
-
-
-def launch(argv: list[str], log: Path, **options: Any) -> subprocess.Popen[bytes]:
-    """Start `argv` with its output in the file `log` (a pipe nobody drains meanwhile could
-    fill and block it)."""
-    with open(log, "wb") as output:
-        return subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, **options)
-
-
-def succeeded(process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    process.wait(timeout=timeout)
-    assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
 
 
 @contextmanager
@@ -125,29 +89,6 @@ def consumers(kafka: KafkaService, prefix: str, url: str, folder: Path,
         for process in started:
             if process.poll() is None:
                 process.kill()
-
-
-def run_replicas(tmp_path: Path, kafka: KafkaService, prefix: str) -> list[str]:
-    """Run the fleet to its end; the `--public-key` arguments of its keys."""
-    script = tmp_path / "replica.py"
-    script.write_text(APP)
-    base = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-            "PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "none",
-            "OTEL_AI_AUDIT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "OTEL_AI_AUDIT_KAFKA_TOPIC_PREFIX": prefix}
-    public_keys = []
-    replicas = []
-    for replica in range(PROCESSES):
-        folder = tmp_path / f"replica{replica}"
-        folder.mkdir()
-        SigningKey.generate().save(folder / "k.key.pem", folder / "k.pub.pem")
-        public_keys += ["--public-key", str(folder / "k.pub.pem")]
-        env = {**base, "STORE": str(folder / "audit.db"), "KEY": str(folder / "k.key.pem")}
-        replicas.append(launch([sys.executable, str(script), str(DECISIONS), str(BATCH)],
-                               folder / "replica.log", cwd=folder, env=env))
-    for replica, process in enumerate(replicas):
-        succeeded(process, tmp_path / f"replica{replica}" / "replica.log", timeout=900)
-    return public_keys
 
 
 def assert_each_chain_once_in_one_partition_in_order(kafka: KafkaService, prefix: str) -> None:
@@ -196,8 +137,10 @@ def test_eight_processes_80_thousand_decisions_through_kafka_into_elasticsearch_
         return int(client.count(index=records_index)["count"])
 
     with consumers(kafka, prefix, elasticsearch.url, tmp_path) as running:
+        folders = replica_folders(tmp_path)
         started = time.monotonic()
-        public_keys = run_replicas(tmp_path, kafka, prefix)
+        run_replicas(folders, {"OTEL_AI_AUDIT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                               "OTEL_AI_AUDIT_KAFKA_TOPIC_PREFIX": prefix})
         fleet_seconds = time.monotonic() - started
 
         def done() -> bool:
@@ -210,9 +153,9 @@ def test_eight_processes_80_thousand_decisions_through_kafka_into_elasticsearch_
     assert indexed() == RECORDS  # one document each
     assert_each_chain_once_in_one_partition_in_order(kafka, prefix)
     _, topic_seconds = verify("--kafka", kafka.bootstrap_servers, "--topic-prefix", prefix,
-                              *public_keys)
+                              *public_key_arguments(folders))
     _, es_seconds = verify("--elasticsearch", elasticsearch.url, "--index-prefix", prefix,
-                           *public_keys)
+                           *public_key_arguments(folders))
 
     in_topic = sum(segment.stat().st_size
                    for segment in (kafka.workdir / "data").glob(f"{prefix}.records-*/*.log"))
