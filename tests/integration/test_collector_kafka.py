@@ -168,6 +168,7 @@ def test_a_killed_gateway_and_a_broker_outage_lose_nothing(
         producer.start()
         time.sleep(1)
         route.gateway.kill()
+        shipped_before_the_kill = shipper.stats.shipped_records
         time.sleep(1)
         route.gateway.start()
         time.sleep(1)
@@ -184,7 +185,8 @@ def test_a_killed_gateway_and_a_broker_outage_lose_nothing(
                           120), route.gateway.log_tail()
         report = route.verified([tmp_path / "key.pub.pem"])
 
-    assert shipper.stats.failed_attempts > 0  # the gateway was down for a while
+    # Mid-stream: the OTLP exporter's own retries may hide the outage from the shipper.
+    assert 0 < shipped_before_the_kill < total
     assert report["ok"], report["findings"]
     assert report["records"] == total == 5001 and report["chain_summaries"][0]["closed"]
 
