@@ -299,7 +299,8 @@ def test_the_splunk_and_collector_block(tmp_path: Path) -> None:
     otel-gateway:4319) that forwards to an archive Collector. Then, for "later, export ...":
     Splunk's search export of what HEC indexed is the stand-in's export (the same documented
     shape; no search API here) and archive.jsonl the archive's `file` exporter output. The two
-    verify lines then pass as written, and fail (exit 1) on a copy with one record edited."""
+    verify lines then pass as written, and fail (exit 1) on a copy with one record edited; the
+    import line copies the whole archive into a store."""
     store, archive = tmp_path / "otel-ai-audit.db", tmp_path / "archive.jsonl"
     route = Route(tmp_path / "collectors").start()
     try:
@@ -323,9 +324,11 @@ def test_the_splunk_and_collector_block(tmp_path: Path) -> None:
     # Both copies hold the whole store: the zero-code block's run and this one, each closed.
     assert result.stdout.count(f"2 chain(s), {stored} record(s), 2 closed;") == 2, result.stdout
     assert result.stdout.count("OK: intact and complete") == 2, result.stdout
+    assert f"imported {stored} record(s) of 2 chain(s)" in result.stdout, result.stdout
     for original, tampered in ((export.name, tampered_splunk_export(export).name),
                                (archive.name, tampered_archive(archive).name)):
-        (line,) = [line for line in verify.splitlines() if f" {original} " in line]
+        (line,) = [line for line in verify.splitlines()
+                   if line.startswith("otel-ai-audit verify") and f" {original} " in line]
         result = shell(line.replace(original, tampered), tmp_path)
         assert result.returncode == 1 and "record_modified" in result.stdout, result.stdout
 
