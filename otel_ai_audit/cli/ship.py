@@ -75,11 +75,7 @@ def ship(store: str | None, once: bool, timeout: float, **destinations: Any) -> 
     if not sinks:
         fail("nowhere to ship: pass --elasticsearch URL, --splunk-hec URL, --otlp-endpoint "
              "URL or --kafka BOOTSTRAP (or set their OTEL_AI_AUDIT_* variables)")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    # The client logs each retry with its traceback; the shipper says what failed in one line.
-    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
-    for sink in sinks:
-        _install(sink)
+    _prepare(sinks)
     shippers = [Shipper(store, sink, create_store=False) for sink in sinks]
     if once:
         delivered = _ship_once(store, shippers, timeout)
@@ -101,6 +97,15 @@ _FROM_FLAGS = ""
 """`kafka_bootstrap_servers` for the other destinations' settings: unset, since `ship` takes
 Kafka's settings, flags and variables, apart (`pop_kafka_settings`): Kafka is then shipped to
 once, and never shipped to by `--from-kafka`, which reads it."""
+
+
+def _prepare(sinks: list[Sink]) -> None:
+    """Log progress in one line a message, and install each destination (failing fast)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    # The client logs each retry with its traceback; the shipper says what failed in one line.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    for sink in sinks:
+        _install(sink)
 
 
 def _install(sink: Sink) -> None:
@@ -173,10 +178,7 @@ def _ship_from_kafka(bootstrap: str, once: bool, timeout: float,
     if not sinks:
         fail("nowhere to ship from Kafka: pass --elasticsearch URL and/or --splunk-hec URL (or "
              "set their OTEL_AI_AUDIT_* variables)")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
-    for sink in sinks:
-        _install(sink)
+    _prepare(sinks)
     forwarder = KafkaForwarder(kafka, sinks)
     try:
         forwarder.install()
