@@ -150,9 +150,11 @@ func (e *exporter) flush() error {
 // BenchmarkPipeline runs the same OTLP requests through what a Collector does per request
 // (receiver: unmarshal the protobuf; batch; exporter: marshal and gzip), without the processor
 // ("plain") and with it, one request per operation. `trail` is the Python side's trail in
-// requests of 1000 records, verified (state saved in file_storage per request, verdict on);
-// `genai` is a service's GenAI chat spans in requests of 512, each chained (sealed, content
-// hashed, a checkpoint signed every 1000 records). Run on one core:
+// requests of 1000 records, verified (`trail/verify`: state saved in file_storage per
+// request, verdict on); `genai` is a service's GenAI chat spans in requests of 512, each
+// chained (sealed, content hashed, a checkpoint signed every 1000 records), the records
+// attached to the spans as seals (`genai/chain`, the default) or sent as spans of their own
+// (`genai/separate`). Run on one core:
 //
 //	go test -run '^$' -bench Pipeline -cpu 1 -benchtime 40x ./...
 //
@@ -170,40 +172,49 @@ func BenchmarkPipeline(b *testing.B) {
 		cfg.Storage = &id
 		return extensionHost{id: ext}, func() { _ = ext.Shutdown(context.Background()) }
 	}
-	chain := func(cfg *Config, _ *testing.B) (component.Host, func()) {
-		cfg.Chain.SigningKey, cfg.Chain.HMACKeyFile = private, hmacKey
-		return extensionHost{}, func() {}
+	chain := func(records string) func(*Config, *testing.B) (component.Host, func()) {
+		return func(cfg *Config, _ *testing.B) (component.Host, func()) {
+			cfg.Chain.SigningKey, cfg.Chain.HMACKeyFile, cfg.Chain.Records = private, hmacKey, records
+			return extensionHost{}, func() {}
+		}
+	}
+	type variant struct {
+		name      string
+		configure func(*Config, *testing.B) (component.Host, func())
 	}
 	for _, input := range []struct {
-		name      string
-		size      int
-		requests  func(b *testing.B) [][]byte
-		configure func(*Config, *testing.B) (component.Host, func())
-		mode      string
+		name     string
+		size     int
+		requests func(b *testing.B) [][]byte
+		variants []variant
 	}{
-		{"trail", trailBatch, func(b *testing.B) [][]byte { return trailRequests(b, b.N, key) }, verify, "verify"},
-		{"genai", genAIBatch, func(b *testing.B) [][]byte { return genAIRequests(b, b.N) }, chain, "chain"},
+		{"trail", trailBatch, func(b *testing.B) [][]byte { return trailRequests(b, b.N, key) },
+			[]variant{{"verify", verify}}},
+		{"genai", genAIBatch, func(b *testing.B) [][]byte { return genAIRequests(b, b.N) },
+			[]variant{{"chain", chain(recordsAttached)}, {"separate", chain(recordsSeparate)}}},
 	} {
 		b.Run(input.name+"/plain", func(b *testing.B) {
 			runPipeline(b, input.size, input.requests(b), nil)
 		})
-		b.Run(input.name+"/"+input.mode, func(b *testing.B) {
-			cfg := createDefaultConfig()
-			host, stop := input.configure(cfg, b)
-			defer stop()
-			runPipeline(b, input.size, input.requests(b), func(next consumer.Traces) consumer.Traces {
-				p, err := NewFactory().CreateTraces(context.Background(),
-					processortest.NewNopSettings(typeStr), cfg, next)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := p.Start(context.Background(), host); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = p.Shutdown(context.Background()) })
-				return p
+		for _, v := range input.variants {
+			b.Run(input.name+"/"+v.name, func(b *testing.B) {
+				cfg := createDefaultConfig()
+				host, stop := v.configure(cfg, b)
+				defer stop()
+				runPipeline(b, input.size, input.requests(b), func(next consumer.Traces) consumer.Traces {
+					p, err := NewFactory().CreateTraces(context.Background(),
+						processortest.NewNopSettings(typeStr), cfg, next)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := p.Start(context.Background(), host); err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+					return p
+				})
 			})
-		})
+		}
 	}
 }
 

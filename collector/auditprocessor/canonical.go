@@ -3,6 +3,8 @@ package auditprocessor
 import (
 	"crypto/sha256"
 	"fmt"
+	"hash"
+	"math"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -38,8 +40,7 @@ func appendCanonical(dst []byte, value any) ([]byte, error) {
 		}
 		return strconv.AppendInt(dst, v, 10), nil
 	case float64:
-		text, err := jcs.NumberToJSON(v)
-		return append(dst, text...), err
+		return appendNumber(dst, v)
 	case []string:
 		dst = append(dst, '[')
 		for i, item := range v {
@@ -95,13 +96,37 @@ func appendCanonicalObject(dst []byte, object map[string]any) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
+// appendNumber writes a finite double as RFC 8785 does (ECMAScript's Number.toString, as
+// jcs.NumberToJSON writes it): in its range of plain decimal notation, 1e-6 <= |f| < 1e21,
+// that is Go's shortest round-trip 'f' form, written here without a string per number.
+func appendNumber(dst []byte, f float64) ([]byte, error) {
+	if f == 0 {
+		return append(dst, '0'), nil // also -0
+	}
+	if abs := math.Abs(f); abs >= 1e-6 && abs < 1e21 {
+		return strconv.AppendFloat(dst, f, 'f', -1, 64), nil
+	}
+	text, err := jcs.NumberToJSON(f)
+	return append(dst, text...), err
+}
+
 // appendCanonicalString writes a string as RFC 8785 does (ECMAScript JSON.stringify): the
 // two-character escapes, other control characters as \u00xx, everything else as it is. Runs
-// that need no escape are copied whole.
+// that need no escape are copied whole, and read 8 bytes at a time while they are plain ASCII
+// (text that holds JSON, as GenAI content does, has a quote every few bytes: then one by one).
 func appendCanonicalString(dst []byte, text string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(text); {
+		for i+8 <= len(text) && plainASCII8(text[i:i+8]) {
+			i += 8
+		}
+		for i < len(text) && plainASCII[text[i]] {
+			i++
+		}
+		if i == len(text) {
+			break
+		}
 		c := text[i]
 		if c >= utf8.RuneSelf {
 			r, size := utf8.DecodeRuneInString(text[i:])
@@ -110,10 +135,6 @@ func appendCanonicalString(dst []byte, text string) []byte {
 				start = i + 1
 			}
 			i += size
-			continue
-		}
-		if c >= 0x20 && c != '"' && c != '\\' {
-			i++
 			continue
 		}
 		dst = append(dst, text[start:i]...)
@@ -137,6 +158,24 @@ func appendCanonicalString(dst []byte, text string) []byte {
 		start = i
 	}
 	return append(append(dst, text[start:]...), '"')
+}
+
+// plainASCII marks the bytes written as they are: printable ASCII but '"' and '\\'.
+var plainASCII = func() (table [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		table[c] = c != '"' && c != '\\'
+	}
+	return table
+}()
+
+// plainASCII8 is false when one of the 8 bytes may need a look: a control character, '"',
+// '\\' or a byte of a non-ASCII character. (Each term sets a byte's high bit for at least
+// those bytes; a false alarm only sends the bytes through the byte-by-byte path.)
+func plainASCII8(text string) bool {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	x := uint64(text[0]) | uint64(text[1])<<8 | uint64(text[2])<<16 | uint64(text[3])<<24 |
+		uint64(text[4])<<32 | uint64(text[5])<<40 | uint64(text[6])<<48 | uint64(text[7])<<56
+	return (x|(x-0x20*ones)|((x^'"'*ones)-ones)|((x^'\\'*ones)-ones))&high == 0
 }
 
 // validUTF8 is text with each invalid byte replaced by U+FFFD (json.Marshal's rule).
@@ -178,22 +217,36 @@ func compareUTF16(a, b string) int {
 
 // LeafHash is the RFC 9162 leaf hash of a record's canonical bytes: SHA-256(0x00 || data).
 func LeafHash(data []byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte{0})
-	h.Write(data)
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	var h leafHasher
+	return h.sum(data)
+}
+
+var leafPrefix = []byte{0}
+
+// leafHasher is LeafHash with a SHA-256 hasher and a sum buffer reused from one record to
+// the next.
+type leafHasher struct {
+	h   hash.Hash
+	out []byte
+}
+
+func (l *leafHasher) sum(data []byte) [32]byte {
+	if l.h == nil {
+		l.h = sha256.New()
+	}
+	l.h.Reset()
+	l.h.Write(leafPrefix)
+	l.h.Write(data)
+	l.out = l.h.Sum(l.out[:0])
+	return [32]byte(l.out)
 }
 
 func nodeHash(left, right [32]byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte{1})
-	h.Write(left[:])
-	h.Write(right[:])
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	var node [65]byte
+	node[0] = 1
+	copy(node[1:33], left[:])
+	copy(node[33:], right[:])
+	return sha256.Sum256(node[:])
 }
 
 // merkle is the RFC 9162 root of a growing list of leaves in O(log n) memory (the roots of

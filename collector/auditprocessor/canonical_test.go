@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
@@ -88,6 +89,29 @@ func TestValuesBuiltInGoCanonicaliseAsTheirText(t *testing.T) {
 	}
 }
 
+// TestStringsCanonicaliseAsJSONText: random strings (ASCII runs longer than the 8-byte
+// fast path, escapes, control and non-ASCII characters, invalid UTF-8) are written as
+// Canonical(json.Marshal(s)) writes them.
+func TestStringsCanonicaliseAsJSONText(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 785))
+	pieces := []string{"a", "plain ascii text ", "\"", "\\", "\n", "\x00", "\x1f", "\x7f", "é",
+		"\u2028", "\U0001F600", "\xff", "\xe2\x82", "<&>", "0123456789"}
+	for range 20000 {
+		var text strings.Builder
+		for range r.IntN(12) {
+			text.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		marshalled, _ := json.Marshal(text.String())
+		want, err := Canonical(marshalled)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendCanonicalString(nil, text.String()); string(got) != string(want) {
+			t.Fatalf("%q: got %s, want %s", text.String(), got, want)
+		}
+	}
+}
+
 func TestES6NumberFormsAgreeWithPython(t *testing.T) {
 	for _, n := range loadVectors(t).Numbers {
 		bits, err := hex.DecodeString(n.IEEEHex)
@@ -98,6 +122,28 @@ func TestES6NumberFormsAgreeWithPython(t *testing.T) {
 		got, err := jcs.NumberToJSON(value)
 		if err != nil || got != n.Canonical {
 			t.Errorf("%s: got %q (%v), want %q", n.IEEEHex, got, err, n.Canonical)
+		}
+		if direct, err := appendNumber(nil, value); err != nil || string(direct) != n.Canonical {
+			t.Errorf("%s: appendNumber wrote %q (%v), want %q", n.IEEEHex, direct, err, n.Canonical)
+		}
+	}
+	// appendNumber's plain range and its edges, against jcs.NumberToJSON.
+	r := rand.New(rand.NewPCG(6, 1e6))
+	edges := []float64{1e-6, math.Nextafter(1e-6, 0), 1e21, math.Nextafter(1e21, 0), 0.1, 250.123456, 1e20 + 1}
+	for i := range 200000 {
+		value := math.Float64frombits(r.Uint64())
+		switch {
+		case i < len(edges):
+			value = edges[i]
+		case i%2 == 0:
+			value = (r.Float64() - 0.5) * math.Pow(10, float64(r.IntN(30)-8))
+		}
+		if math.IsNaN(value) || math.IsInf(value, 0) {
+			continue
+		}
+		want, _ := jcs.NumberToJSON(value)
+		if got, err := appendNumber(nil, value); err != nil || string(got) != want {
+			t.Fatalf("%v: appendNumber wrote %q (%v), want %q", value, got, err, want)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -48,7 +50,9 @@ type gatewayChain struct {
 	gateway    string
 	// system names the chain's writer in its chain_open, as a Python process's service name
 	// does (`otel-ai-audit evidence --system` selects chains by it).
-	system      string
+	system string
+	// process is the chain_open's `process`: this process's pid and host.
+	process     map[string]any
 	lastSigned  time.Time
 	keyAnnounce bool
 	// sampledOut counts, by service, what the sampler dropped (cumulative, in every
@@ -58,6 +62,14 @@ type gatewayChain struct {
 	counted    bool
 	now        func() time.Time
 	logger     *zap.Logger
+	// attached: records travel as seals on their items (chain.records), written by writer;
+	// items, record and sealBytes are reused from one batch or item to the next.
+	attached  bool
+	writer    *eventWriter
+	items     []telemetryItem
+	seal      seal
+	record    []byte
+	sealBytes []byte
 }
 
 func newGatewayChain(cfg ChainConfig, sampling bool, gateway string, logger *zap.Logger) (*gatewayChain, error) {
@@ -75,9 +87,12 @@ func newGatewayChain(cfg ChainConfig, sampling bool, gateway string, logger *zap
 		s.hmacKey = []byte(strings.TrimSpace(string(text)))
 	}
 	c := &gatewayChain{selector: s, key: key, sealer: sealer{chainID: newChainID()},
+		attached: cfg.Records == recordsAttached, writer: newEventWriter(cfg.Content, s.hmacKey),
 		every: cfg.CheckpointEvery, interval: cfg.CheckpointInterval, policyHash: s.policyHash(),
 		gateway: gateway, system: systemName(cfg.Services), sampling: sampling, sampledOut: map[string]int64{}, now: time.Now,
 		logger: logger}
+	host, _ := os.Hostname()
+	c.process = map[string]any{"pid": os.Getpid(), "host": host}
 	c.lastSigned = c.now()
 	return c, nil
 }
@@ -93,14 +108,30 @@ func systemName(services []string) string {
 	return gatewaySystem
 }
 
-// chain seals the telemetry items it is given, in order, and returns the audit items to send:
-// the signing key first (once per chain), each record, a checkpoint when `every` is reached.
-func (c *gatewayChain) chain(items []telemetryItem) []auditItem {
+// chainSpans seals the selected spans of a batch, in order, and returns the audit items to
+// send: the signing key first (once per chain), the chain_open, each record when records
+// travel separately (attached, each span gets its seal attribute instead), a checkpoint
+// when `every` is reached.
+func (c *gatewayChain) chainSpans(td ptrace.Traces) []auditItem {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.items = c.selectedSpans(td, c.items[:0])
+	return c.chainLocked()
+}
+
+// chainLogs seals the selected log records of a batch, as chainSpans does spans.
+func (c *gatewayChain) chainLogs(ld plog.Logs) []auditItem {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.items = c.selectedLogs(ld, c.items[:0])
+	return c.chainLocked()
+}
+
+func (c *gatewayChain) chainLocked() []auditItem {
+	defer clear(c.items) // the batch's memory is not held until the next one
 	var out []auditItem
 	now := c.now()
-	if len(items) > 0 && c.sealer.tree.Size == 0 && !c.sealer.closed {
+	if len(c.items) > 0 && c.sealer.tree.Size == 0 && !c.sealer.closed {
 		record, err := c.sealer.seal(c.openEvent(now), "chain_open", now.UnixNano())
 		if err != nil {
 			c.logger.Error("cannot open the gateway chain", zap.Error(err))
@@ -108,17 +139,20 @@ func (c *gatewayChain) chain(items []telemetryItem) []auditItem {
 		}
 		out = append(out, recordAudit(record))
 	}
-	for _, item := range items {
+	for i := range c.items {
 		if c.sealer.closed {
 			break
 		}
-		event, eventType := c.selector.event(item, newEventID(now))
-		record, err := c.sealer.seal(event, eventType, now.UnixNano())
+		eventType, err := c.sealItem(&c.items[i], now.UnixNano())
 		if err != nil {
 			c.logger.Error("cannot seal an audit record", zap.Error(err))
 			continue
 		}
-		out = append(out, recordAudit(record))
+		if !c.attached {
+			// recordAudit copies the bytes (the attribute's string): c.record is reused.
+			out = append(out, recordAudit(sealedRecord{c.sealer.chainID, c.sealer.tree.Size - 1,
+				eventType, c.sealer.lastLogged, c.record}))
+		}
 		if c.sealer.pendingSinceCheckpoint() >= c.every {
 			out = append(out, c.checkpointLocked(now, false)...)
 		}
@@ -126,16 +160,39 @@ func (c *gatewayChain) chain(items []telemetryItem) []auditItem {
 	return c.withKey(out)
 }
 
+// sealItem places the item's record at the end of the chain, its bytes in c.record, and,
+// when records are attached, puts the seal on the item.
+func (c *gatewayChain) sealItem(item *telemetryItem, loggedNs int64) (string, error) {
+	s := &c.seal
+	s.seq, s.loggedNs = c.sealer.next(loggedNs)
+	s.prev = c.sealer.head
+	_, _ = hex.Decode(s.chainID[:], []byte(c.sealer.chainID))
+	record := appendRecordHeader(c.record[:0], c.sealer.chainID, s.loggedNs, &s.prev, s.seq)
+	record, eventType, err := c.writer.sealEvent(record, item, s)
+	if err != nil {
+		return "", err
+	}
+	c.record = append(record, '}')
+	c.sealer.commit(c.record, s.loggedNs)
+	if c.attached {
+		c.sealBytes = s.appendTo(c.sealBytes[:0])
+		item.attributes.PutEmptyBytes(attrSeal).FromRaw(c.sealBytes)
+	}
+	return eventType, nil
+}
+
 // openEvent is the chain's first record, as the Python writer's `chain_open` (writer.py
-// _chain_open_event): who writes the chain, the chain before it, the key and the policy.
+// _chain_open_event): who writes the chain, the chain before it, the key and the policy. Its
+// id is derived as the telemetry records' ids are.
 func (c *gatewayChain) openEvent(now time.Time) map[string]any {
-	host, _ := os.Hostname()
 	var parent any
 	if c.parent != "" {
 		parent = c.parent
 	}
-	return map[string]any{"id": newEventID(now), "type": "chain_open", "time": rfc3339(now.UnixNano()),
-		"process": map[string]any{"pid": os.Getpid(), "host": host},
+	open := seal{loggedNs: now.UnixNano()}
+	_, _ = hex.Decode(open.chainID[:], []byte(c.sealer.chainID))
+	return map[string]any{"id": string(open.appendEventID(nil)), "type": "chain_open",
+		"time": rfc3339(now.UnixNano()), "process": c.process,
 		"service": map[string]any{"name": c.system}, "gateway": c.gateway,
 		"parent_chain_id": parent, "key_id": c.key.id, "policy_hash": c.policyHash}
 }
@@ -214,7 +271,7 @@ func (c *gatewayChain) countSampled(dropped map[string]int64) {
 }
 
 func recordAudit(record sealedRecord) auditItem {
-	return auditItem{kind: "record", documentID: fmt.Sprintf("%s:%d", record.chainID, record.seq),
+	return auditItem{kind: "record", documentID: record.chainID + ":" + strconv.FormatInt(record.seq, 10),
 		timeNs: record.loggedNs, attributes: map[string]any{
 			attrChainID: record.chainID, attrChainSeq: record.seq,
 			"ai_audit.event.type": record.eventType, attrRecord: string(record.data)}}
@@ -224,8 +281,8 @@ func recordAudit(record sealedRecord) auditItem {
 // document id Elasticsearch deduplicates on.
 func (item auditItem) putAttributes(attributes pcommon.Map) {
 	attributes.PutStr(attrKind, item.kind)
-	for name, value := range item.attributes {
-		switch v := value.(type) {
+	for _, name := range slices.Sorted(maps.Keys(item.attributes)) { // the same bytes each run
+		switch v := item.attributes[name].(type) {
 		case string:
 			attributes.PutStr(name, v)
 		case int64:
@@ -239,6 +296,33 @@ func (c *gatewayChain) putResource(resource pcommon.Resource) {
 	resource.Attributes().PutStr("service.name", "otel-ai-audit")
 	resource.Attributes().PutStr(attrPipeline, pipelineValue)
 	resource.Attributes().PutStr("ai_audit.gateway", c.gateway)
+}
+
+// addSpans adds the chain's audit items to a batch: after its telemetry when records travel
+// separately, before it when they are attached, so that a verifier downstream meets a
+// chain's key and chain_open before the first sealed item (one that meets a chain first past
+// its start joins it there, and cannot check what came before).
+func (c *gatewayChain) addSpans(td ptrace.Traces, items []auditItem) ptrace.Traces {
+	if !c.attached || len(items) == 0 {
+		c.appendSpans(td, items)
+		return td
+	}
+	out := ptrace.NewTraces()
+	c.appendSpans(out, items)
+	td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
+	return out
+}
+
+// addLogs adds the chain's audit items to a batch, as addSpans does.
+func (c *gatewayChain) addLogs(ld plog.Logs, items []auditItem) plog.Logs {
+	if !c.attached || len(items) == 0 {
+		c.appendLogs(ld, items)
+		return ld
+	}
+	out := plog.NewLogs()
+	c.appendLogs(out, items)
+	ld.ResourceLogs().MoveAndAppendTo(out.ResourceLogs())
+	return out
 }
 
 // appendSpans adds the items as spans of their own audit resource (trace id: the chain id;
@@ -283,9 +367,9 @@ func (c *gatewayChain) appendLogs(ld plog.Logs, items []auditItem) {
 	}
 }
 
-// selectedSpans are the spans to chain: selected, and not audit items themselves.
-func (c *gatewayChain) selectedSpans(td ptrace.Traces) []telemetryItem {
-	var items []telemetryItem
+// selectedSpans appends the spans to chain to items: selected, and not audit items
+// themselves.
+func (c *gatewayChain) selectedSpans(td ptrace.Traces, items []telemetryItem) []telemetryItem {
 	for _, rs := range td.ResourceSpans().All() {
 		if isAudit(rs.Resource()) {
 			continue
@@ -302,8 +386,8 @@ func (c *gatewayChain) selectedSpans(td ptrace.Traces) []telemetryItem {
 	return items
 }
 
-func (c *gatewayChain) selectedLogs(ld plog.Logs) []telemetryItem {
-	var items []telemetryItem
+// selectedLogs appends the log records to chain to items.
+func (c *gatewayChain) selectedLogs(ld plog.Logs, items []telemetryItem) []telemetryItem {
 	for _, rl := range ld.ResourceLogs().All() {
 		if isAudit(rl.Resource()) {
 			continue

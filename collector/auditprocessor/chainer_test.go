@@ -1,6 +1,7 @@
 package auditprocessor
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
@@ -11,6 +12,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,12 +72,15 @@ func genAISpans(service string) ptrace.Traces {
 	return td
 }
 
+// chainHarness chains with records travelling separately (the tests that read records from
+// their spans), unless `configure` says otherwise.
 func chainHarness(t *testing.T, configure func(*Config)) (*harness, string) {
 	t.Helper()
 	private, public, hmacKey := gatewayKeys(t)
 	h := newHarness(t, func(cfg *Config) {
 		cfg.TrustedKeys = nil
 		cfg.Chain.SigningKey, cfg.Chain.HMACKeyFile, cfg.Chain.CheckpointEvery = private, hmacKey, 2
+		cfg.Chain.Records = recordsSeparate
 		if configure != nil {
 			configure(cfg)
 		}
@@ -159,8 +164,9 @@ func TestSelectedSpansBecomeAChainThatVerifies(t *testing.T) {
 		t.Fatalf("event %v", event)
 	}
 	attributes := event["attributes"].(map[string]any)
-	if attributes["gen_ai.usage.input_tokens"] != 12.0 || attributes["http.route"] != nil {
-		t.Fatalf("attributes %v: gen_ai.* and ml.* only", attributes)
+	if attributes["gen_ai.usage.input_tokens"] != 12.0 || attributes["http.route"] != "/chat" ||
+		attributes["gen_ai.input.messages"] != nil || len(attributes) != 5 {
+		t.Fatalf("attributes %v: all but the content", attributes)
 	}
 	// The prompt is not in the record: only its keyed hash, which the key's holder recomputes.
 	text := str(items["record"][1], attrRecord)
@@ -248,7 +254,7 @@ func TestTimedCheckpointAndConfig(t *testing.T) {
 func TestSelectedLogRecordsAreChainedToo(t *testing.T) {
 	private, _, hmacKey := gatewayKeys(t)
 	cfg := createDefaultConfig()
-	cfg.Chain.SigningKey, cfg.Chain.HMACKeyFile = private, hmacKey
+	cfg.Chain.SigningKey, cfg.Chain.HMACKeyFile, cfg.Chain.Records = private, hmacKey, recordsSeparate
 	sink := &consumertest.LogsSink{}
 	set := processortest.NewNopSettings(typeStr)
 	p, err := NewFactory().CreateLogs(context.Background(), set, cfg, sink)
@@ -362,5 +368,171 @@ func TestEachStartOpensAChainNamingThePrevious(t *testing.T) {
 	start(false, true)
 	if _, parent = start(true, true); parent != second {
 		t.Fatalf("after a killed start and an idle one the chain names %v, want %s", parent, second)
+	}
+}
+
+// sealedSpans are the spans that carry a seal among what passed.
+func sealedSpans(traces []ptrace.Traces) []ptrace.Span {
+	var spans []ptrace.Span
+	for _, td := range traces {
+		for _, rs := range td.ResourceSpans().All() {
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, span := range ss.Spans().All() {
+					if _, ok := sealOf(span.Attributes()); ok {
+						spans = append(spans, span)
+					}
+				}
+			}
+		}
+	}
+	return spans
+}
+
+// attachedTrail chains three batches with records attached and returns what passed, and the
+// gateway's public key.
+func attachedTrail(t *testing.T) ([]ptrace.Traces, string) {
+	t.Helper()
+	h, public := chainHarness(t, func(cfg *Config) { cfg.Chain.Records = recordsAttached })
+	if err := h.processor.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	h.send(genAISpans("loan-llm"), genAISpans("loan-llm"), genAISpans("loan-llm"))
+	if err := h.processor.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return h.sink.AllTraces(), public
+}
+
+func TestAttachedRecordsAreSealsThatVerifyDownstream(t *testing.T) {
+	traces, public := attachedTrail(t)
+	items := auditSpans(traces)
+	if len(items["record"]) != 1 || len(items["checkpoint"]) != 3 || len(items["key"]) != 1 {
+		t.Fatalf("audit items %v: only the chain_open travels as a record", items)
+	}
+	sealed := sealedSpans(traces)
+	if len(sealed) != 3 {
+		t.Fatalf("%d sealed spans, want the 3 chat spans", len(sealed))
+	}
+	for i, span := range sealed {
+		raw, _ := sealOf(span.Attributes())
+		s, err := parseSeal(raw)
+		if err != nil || s.seq != int64(i+1) || s.policy != policyHash || s.flags != 0b011 {
+			t.Fatalf("seal %d: %+v, %v", i, s, err)
+		}
+	}
+	verifier := newHarness(t, func(cfg *Config) { cfg.TrustedKeys, cfg.Verdict = []string{public}, true })
+	verifier.send(traces...)
+	verifier.wait(time.Minute)
+	expect(t, verifier.findings())
+	if got := verifier.counter("otelcol_audit_records_verified")[""]; got != 4 ||
+		verifier.audit.verifier.chainsOpen() != 0 {
+		t.Fatalf("verified %d records, want 4 in a closed chain", got)
+	}
+	if verdict := str(sealed[0].Attributes(), attrVerdict); verdict == "" {
+		t.Fatal("no verdict on a sealed span")
+	}
+}
+
+// TestContentRemovedFromSpansWithNoOtherGenAIAttributeKeepsTheirType: spans whose only gen_ai.*
+// attributes are their content are sealed as inference; with that content removed downstream
+// the seal's flags keep the type, and the records still verify.
+func TestContentRemovedFromSpansWithNoOtherGenAIAttributeKeepsTheirType(t *testing.T) {
+	h, public := chainHarness(t, func(cfg *Config) { cfg.Chain.Records = recordsAttached })
+	if err := h.processor.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	traces := genAISpans("loan-llm")
+	chat := traces.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+	chat.Attributes().RemoveIf(func(name string, _ pcommon.Value) bool {
+		return strings.HasPrefix(name, "gen_ai.") && !slices.Contains(namedLists[listInput], name) &&
+			!slices.Contains(namedLists[listOutput], name)
+	})
+	h.send(traces)
+	if err := h.processor.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	passed := h.sink.AllTraces()
+	sealed := sealedSpans(passed)
+	if len(sealed) == 0 {
+		t.Fatal("nothing sealed")
+	}
+	for _, span := range sealed {
+		span.Attributes().RemoveIf(func(name string, _ pcommon.Value) bool {
+			return strings.HasPrefix(name, "gen_ai.")
+		})
+	}
+	verifier := newHarness(t, func(cfg *Config) { cfg.TrustedKeys = []string{public} })
+	verifier.send(passed...)
+	verifier.wait(time.Minute)
+	expect(t, verifier.findings())
+}
+
+func TestAlteredSealedTelemetryIsFound(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		alter func(spans []ptrace.Span)
+		want  []string
+	}{
+		{"content removed downstream (hash policy)", func(spans []ptrace.Span) {
+			for _, span := range spans {
+				span.Attributes().Remove("gen_ai.input.messages")
+				span.Attributes().Remove("gen_ai.output.messages")
+			}
+		}, nil},
+		{"attribute changed", func(spans []ptrace.Span) {
+			spans[1].Attributes().PutInt("gen_ai.usage.input_tokens", 13)
+		}, []string{"record_modified@2"}},
+		{"attribute added", func(spans []ptrace.Span) {
+			spans[2].Attributes().PutStr("gen_ai.response.id", "forged")
+		}, []string{"record_modified@3"}},
+		{"span renamed", func(spans []ptrace.Span) {
+			spans[0].SetName("chat other-model")
+		}, []string{"record_modified@1"}},
+		{"seal cut", func(spans []ptrace.Span) {
+			raw, _ := sealOf(spans[1].Attributes())
+			spans[1].Attributes().PutEmptyBytes(attrSeal).FromRaw(raw[:40])
+		}, []string{"malformed_record@-1", "gap@2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			traces, public := attachedTrail(t)
+			tc.alter(sealedSpans(traces))
+			verifier := newHarness(t, func(cfg *Config) { cfg.TrustedKeys = []string{public} })
+			verifier.send(traces...)
+			verifier.wait(time.Minute)
+			expect(t, verifier.findings(), tc.want...)
+		})
+	}
+}
+
+// TestSealedTelemetryIsVerifiedNotChainedAgain: a second chaining gateway verifies the seals
+// of the first, keeps them as they are, and chains nothing (its chain is never written).
+func TestSealedTelemetryIsVerifiedNotChainedAgain(t *testing.T) {
+	traces, _ := attachedTrail(t)
+	before := map[int][]byte{}
+	for i, span := range sealedSpans(traces) {
+		raw, _ := sealOf(span.Attributes())
+		before[i] = bytes.Clone(raw)
+	}
+	second, _ := chainHarness(t, func(cfg *Config) {
+		cfg.Chain.Records, cfg.AllowSelfAsserted = recordsAttached, true
+		cfg.Sampling.Rate = 0
+	})
+	second.send(traces...)
+	second.wait(time.Minute)
+	expect(t, second.findings())
+	if got := second.counter("otelcol_audit_records_verified")[""]; got != 4 {
+		t.Fatalf("verified %d records, want 4", got)
+	}
+	after := sealedSpans(second.sink.AllTraces())
+	if len(after) != 3 {
+		t.Fatalf("%d sealed spans passed the second gateway (its sampler keeps them all)", len(after))
+	}
+	for i, span := range after {
+		if raw, _ := sealOf(span.Attributes()); !bytes.Equal(raw, before[i]) {
+			t.Fatalf("seal %d changed", i)
+		}
+	}
+	if _, written := second.audit.chainer.written(); written {
+		t.Fatal("the second gateway chained sealed telemetry again")
 	}
 }

@@ -60,7 +60,9 @@ type ChainConfig struct {
 	Services []string `mapstructure:"services"`
 	Scopes   []string `mapstructure:"scopes"`
 	// AttributePrefixes select spans and log records with an attribute of one of these
-	// prefixes, and name the attributes copied into the record (all, if empty).
+	// prefixes (any, if empty). They only select: a record holds all of an item's attributes
+	// but its content and ai_audit.* ones, since a verifier that rebuilds it from the item
+	// does not know the selection.
 	AttributePrefixes []string `mapstructure:"attribute_prefixes"`
 	// CheckpointEvery and CheckpointInterval: a checkpoint after this many records, or this
 	// long after the last one when records wait.
@@ -71,12 +73,23 @@ type ChainConfig struct {
 	Content string `mapstructure:"content"`
 	// HMACKeyFile holds the key of the content hashes; required with content: hash.
 	HMACKeyFile string `mapstructure:"hmac_key_file"`
+	// Records is where a chained item's record travels: attached (the default) as a compact
+	// seal (attribute ai_audit.seal) on the span or log record itself, from which a verifier
+	// rebuilds the record's bytes; separate as an audit span or log record of its own that
+	// holds the whole record, beside the original.
+	Records string `mapstructure:"records"`
 }
+
+// Where chained records travel (ChainConfig.Records).
+const (
+	recordsAttached = "attached"
+	recordsSeparate = "separate"
+)
 
 func createDefaultConfig() *Config {
 	return &Config{GapTimeout: 5 * time.Second, Window: 4096, Chain: ChainConfig{
 		AttributePrefixes: []string{"gen_ai.", "ml."}, CheckpointEvery: 1000,
-		CheckpointInterval: 5 * time.Second, Content: contentHash},
+		CheckpointInterval: 5 * time.Second, Content: contentHash, Records: recordsAttached},
 		Sampling: SamplingConfig{Rate: 1, KeepErrors: true}}
 }
 
@@ -115,6 +128,8 @@ func (c *ChainConfig) validate() error {
 		return errors.New("chain.checkpoint_interval must be positive")
 	case c.Content != contentHash && c.Content != contentFull && c.Content != contentNone:
 		return fmt.Errorf("chain.content must be hash, full or none, not %q", c.Content)
+	case c.Records != recordsAttached && c.Records != recordsSeparate:
+		return fmt.Errorf("chain.records must be attached or separate, not %q", c.Records)
 	case c.Content == contentHash && c.HMACKeyFile == "":
 		return errors.New("chain.hmac_key_file is required with chain.content: hash " +
 			"(the key of the keyed content hashes)")

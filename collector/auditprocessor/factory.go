@@ -1,7 +1,9 @@
 // Package auditprocessor verifies otel-ai-audit's tamper-evident audit records in flight in
 // an OpenTelemetry Collector (leaf hashes, hash links, signed checkpoints, duplicates), chains
-// other services' AI telemetry into audit records of the same format at the gateway, and
-// samples ordinary telemetry without ever dropping the audit trail.
+// other services' AI telemetry into audit records of the same format at the gateway (each
+// record attached to its span or log record as a compact seal from which a verifier rebuilds
+// it, or sent as a record of its own), and samples ordinary telemetry without ever dropping
+// the audit trail.
 package auditprocessor
 
 import (
@@ -62,6 +64,11 @@ func createLogs(ctx context.Context, set processor.Settings, cfg component.Confi
 	if err != nil {
 		return nil, err
 	}
+	return p.logs(ctx, set, cfg, next)
+}
+
+func (p *auditProcessor) logs(ctx context.Context, set processor.Settings, cfg component.Config,
+	next consumer.Logs) (processor.Logs, error) {
 	if p.chainer != nil {
 		p.emit = func(ctx context.Context, items []auditItem) error {
 			ld := plog.NewLogs()

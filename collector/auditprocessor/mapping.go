@@ -19,22 +19,6 @@ import (
 // The mapping of an OTLP span or log record to an audit event, documented in
 // docs/semantic-conventions.md ("Telemetry chained at the gateway").
 
-// inputContent and outputContent are the GenAI semantic conventions' content attributes:
-// what a model was asked and what it answered. They are captured under the content policy
-// (hashed by default), never copied as they are.
-var (
-	inputContent  = []string{"gen_ai.input.messages", "gen_ai.system_instructions", "gen_ai.prompt", "gen_ai.tool.call.arguments"}
-	outputContent = []string{"gen_ai.output.messages", "gen_ai.completion", "gen_ai.tool.call.result"}
-)
-
-// The attributes each event field is read from, first present wins.
-var (
-	modelName     = []string{"gen_ai.response.model", "gen_ai.request.model", "ml.model.name", "ai_audit.model.name"}
-	modelVersion  = []string{"ml.model.version", "ai_audit.model.version"}
-	modelProvider = []string{"gen_ai.provider.name", "gen_ai.system"}
-	operationName = []string{"gen_ai.operation.name", "ml.operation", "ai_audit.operation"}
-)
-
 // Content policies (capture.py's modes, without `redact`: a gateway cannot know which fields
 // of a message are personal).
 const (
@@ -43,44 +27,34 @@ const (
 	contentNone = "none"
 )
 
-// selector decides which telemetry is chained, and how its content is captured. Building
-// events is not safe for concurrent use: the gateway chain's lock serialises it.
+// selector decides which telemetry is chained, and how its content is captured.
 type selector struct {
 	services []string
 	scopes   []string
 	prefixes []string
 	content  string
 	hmacKey  []byte
-	// mac and scratch are reused from one content hash to the next.
-	mac     hash.Hash
-	scratch []byte
 }
 
-// selects: the service and the scope are among those listed (any, when none are), and some
-// attribute has one of the prefixes (any, when none are listed).
+// selects: the service and the scope are among those listed (any, when none are), some
+// attribute has one of the prefixes (any, when none are listed), and the item carries no
+// seal yet (a gateway before this one chained it: it is verified, not chained again).
 func (s *selector) selects(service, scope string, attributes pcommon.Map) bool {
 	if (len(s.services) > 0 && !slices.Contains(s.services, service)) ||
 		(len(s.scopes) > 0 && !slices.Contains(s.scopes, scope)) {
+		return false
+	}
+	if _, sealed := attributes.Get(attrSeal); sealed {
 		return false
 	}
 	if len(s.prefixes) == 0 {
 		return true
 	}
 	for name := range attributes.All() {
-		if s.prefixed(name) {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *selector) prefixed(name string) bool {
-	if len(s.prefixes) == 0 {
-		return true
-	}
-	for _, prefix := range s.prefixes {
-		if strings.HasPrefix(name, prefix) {
-			return true
+		for _, prefix := range s.prefixes {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
 		}
 	}
 	return false
@@ -111,52 +85,34 @@ func hashOfCanonical(value any) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// capture records content under the policy, as capture.py does: `hash` is HMAC-SHA256 over
-// the canonical JSON of the value.
-func (s *selector) capture(value map[string]any) map[string]any {
-	switch s.content {
-	case contentNone:
-		return map[string]any{"policy": contentNone}
-	case contentFull:
-		return map[string]any{"policy": contentFull, "value": value}
-	}
-	if s.mac == nil {
-		s.mac = hmac.New(sha256.New, s.hmacKey)
-	}
-	s.scratch, _ = appendCanonical(s.scratch[:0], value)
-	s.mac.Reset()
-	s.mac.Write(s.scratch)
-	return map[string]any{"policy": contentHash, "hmac_sha256": hex.EncodeToString(s.mac.Sum(s.scratch[:0]))}
-}
-
 // telemetryItem is what an event is built from, common to spans and log records.
 type telemetryItem struct {
-	signal     string
-	service    string
-	scope      pcommon.InstrumentationScope
-	attributes pcommon.Map
-	startNs    int64
-	endNs      int64
-	traceID    pcommon.TraceID
-	spanID     pcommon.SpanID
-	source     map[string]any
-	failed     bool
-	body       *pcommon.Value
+	signal        string // "span" or "log"
+	service       string
+	scope         pcommon.InstrumentationScope
+	attributes    pcommon.Map
+	startNs       int64
+	endNs         int64
+	traceID       pcommon.TraceID
+	spanID        pcommon.SpanID
+	parentSpanID  pcommon.SpanID
+	name          string
+	kind          ptrace.SpanKind
+	status        ptrace.StatusCode
+	statusMessage string
+	severity      string
+	eventName     string
+	failed        bool
+	hasBody       bool
+	body          pcommon.Value
 }
 
 func spanItem(service string, scope pcommon.InstrumentationScope, span ptrace.Span) telemetryItem {
-	source := map[string]any{"signal": "span", "name": span.Name(), "kind": span.Kind().String(),
-		"status": span.Status().Code().String()}
-	if message := span.Status().Message(); message != "" {
-		source["status_message"] = message
-	}
-	if parent := span.ParentSpanID(); !parent.IsEmpty() {
-		source["parent_span_id"] = hex.EncodeToString(parent[:])
-	}
 	return telemetryItem{signal: "span", service: service, scope: scope, attributes: span.Attributes(),
 		startNs: int64(span.StartTimestamp()), endNs: int64(span.EndTimestamp()),
-		traceID: span.TraceID(), spanID: span.SpanID(), source: source,
-		failed: span.Status().Code() == ptrace.StatusCodeError}
+		traceID: span.TraceID(), spanID: span.SpanID(), parentSpanID: span.ParentSpanID(),
+		name: span.Name(), kind: span.Kind(), status: span.Status().Code(),
+		statusMessage: span.Status().Message(), failed: span.Status().Code() == ptrace.StatusCodeError}
 }
 
 func logItem(service string, scope pcommon.InstrumentationScope, record plog.LogRecord) telemetryItem {
@@ -164,99 +120,362 @@ func logItem(service string, scope pcommon.InstrumentationScope, record plog.Log
 	if at == 0 {
 		at = int64(record.ObservedTimestamp())
 	}
-	source := map[string]any{"signal": "log", "severity": record.SeverityText()}
-	if name := record.EventName(); name != "" {
-		source["event_name"] = name
-	}
 	body := record.Body()
-	item := telemetryItem{signal: "log", service: service, scope: scope, attributes: record.Attributes(),
-		startNs: at, endNs: at, traceID: record.TraceID(), spanID: record.SpanID(), source: source,
-		failed: record.SeverityNumber() >= plog.SeverityNumberError}
-	if body.Type() != pcommon.ValueTypeEmpty {
-		item.body = &body
-	}
-	return item
+	return telemetryItem{signal: "log", service: service, scope: scope, attributes: record.Attributes(),
+		startNs: at, endNs: at, traceID: record.TraceID(), spanID: record.SpanID(),
+		severity: record.SeverityText(), eventName: record.EventName(),
+		failed:  record.SeverityNumber() >= plog.SeverityNumberError,
+		hasBody: body.Type() != pcommon.ValueTypeEmpty, body: body}
 }
 
-// event is the audit event of one span or log record and its type.
-func (s *selector) event(item telemetryItem, id string) (map[string]any, string) {
-	eventType := "request"
-	model := map[string]any{}
-	first(item.attributes, modelName, func(v string) { model["name"] = v })
-	first(item.attributes, modelVersion, func(v string) { model["version"] = v })
-	first(item.attributes, modelProvider, func(v string) { model["provider"] = v })
-	for name := range item.attributes.All() {
-		if strings.HasPrefix(name, "gen_ai.") || strings.HasPrefix(name, "ml.") {
-			eventType = "inference"
-			break
+// The attributes the mapping reads by name, each list in its order of preference: the
+// content attributes of the GenAI semantic conventions, by kind and in their canonical
+// (sorted) order, what a model was asked (input) and what it answered (output), captured
+// under the content policy (hashed by default) and never copied as they are; then those an
+// event field is read from (the first whose value is a non-empty string).
+var namedLists = [...][]string{
+	listInput:         {"gen_ai.input.messages", "gen_ai.prompt", "gen_ai.system_instructions", "gen_ai.tool.call.arguments"},
+	listOutput:        {"gen_ai.completion", "gen_ai.output.messages", "gen_ai.tool.call.result"},
+	listModelName:     {"gen_ai.response.model", "gen_ai.request.model", "ml.model.name", "ai_audit.model.name"},
+	listModelVersion:  {"ml.model.version", "ai_audit.model.version"},
+	listModelProvider: {"gen_ai.provider.name", "gen_ai.system"},
+	listOperation:     {"gen_ai.operation.name", "ml.operation", "ai_audit.operation"},
+	listErrorType:     {"error.type"},
+}
+
+const (
+	listInput  = iota // = contentInput
+	listOutput        // = contentOutput
+	listModelName
+	listModelVersion
+	listModelProvider
+	listOperation
+	listErrorType
+	lists
+)
+
+// slotOf numbers the named attributes in namedLists order; listSlots[i] is list i's first.
+var slotOf, listSlots = func() (map[string]int, [lists + 1]int) {
+	slots, starts := map[string]int{}, [lists + 1]int{}
+	for i, names := range namedLists {
+		starts[i] = len(slots)
+		for _, name := range names {
+			slots[name] = len(slots)
 		}
 	}
-	source := item.source
-	source["scope"] = map[string]any{"name": item.scope.Name(), "version": item.scope.Version()}
-	event := map[string]any{"id": id, "type": eventType, "time": rfc3339(item.endNs), "source": source}
-	if len(model) > 0 {
-		event["model"] = model
+	starts[lists] = len(slots)
+	return slots, starts
+}()
+
+// eventWriter writes an item's audit event as RFC 8785 canonical JSON straight from pdata,
+// members in their sorted order, into the caller's buffer: the one mapping of telemetry to
+// events, used to seal records (sealEvent) and to rebuild attached ones (rebuild). Attribute
+// values that are arrays or maps go through jsonValue and appendCanonical. Not safe for
+// concurrent use.
+type eventWriter struct {
+	// mac is the keyed content hash (nil where no content is hashed, as in a verifier).
+	mac     hash.Hash
+	policy  byte
+	scratch []byte
+	// What scan found in the item's attributes, in one pass: the members of `attributes`
+	// (sorted), the event type, and the named attributes (named[slot], when found has bit slot).
+	members   []member
+	eventType string
+	named     [32]pcommon.Value
+	found     uint32
+}
+
+type member struct {
+	name  string
+	value pcommon.Value
+}
+
+// newEventWriter is the writer of a chain that captures content under `content` (hash, full
+// or none, validated: the seal's policy byte is its first letter).
+func newEventWriter(content string, hmacKey []byte) *eventWriter {
+	w := &eventWriter{policy: content[0]}
+	if w.policy == policyHash {
+		w.mac = hmac.New(sha256.New, hmacKey)
 	}
-	operation := ""
-	first(item.attributes, operationName, func(v string) { operation = v })
-	if operation == "" && item.signal == "span" {
-		operation = source["name"].(string)
+	return w
+}
+
+// sealEvent writes the event of an item being sealed, after capturing its content into the
+// seal (the seal's other fields are set by the caller).
+func (w *eventWriter) sealEvent(dst []byte, item *telemetryItem, s *seal) ([]byte, string, error) {
+	w.scan(item)
+	if err := w.capture(item, s); err != nil {
+		return nil, "", err
 	}
-	if operation != "" {
-		event["operation"] = operation
+	return w.appendEvent(dst, item, s)
+}
+
+// scan reads the item's attributes once. Two attributes with one name (possible in pdata,
+// not valid OTLP): `attributes` holds the last one's value (after invalid UTF-8 becomes
+// U+FFFD, as a JSON object reader would keep them), a named field the first one's.
+func (w *eventWriter) scan(item *telemetryItem) {
+	w.eventType, w.found = "request", 0
+	members := w.members[:0]
+	for name, value := range item.attributes.All() {
+		if w.eventType == "request" && (strings.HasPrefix(name, "gen_ai.") || strings.HasPrefix(name, "ml.")) {
+			w.eventType = "inference"
+		}
+		if slot, ok := slotOf[name]; ok {
+			if w.found&(1<<slot) == 0 {
+				w.found |= 1 << slot
+				w.named[slot] = value
+			}
+			if slot < listSlots[listOutput+1] {
+				continue // content
+			}
+		}
+		if !strings.HasPrefix(name, "ai_audit.") {
+			members = append(members, member{validUTF8(name), value})
+		}
 	}
-	if item.service != "" {
-		event["service"] = map[string]any{"name": item.service}
+	slices.SortStableFunc(members, func(a, b member) int { return compareUTF16(a.name, b.name) })
+	w.members = members
+}
+
+// has tells whether scan found any attribute of the list.
+func (w *eventWriter) has(list int) bool {
+	return w.found>>listSlots[list]&(1<<(listSlots[list+1]-listSlots[list])-1) != 0
+}
+
+// first is the first attribute of the list that scan found with a non-empty string value.
+func (w *eventWriter) first(list int) string {
+	for slot := listSlots[list]; slot < listSlots[list+1]; slot++ {
+		if value := w.named[slot]; w.found&(1<<slot) != 0 && value.Type() == pcommon.ValueTypeStr && value.Str() != "" {
+			return value.Str()
+		}
 	}
-	if !item.traceID.IsEmpty() {
-		event["trace"] = map[string]any{"trace_id": hex.EncodeToString(item.traceID[:]),
-			"span_id": hex.EncodeToString(item.spanID[:])}
+	return ""
+}
+
+// capture fills the seal's content part from the scanned item: the policy, which content is
+// present, and under `hash` the HMAC-SHA256 of each one's canonical JSON (capture.py).
+func (w *eventWriter) capture(item *telemetryItem, s *seal) error {
+	s.policy, s.flags = w.policy, 0
+	for kind := range contentKinds {
+		if (kind == contentBody && item.hasBody) || (kind != contentBody && w.has(kind)) {
+			s.flags |= 1 << kind
+		}
 	}
-	if item.signal == "span" {
-		event["latency_ms"] = float64(item.endNs-item.startNs) / 1e6
+	if w.mac == nil {
+		return nil
+	}
+	for kind := range contentKinds {
+		if !s.has(kind) {
+			continue
+		}
+		var err error
+		if w.scratch, err = w.appendContent(w.scratch[:0], item, kind); err != nil {
+			return err
+		}
+		w.mac.Reset()
+		w.mac.Write(w.scratch)
+		w.mac.Sum(s.macs[kind][:0])
+	}
+	return nil
+}
+
+// appendContent writes the captured value: {attribute name: value} of the content
+// attributes of the kind that the item has, or {"body": value}.
+func (w *eventWriter) appendContent(dst []byte, item *telemetryItem, kind int) ([]byte, error) {
+	if kind == contentBody {
+		dst = append(dst, `{"body":`...)
+		dst, err := appendValue(dst, item.body)
+		return append(dst, '}'), err
+	}
+	dst = append(dst, '{')
+	first := true
+	for slot := listSlots[kind]; slot < listSlots[kind+1]; slot++ {
+		if w.found&(1<<slot) == 0 {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(appendCanonicalString(dst, namedLists[kind][slot-listSlots[kind]]), ':')
+		var err error
+		if dst, err = appendValue(dst, w.named[slot]); err != nil {
+			return nil, err
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+// appendCaptured writes content under the seal's policy: hash {"hmac_sha256", "policy"},
+// full {"policy", "value"}, none {"policy"}.
+func (w *eventWriter) appendCaptured(dst []byte, item *telemetryItem, s *seal, kind int) ([]byte, error) {
+	switch s.policy {
+	case policyNone:
+		return append(dst, `{"policy":"none"}`...), nil
+	case policyFull:
+		dst, err := w.appendContent(append(dst, `{"policy":"full","value":`...), item, kind)
+		return append(dst, '}'), err
+	}
+	dst = hex.AppendEncode(append(dst, `{"hmac_sha256":"`...), s.macs[kind][:])
+	return append(dst, `","policy":"hash"}`...), nil
+}
+
+// appendEvent writes the scanned item's event (docs/semantic-conventions.md, "Telemetry
+// chained at the gateway") and returns its type. The id, the content's presence and its
+// hashes come from the seal, so a verifier that has the item and its seal writes the same
+// bytes. `attributes` holds every attribute but the content and ai_audit.* ones.
+func (w *eventWriter) appendEvent(dst []byte, item *telemetryItem, s *seal) ([]byte, string, error) {
+	var err error
+	dst = append(dst, '{')
+	if members := w.members; len(members) > 0 {
+		dst = append(dst, `"attributes":{`...)
+		for i, m := range members {
+			if i+1 < len(members) && members[i+1].name == m.name {
+				continue
+			}
+			dst = append(appendCanonicalString(dst, m.name), ':')
+			if dst, err = appendValue(dst, m.value); err != nil {
+				return nil, "", err
+			}
+			dst = append(dst, ',')
+		}
+		dst[len(dst)-1] = '}'
+		dst = append(dst, ',')
+	}
+	if s.has(contentBody) {
+		if dst, err = w.appendCaptured(append(dst, `"body":`...), item, s, contentBody); err != nil {
+			return nil, "", err
+		}
+		dst = append(dst, ',')
 	}
 	if item.failed {
-		errorType := "error"
-		first(item.attributes, []string{"error.type"}, func(v string) { errorType = v })
-		event["error"] = map[string]any{"type": errorType}
-	}
-	input, output, attributes := map[string]any{}, map[string]any{}, map[string]any{}
-	for name, value := range item.attributes.All() {
-		switch {
-		case slices.Contains(inputContent, name):
-			input[name] = jsonValue(value)
-		case slices.Contains(outputContent, name):
-			output[name] = jsonValue(value)
-		case s.prefixed(name):
-			attributes[name] = jsonValue(value)
+		errorType := w.first(listErrorType)
+		if errorType == "" {
+			errorType = "error"
 		}
+		dst = append(appendCanonicalString(append(dst, `"error":{"type":`...), errorType), "},"...)
 	}
-	if len(input) > 0 {
-		event["input"] = s.capture(input)
+	dst = append(s.appendEventID(append(dst, `"id":"`...)), `",`...)
+	if s.has(contentInput) {
+		if dst, err = w.appendCaptured(append(dst, `"input":`...), item, s, contentInput); err != nil {
+			return nil, "", err
+		}
+		dst = append(dst, ',')
 	}
-	if len(output) > 0 {
-		event["output"] = s.capture(output)
+	if item.signal == "span" {
+		if dst, err = appendNumber(append(dst, `"latency_ms":`...), float64(item.endNs-item.startNs)/1e6); err != nil {
+			return nil, "", err
+		}
+		dst = append(dst, ',')
 	}
-	if item.body != nil {
-		event["body"] = s.capture(map[string]any{"body": jsonValue(*item.body)})
+	dst = w.appendModel(dst)
+	operation := w.first(listOperation)
+	if operation == "" && item.signal == "span" {
+		operation = item.name
 	}
-	if len(attributes) > 0 {
-		event["attributes"] = attributes
+	if operation != "" {
+		dst = append(appendCanonicalString(append(dst, `"operation":`...), operation), ',')
 	}
-	return event, eventType
+	if s.has(contentOutput) {
+		if dst, err = w.appendCaptured(append(dst, `"output":`...), item, s, contentOutput); err != nil {
+			return nil, "", err
+		}
+		dst = append(dst, ',')
+	}
+	if item.service != "" {
+		dst = append(appendCanonicalString(append(dst, `"service":{"name":`...), item.service), "},"...)
+	}
+	dst = append(appendSource(append(dst, `"source":`...), item), `,"time":"`...)
+	dst = appendTime(dst, item.endNs)
+	dst = append(dst, `",`...)
+	if !item.traceID.IsEmpty() {
+		dst = hex.AppendEncode(append(dst, `"trace":{"span_id":"`...), item.spanID[:])
+		dst = hex.AppendEncode(append(dst, `","trace_id":"`...), item.traceID[:])
+		dst = append(dst, `"},`...)
+	}
+	// Sealed input or output is GenAI content: the type holds when a later processor
+	// removed the content attributes, which may have been the item's only gen_ai.* ones.
+	eventType := w.eventType
+	if s.has(contentInput) || s.has(contentOutput) {
+		eventType = "inference"
+	}
+	dst = append(append(append(dst, `"type":"`...), eventType...), `"}`...)
+	return dst, eventType, nil
 }
 
-func first(attributes pcommon.Map, names []string, use func(string)) {
-	for _, name := range names {
-		if value, ok := attributes.Get(name); ok && value.AsString() != "" {
-			use(value.AsString())
-			return
+// appendModel writes `"model":{name, provider, version},` with the members found, if any.
+func (w *eventWriter) appendModel(dst []byte) []byte {
+	start := len(dst)
+	dst = append(dst, `"model":{`...)
+	empty := len(dst)
+	for _, field := range [...]struct {
+		key  string
+		list int
+	}{{`"name":`, listModelName}, {`"provider":`, listModelProvider}, {`"version":`, listModelVersion}} {
+		if value := w.first(field.list); value != "" {
+			dst = append(appendCanonicalString(append(dst, field.key...), value), ',')
 		}
 	}
+	if len(dst) == empty {
+		return dst[:start]
+	}
+	dst[len(dst)-1] = '}'
+	return append(dst, ',')
 }
 
-// jsonValue is an attribute value as JSON data the record can hold (I-JSON, RFC 7493):
-// bytes as base64, integers beyond 2**53-1 and non-finite floats as strings.
+// appendSource writes the item's `source`: what kind of telemetry it was, and where from.
+func appendSource(dst []byte, item *telemetryItem) []byte {
+	scope := func(dst []byte) []byte {
+		dst = appendCanonicalString(append(dst, `"scope":{"name":`...), item.scope.Name())
+		return append(appendCanonicalString(append(dst, `,"version":`...), item.scope.Version()), "},"...)
+	}
+	if item.signal == "log" {
+		dst = append(dst, '{')
+		if item.eventName != "" {
+			dst = append(appendCanonicalString(append(dst, `"event_name":`...), item.eventName), ',')
+		}
+		dst = appendCanonicalString(append(scope(dst), `"severity":`...), item.severity)
+		return append(dst, `,"signal":"log"}`...)
+	}
+	dst = append(append(append(dst, `{"kind":"`...), item.kind.String()...), `","name":`...)
+	dst = append(appendCanonicalString(dst, item.name), ',')
+	if !item.parentSpanID.IsEmpty() {
+		dst = append(hex.AppendEncode(append(dst, `"parent_span_id":"`...), item.parentSpanID[:]), `",`...)
+	}
+	dst = append(append(append(scope(dst), `"signal":"span","status":"`...), item.status.String()...), '"')
+	if item.statusMessage != "" {
+		dst = appendCanonicalString(append(dst, `,"status_message":`...), item.statusMessage)
+	}
+	return append(dst, '}')
+}
+
+// appendValue writes an attribute value as JSON data a record can hold (I-JSON, RFC 7493):
+// bytes as base64, integers beyond ±(2**53-1) and non-finite doubles as strings.
+func appendValue(dst []byte, value pcommon.Value) ([]byte, error) {
+	switch value.Type() {
+	case pcommon.ValueTypeStr:
+		return appendCanonicalString(dst, value.Str()), nil
+	case pcommon.ValueTypeBool:
+		return strconv.AppendBool(dst, value.Bool()), nil
+	case pcommon.ValueTypeInt:
+		if n := value.Int(); n > maxSafeInteger || n < -maxSafeInteger {
+			return append(strconv.AppendInt(append(dst, '"'), n, 10), '"'), nil
+		}
+		return strconv.AppendInt(dst, value.Int(), 10), nil
+	case pcommon.ValueTypeDouble:
+		f := value.Double()
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return append(strconv.AppendFloat(append(dst, '"'), f, 'g', -1, 64), '"'), nil
+		}
+		return appendNumber(dst, f)
+	case pcommon.ValueTypeBytes:
+		dst = base64.StdEncoding.AppendEncode(append(dst, '"'), value.Bytes().AsRaw())
+		return append(dst, '"'), nil
+	}
+	return appendCanonical(dst, jsonValue(value))
+}
+
+// jsonValue is an attribute value as Go data for appendCanonical (the forms appendValue writes).
 func jsonValue(value pcommon.Value) any {
 	switch value.Type() {
 	case pcommon.ValueTypeStr:

@@ -36,9 +36,11 @@ const (
 	attrVerdict = "ai_audit.verdict"
 )
 
-// auditProcessor verifies the audit trail the spans and log records carry and passes them on
-// unchanged; what it finds goes to its metrics and log, never into the data. Optionally it
-// adds a verdict attribute, chains selected telemetry (chainer) and samples the rest (sampler).
+// auditProcessor verifies the audit trail the spans and log records carry (records of their
+// own, and records attached to telemetry as seals, rebuilt from the item and its seal) and
+// passes them on unchanged; what it finds goes to its metrics and log, never into the data.
+// Optionally it adds a verdict attribute, chains selected telemetry (chainer) and samples the
+// rest (sampler).
 type auditProcessor struct {
 	id      component.ID
 	signal  string
@@ -49,11 +51,13 @@ type auditProcessor struct {
 	stored  string
 	sampler *sampler
 	// emit sends audit items made outside a batch (timed and closing checkpoints) on.
-	emit       func(context.Context, []auditItem) error
-	store      *stateStore
-	logger     *zap.Logger
-	mu         sync.Mutex
-	verifier   *verifier
+	emit     func(context.Context, []auditItem) error
+	store    *stateStore
+	logger   *zap.Logger
+	mu       sync.Mutex
+	verifier *verifier
+	// rebuilder writes the records of sealed telemetry again, to verify them.
+	rebuilder  *eventWriter
 	gapTimeout time.Duration
 	now        func() time.Time
 	stop       chan struct{}
@@ -72,7 +76,7 @@ func newAuditProcessor(set processor.Settings, cfg *Config, signal string) (*aud
 	}
 	meter := set.MeterProvider.Meter("github.com/otel-ai-audit/otel-ai-audit/collector/auditprocessor")
 	p := &auditProcessor{id: set.ID, signal: signal, storage: cfg.Storage, verdict: cfg.Verdict,
-		store:  &stateStore{},
+		store: &stateStore{}, rebuilder: &eventWriter{},
 		logger: set.Logger, gapTimeout: cfg.GapTimeout, now: time.Now,
 		verifier: newVerifier(trusted, cfg.AllowSelfAsserted, cfg.Window, cfg.GapTimeout)}
 	if cfg.Chain.SigningKey != "" {
@@ -80,7 +84,10 @@ func newAuditProcessor(set processor.Settings, cfg *Config, signal string) (*aud
 			set.ID.String()+"/"+signal, set.Logger); err != nil {
 			return nil, err
 		}
-		p.sampler = newSampler(cfg.Sampling, p.chainer.selector.selects)
+		p.sampler = newSampler(cfg.Sampling, func(service, scope string, attributes pcommon.Map) bool {
+			_, sealed := attributes.Get(attrSeal)
+			return sealed || p.chainer.selector.selects(service, scope, attributes)
+		})
 	}
 	if p.recordsVerified, err = meter.Int64Counter("otelcol_audit_records_verified",
 		metric.WithDescription("Audit records whose hash link and position were checked."),
@@ -166,20 +173,23 @@ func (p *auditProcessor) shutdown(ctx context.Context) error {
 }
 
 func (p *auditProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
-	p.check(ctx, func(visit func(pcommon.Map)) {
+	p.check(ctx, func(audit func(pcommon.Map), sealed func(*telemetryItem)) {
 		for _, rs := range td.ResourceSpans().All() {
-			if !isAudit(rs.Resource()) {
-				continue
-			}
+			isAuditResource := isAudit(rs.Resource())
 			for _, ss := range rs.ScopeSpans().All() {
 				for _, span := range ss.Spans().All() {
-					visit(span.Attributes())
+					if isAuditResource {
+						audit(span.Attributes())
+					} else if _, ok := span.Attributes().Get(attrSeal); ok {
+						item := spanItem(str(rs.Resource().Attributes(), "service.name"), ss.Scope(), span)
+						sealed(&item)
+					}
 				}
 			}
 		}
 	})
 	if p.chainer != nil {
-		p.chainer.appendSpans(td, p.chainer.chain(p.chainer.selectedSpans(td)))
+		td = p.chainer.addSpans(td, p.chainer.chainSpans(td))
 		p.noteWritten(ctx)
 	}
 	if p.sampler != nil {
@@ -189,20 +199,23 @@ func (p *auditProcessor) processTraces(ctx context.Context, td ptrace.Traces) (p
 }
 
 func (p *auditProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Logs, error) {
-	p.check(ctx, func(visit func(pcommon.Map)) {
+	p.check(ctx, func(audit func(pcommon.Map), sealed func(*telemetryItem)) {
 		for _, rl := range ld.ResourceLogs().All() {
-			if !isAudit(rl.Resource()) {
-				continue
-			}
+			isAuditResource := isAudit(rl.Resource())
 			for _, sl := range rl.ScopeLogs().All() {
 				for _, record := range sl.LogRecords().All() {
-					visit(record.Attributes())
+					if isAuditResource {
+						audit(record.Attributes())
+					} else if _, ok := record.Attributes().Get(attrSeal); ok {
+						item := logItem(str(rl.Resource().Attributes(), "service.name"), sl.Scope(), record)
+						sealed(&item)
+					}
 				}
 			}
 		}
 	})
 	if p.chainer != nil {
-		p.chainer.appendLogs(ld, p.chainer.chain(p.chainer.selectedLogs(ld)))
+		ld = p.chainer.addLogs(ld, p.chainer.chainLogs(ld))
 		p.noteWritten(ctx)
 	}
 	if p.sampler != nil {
@@ -243,14 +256,17 @@ func isAudit(resource pcommon.Resource) bool {
 	return str(resource.Attributes(), attrPipeline) == pipelineValue
 }
 
-// check verifies the audit items `walk` visits (nil: only the gap clock), then reports.
-func (p *auditProcessor) check(ctx context.Context, walk func(func(pcommon.Map))) {
+// check verifies the audit items and the sealed telemetry `walk` visits (nil: only the gap
+// clock), then reports. The items this processor seals itself are not among them: they are
+// sealed after the check, as a separate record is appended after it.
+func (p *auditProcessor) check(ctx context.Context, walk func(audit func(pcommon.Map), sealed func(*telemetryItem))) {
 	p.mu.Lock()
 	now := p.now()
 	before := p.verifier.verified
 	found := p.verifier.expire(now)
 	if walk != nil {
-		walk(func(attributes pcommon.Map) { found = append(found, p.item(attributes, now)...) })
+		walk(func(attributes pcommon.Map) { found = append(found, p.item(attributes, now)...) },
+			func(item *telemetryItem) { found = append(found, p.sealed(item, now)...) })
 	}
 	verified := p.verifier.verified - before
 	open := p.verifier.chainsOpen()
@@ -307,6 +323,23 @@ func (p *auditProcessor) item(attributes pcommon.Map, now time.Time) []Finding {
 		p.verifier.key(str(attributes, attrKeyPEM))
 	}
 	return nil
+}
+
+// sealed verifies the record an attached seal stands for, rebuilt from the item and its seal
+// (a seal that cannot be read is a malformed record, as unreadable record bytes are).
+func (p *auditProcessor) sealed(item *telemetryItem, now time.Time) []Finding {
+	raw, _ := sealOf(item.attributes)
+	chainID, seq, data, err := p.rebuilder.rebuild(item, raw)
+	if err != nil {
+		return []Finding{{"", noSeq, kindMalformedRecord, "the span or log record's " + attrSeal +
+			" is not a seal: " + err.Error()}}
+	}
+	record := newRecordItem(chainID, seq, true, data)
+	found := p.verifier.record(record, now)
+	if p.verdict {
+		item.attributes.PutStr(attrVerdict, p.verifier.recordVerdict(record, found))
+	}
+	return found
 }
 
 func str(attributes pcommon.Map, name string) string {

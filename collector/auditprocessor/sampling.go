@@ -11,8 +11,9 @@ import (
 )
 
 // sampler drops a share of the ordinary telemetry at the gateway. It never drops the audit
-// trail (resources marked ai_audit.pipeline=audit), what the gateway chains, or what a keep
-// condition matches; the gateway chain counts what it drops, by service, in its checkpoints.
+// trail (resources marked ai_audit.pipeline=audit), what the gateway chains or a gateway
+// before it sealed (attribute ai_audit.seal), or what a keep condition matches; the gateway
+// chain counts what it drops, by service, in its checkpoints.
 type sampler struct {
 	threshold  uint64 // keep a trace whose 63-bit id hash is below this
 	keepErrors bool

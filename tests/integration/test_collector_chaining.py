@@ -17,12 +17,15 @@ import hmac
 import json
 import subprocess
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from otel_ai_audit.backends.otlp.sealed import SEAL, decode_seal
+from otel_ai_audit.backends.otlp.source import export_items
 from otel_ai_audit.cli import main
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.record.canonical import canonical_json
@@ -101,9 +104,20 @@ class ChainingRoute(CollectorPair):
         return [attributes for _, attributes in spans(self.archive.traces_path)
                 if attributes.get("ai_audit.kind") == kind]
 
+    def record_texts(self) -> list[str]:
+        """The archived records' canonical text, in archive order (repeats included): the
+        record spans' `ai_audit.record`, and the records rebuilt from spans sealed with
+        `records: attached`, as `verify` reads them."""
+        path = self.archive.traces_path
+        lines = path.read_text().splitlines() if path.exists() else []
+        if not any(line.strip() for line in lines):
+            return []  # nothing archived yet
+        return [value[2].decode() for kind, value in export_items(lines, str(path))
+                if kind == "record"]
+
     def records(self) -> list[dict[str, Any]]:
         """The archived records, parsed, in archive order (repeats included)."""
-        return [json.loads(attributes["ai_audit.record"]) for attributes in self.items("record")]
+        return [json.loads(text) for text in self.record_texts()]
 
     def chained(self) -> list[dict[str, Any]]:
         """The events of the archived records that chain the service's telemetry (not the
@@ -133,11 +147,16 @@ class ChainingRoute(CollectorPair):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("records", ["attached", "separate"])
 def test_go_service_genai_spans_chained_at_the_gateway_verify(
-        tmp_path: Path, keys: tuple[Path, Path, Path]) -> None:
+        tmp_path: Path, keys: tuple[Path, Path, Path], records: str) -> None:
+    """With `records: attached` (the default) each chat span carries its record's seal and
+    the verifier rebuilds the record from the archived span; with `separate` the record
+    travels as a span of its own beside it. The same checks hold for both."""
     public = keys[1]
     producer = build_producer(tmp_path)
-    with ChainingRoute(tmp_path, keys) as route:
+    mode = {"processors": {"audit": {"chain": {"records": records}}}}
+    with ChainingRoute(tmp_path, keys, extra_config=mode) as route:
         route.produce(producer, CALLS)
         route.gateway.stop()  # SIGTERM: the processor signs the closing checkpoint
         route.gateway.start()  # a new Collector process starts a new chain
@@ -148,12 +167,14 @@ def test_go_service_genai_spans_chained_at_the_gateway_verify(
         route.gateway.start()
         route.wait_for(CALLS + 3, chains=2)
     archive = route.archive
-    records = route.items("record")
 
     # Every span of the service passed on (2 per call); only the chat spans were chained.
     service_spans = [a for owner, a in spans(archive.traces_path)
                      if owner.get("service.name") == "loan-assistant"]
     assert len(service_spans) == 2 * (CALLS + 3)
+    sealed = [a for a in service_spans if SEAL in a]
+    assert len(sealed) == (CALLS + 3 if records == "attached" else 0)
+    assert len(route.items("record")) == (2 if records == "attached" else CALLS + 3 + 2)
     # Two chains, the second opened naming the first, which names none.
     (first_chain, no_parent), (second_chain, parent) = route.opened().items()
     assert no_parent is None and parent == first_chain != second_chain
@@ -169,26 +190,48 @@ def test_go_service_genai_spans_chained_at_the_gateway_verify(
     expected = hmac.new(b"gateway-hmac-key-for-the-test",
                         canonical_json({"gen_ai.input.messages": prompt}), "sha256").hexdigest()
     assert event["input"] == {"policy": "hash", "hmac_sha256": expected}
-    assert all("can I borrow" not in r["ai_audit.record"] for r in records)
+    assert all("can I borrow" not in text for text in route.record_texts())
 
     report = verify(archive.traces_path, public)
     assert report["ok"], report["findings"]
     assert report["records"] == CALLS + 3 + 2  # and the two chain_open records
     prove_and_build_evidence(archive.traces_path, route.chained()[3]["id"], public, tmp_path)
 
-    # One archived record altered: the gateway's chain and signed checkpoints catch it.
-    text = archive.traces_path.read_text()
-    record = records[5]["ai_audit.record"]
+    # One archived record altered (with `attached`: the chat span its seal is on): the
+    # gateway's chain and signed checkpoints catch it.
+    seq = (alter_sealed_span if records == "attached" else alter_record_span)(
+        archive.traces_path, 5)
+    report = verify(archive.traces_path, public)
+    assert not report["ok"]
+    assert {(f["kind"], f["seq"]) for f in report["findings"]} >= {("record_modified", seq)}, \
+        report["findings"]
+
+
+def alter_record_span(archive: Path, index: int) -> int:
+    """Put another model name into the `index`-th chained record span's record; its seq."""
+    text = archive.read_text()
+    record = next(attributes["ai_audit.record"] for attributes in islice(
+        (a for _, a in spans(archive) if a.get("ai_audit.kind") == "record"
+         and '"chain_open"' not in a["ai_audit.record"]), index, None))
     altered = record.replace('"loan-model-2026-11"', '"other-model"')
     assert altered != record
     encoded, changed = json.dumps(record)[1:-1], json.dumps(altered)[1:-1]
     assert text.count(encoded) == 1
-    archive.traces_path.write_text(text.replace(encoded, changed))
-    report = verify(archive.traces_path, public)
-    assert not report["ok"]
-    seq = json.loads(record)["chain"]["seq"]
-    assert {(f["kind"], f["seq"]) for f in report["findings"]} >= {("record_modified", seq)}, \
-        report["findings"]
+    archive.write_text(text.replace(encoded, changed))
+    return int(json.loads(record)["chain"]["seq"])
+
+
+def alter_sealed_span(archive: Path, index: int) -> int:
+    """Put another model name into the `index`-th sealed chat span; the seq of its record."""
+    lines = [json.loads(line) for line in archive.read_text().splitlines()]
+    span = list(islice((span for line in lines for resource in line["resourceSpans"]
+                        for scope in resource["scopeSpans"] for span in scope["spans"]
+                        if span["name"].startswith("chat")), index, index + 1))[0]
+    attributes = {pair["key"]: pair["value"] for pair in span["attributes"]}
+    assert attributes["gen_ai.response.model"] == {"stringValue": "loan-model-2026-11"}
+    attributes["gen_ai.response.model"]["stringValue"] = "other-model"
+    archive.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return decode_seal(base64.b64decode(attributes[SEAL]["bytesValue"])).seq
 
 
 def prove_and_build_evidence(archive: Path, decision: str, public: Path, work: Path) -> None:
@@ -303,10 +346,16 @@ def chat_span_ids(route: ChainingRoute) -> list[str]:
 
 
 def without_chain(document: dict[str, Any], chain_id: str) -> dict[str, Any]:
-    """An OTLP/JSON line without the audit spans of one chain."""
+    """An OTLP/JSON line without the audit spans of one chain, nor the spans sealed into it."""
     for resource in document["resourceSpans"]:
         for scope in resource["scopeSpans"]:
             scope["spans"] = [span for span in scope["spans"]
-                              if attribute_map(span.get("attributes", [])).get(
-                                  "ai_audit.chain.id") != chain_id]
+                              if chain_of(attribute_map(span.get("attributes", []))) != chain_id]
     return document
+
+
+def chain_of(attributes: dict[str, Any]) -> str | None:
+    """The chain an archived span's record belongs to: its own, or its seal's."""
+    if SEAL in attributes:
+        return decode_seal(base64.b64decode(attributes[SEAL])).chain_id.hex()
+    return attributes.get("ai_audit.chain.id")

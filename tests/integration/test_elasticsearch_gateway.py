@@ -26,15 +26,31 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_ai_audit.backends.elasticsearch.otel_mapping import gateway_index, span_documents
+from otel_ai_audit.backends.elasticsearch.otel_mapping import (
+    gateway_index,
+    log_documents,
+    span_documents,
+)
 from otel_ai_audit.backends.elasticsearch.sink import ElasticsearchSink
 from otel_ai_audit.backends.otlp import layout as otlp
+from otel_ai_audit.backends.otlp.sealed import SEAL, decode_seal
 from otel_ai_audit.backends.otlp.sink import OtlpSink
+from otel_ai_audit.backends.otlp.source import attributes
 from otel_ai_audit.cli import main
 from otel_ai_audit.pipeline.writer import AuditWriter
 from otel_ai_audit.sinks import Shipper
 from tests.audit_fixtures import chain_ids, edit_event, inference_event, saved_key
 from tests.services.elasticsearch import ElasticsearchService
+from tests.unit.test_gateway_seals import (
+    CASES,
+    export_lines,
+    holds,
+    key_pem,
+    otlp_logs_request,
+    otlp_request,
+    single_spans,
+    walk,
+)
 
 EVENTS = 20
 """Decisions in the store: with chain_open, records seq 0..20, checkpoints every 4."""
@@ -196,3 +212,132 @@ def test_an_index_without_audit_spans_is_an_error_not_an_empty_success(
         "verify", "--elasticsearch", elasticsearch.url, "--index-prefix", prefix,
         "--gateway-index", "--public-key", str(store[1])])
     assert result.exit_code == 2 and "holds no audit spans" in result.output, result.output
+
+
+# --- telemetry sealed at the gateway (chain.records: attached) --------------------------------
+#
+# The Go processor's vectors (tests/vectors/gateway_seals.json): each case's export holds the
+# chain's key, chain_open record and checkpoints as audit spans, and the chained spans with
+# their `ai_audit.seal`, whose records exist nowhere but rebuilt from span + seal.
+
+SEALED_CASES = [case for case in CASES if case["signal"] == "traces"]
+
+
+def sealed_bulk(case: dict[str, Any]) -> tuple[list[dict[str, Any]], list[int]]:
+    """The exporter's bulk request for every span of the case (audit spans under their
+    document ids, the others under ids Elasticsearch picks), and the seqs of the sealed spans
+    that get no document: those with a NaN/Inf double, for which the exporter writes no JSON."""
+    body: list[dict[str, Any]] = []
+    unwritten = []
+    for document in single_spans(case):
+        try:
+            written = list(span_documents(otlp_request(document)))
+        except ValueError:
+            (span,) = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            unwritten.append(decode_seal(attributes(span["attributes"])[SEAL]).seq)
+            continue
+        for doc_id, source in written:
+            body += [{"create": {"_id": doc_id} if doc_id else {}}, source]
+    return body, unwritten
+
+
+def index_sealed(url: str, case: dict[str, Any],
+                 tmp_path: Path) -> tuple[Elasticsearch, str, str, Path, list[int]]:
+    """(client, prefix, index, public key file, seqs of the sealed spans left unwritten) after
+    indexing the case as the exporter does."""
+    client, prefix, index = installed(url)
+    body, unwritten = sealed_bulk(case)
+    response = client.bulk(index=index, operations=body, require_data_stream=True, refresh=True)
+    assert not response["errors"], [item for item in response["items"]
+                                     if item["create"].get("error")][:2]
+    key = tmp_path / "gateway.pub.pem"
+    key.write_text(key_pem(case), encoding="utf-8")
+    return client, prefix, index, key, unwritten
+
+
+@pytest.mark.parametrize("case", SEALED_CASES, ids=lambda case: case["name"])
+def test_sealed_spans_in_the_exporters_documents_verify(
+        elasticsearch: ElasticsearchService, tmp_path: Path, case: dict[str, Any]) -> None:
+    """Every sealed span the exporter can write rebuilds its record from its document; one it
+    cannot (a NaN/Inf attribute) is a record the verifier reports missing, never a pass."""
+    _, prefix, _, key, unwritten = index_sealed(elasticsearch.url, case, tmp_path)
+    code, report = verify_gateway(elasticsearch.url, prefix, key)
+    if not unwritten:
+        assert code == 0 and report["ok"], report["findings"]
+        assert report["records"] == len(case["records"]) + 1
+    else:
+        assert code == 1
+        assert {(finding["seq"], finding["kind"]) for finding in report["findings"]} == {
+            (seq, "gap") for seq in unwritten}, report["findings"]
+
+
+def _sealed_document(client: Elasticsearch, index: str) -> dict[str, Any]:
+    """The first sealed span's document (by its span id: `ai_audit.seal` is not indexed)."""
+    (document,) = [span for span in single_spans(SEALED_CASES[0])
+                   if SEAL in attributes(span["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+                                         .get("attributes"))][:1]
+    span_id = document["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"]
+    (hit,) = client.search(index=index, query={"term": {"span_id": span_id}},
+                           seq_no_primary_term=True)["hits"]["hits"]
+    return dict(hit)
+
+
+def _alter_sealed(client: Elasticsearch, index: str) -> None:
+    """An attribute of the sealed span changed in place, by someone with write access."""
+    hit = _sealed_document(client, index)
+    source = hit["_source"]
+    source["attributes"]["gen_ai.request.model"] = "another-model"
+    client.index(index=hit["_index"], id=hit["_id"], document=source, if_seq_no=hit["_seq_no"],
+                 if_primary_term=hit["_primary_term"], refresh=True)
+
+
+def _delete_sealed(client: Elasticsearch, index: str) -> None:
+    hit = _sealed_document(client, index)
+    client.delete(index=hit["_index"], id=hit["_id"], refresh=True)
+
+
+@pytest.mark.parametrize(("attack", "kinds"), [
+    (_alter_sealed, {"record_modified"}),
+    (_delete_sealed, {"gap"}),
+], ids=["altered", "deleted"])
+def test_an_altered_or_deleted_sealed_span_is_located(
+        elasticsearch: ElasticsearchService, tmp_path: Path, attack: Any,
+        kinds: set[str]) -> None:
+    case = SEALED_CASES[0]
+    client, prefix, index, key, unwritten = index_sealed(elasticsearch.url, case, tmp_path)
+    assert not unwritten
+    attack(client, index)
+    code, report = verify_gateway(elasticsearch.url, prefix, key)
+    first = min(record["seq"] for record in case["records"])
+    assert code == 1 and not report["ok"]
+    found = {(finding["seq"], finding["kind"]) for finding in report["findings"]}
+    assert any(seq == first and kind in kinds for seq, kind in found), found
+
+
+@pytest.mark.parametrize("case", [case for case in CASES if case["signal"] == "logs"],
+                         ids=lambda case: case["name"])
+def test_sealed_log_records_in_the_exporters_documents_verify(
+        elasticsearch: ElasticsearchService, tmp_path: Path, case: dict[str, Any]) -> None:
+    """The log pipeline's copy (audit log records and sealed ones) in the same data stream:
+    intact, but a bytes body under the full policy, which the document holds as hex: that
+    record is reported as modified, never passed."""
+    client, prefix, index = installed(elasticsearch.url)
+    body: list[dict[str, Any]] = []
+    lost = set()
+    for document in export_lines(case):
+        for doc_id, source in log_documents(otlp_logs_request(document)):
+            body += [{"create": {"_id": doc_id} if doc_id else {}}, source]
+        for signal, _, _, entry in walk(document):
+            values = attributes(entry.get("attributes"))
+            if (signal == "log" and SEAL in values and case["content"] == "full"
+                    and holds(entry.get("body"), "bytesValue")):
+                lost.add(decode_seal(values[SEAL]).seq)
+    response = client.bulk(index=index, operations=body, require_data_stream=True, refresh=True)
+    assert not response["errors"], [item for item in response["items"]
+                                     if item["create"].get("error")][:2]
+    key = tmp_path / "gateway.pub.pem"
+    key.write_text(key_pem(case), encoding="utf-8")
+    code, report = verify_gateway(elasticsearch.url, prefix, key)
+    found = {(finding["seq"], finding["kind"]) for finding in report["findings"]}
+    assert found == {(seq, "record_modified") for seq in lost}, report["findings"]
+    assert code == (1 if lost else 0) and report["records"] == len(case["records"]) + 1

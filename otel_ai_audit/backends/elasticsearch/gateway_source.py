@@ -1,13 +1,21 @@
 """Verifying the copy a Collector gateway wrote to Elasticsearch: the documents of the contrib
-`elasticsearchexporter` in `otel` mapping mode (`otel_mapping`), one per audit span.
+`elasticsearchexporter` in `otel` mapping mode (`otel_mapping`), one per span or log record.
 
-The spans are the OTLP sink's (`otel_ai_audit.backends.otlp.layout`), so their attributes, read
-back from each document's `attributes` (and the `ai_audit.pipeline` mark from
-`resource.attributes`), rebuild the trail exactly as a Collector file export does
-(`otlp.source.trail_items`): records from `ai_audit.record`, checkpoints and keys beside them.
-One point-in-time snapshot of the index is read whole, so the verifier sees one state while the
-gateway keeps writing; a span indexed twice under one `_id` is one document, and identical
-repeats under different ids collapse as in any export.
+Two kinds of document hold the trail, as in a Collector file export (`otlp.source`):
+
+* audit spans (the OTLP sink's, `otel_ai_audit.backends.otlp.layout`, and the gateway
+  processor's chain_open, checkpoints and keys), marked `ai_audit.pipeline` = "audit" in
+  `resource.attributes`: their `attributes` give records, checkpoints and keys
+  (`otlp.source.trail_items`);
+* spans and log records of any resource chained at the gateway (`chain.records: attached`),
+  which carry `ai_audit.seal`: each is read back as the item it was written from
+  (`otel_mapping.span_telemetry`, `.log_telemetry`) and its record rebuilt (`otlp.sealed`).
+
+`index` may name several indices or patterns, comma-separated, when the sealed telemetry (or
+the log records) is written beside the audit spans' index rather than into it. One
+point-in-time snapshot is read whole, so the verifier sees one state while the gateway keeps
+writing; a span indexed twice under one `_id` is one document, and identical repeats under
+different ids collapse as in any export.
 """
 
 from __future__ import annotations
@@ -26,26 +34,28 @@ from otel_ai_audit.backends.elasticsearch.client import (
 )
 from otel_ai_audit.backends.elasticsearch.source import ElasticsearchSourceError, _flatten
 from otel_ai_audit.backends.otlp import layout as otlp
-from otel_ai_audit.backends.otlp.source import trail_items
-from otel_ai_audit.verify.export_source import ExportSource, export_source
+from otel_ai_audit.backends.otlp.sealed import SEAL
+from otel_ai_audit.backends.otlp.source import sealed_record, trail_items
+from otel_ai_audit.verify.export_source import ExportSource, Item, export_source
 
 
 def read_gateway_index(client: Elasticsearch, index: str, *, page_size: int = 5000,
                        keep_alive: str = "10m") -> ExportSource:
     """The trail in the exporter's documents in `index`; `ElasticsearchSourceError` if it
-    cannot be read or holds no audit span."""
+    cannot be read or holds neither an audit span nor a sealed one."""
     description = f"{describe(client)} {index} (Collector elasticsearchexporter, otel mode)"
-    spans = list(_audit_attributes(client, index, page_size, keep_alive))
-    if not spans:
-        raise ElasticsearchSourceError(f"{description} holds no audit spans (none whose "
-                                       f"resource has {otlp.PIPELINE}={otlp.PIPELINE_VALUE})")
-    return export_source(description, trail_items(spans))
+    items = list(_trail_items(client, index, page_size, keep_alive))
+    if not items:
+        raise ElasticsearchSourceError(
+            f"{description} holds no audit spans (none whose resource has "
+            f"{otlp.PIPELINE}={otlp.PIPELINE_VALUE}, none with {SEAL})")
+    return export_source(description, items)
 
 
-def _audit_attributes(client: Elasticsearch, index: str, page_size: int,
-                      keep_alive: str) -> Iterator[dict[str, Any]]:
-    """The span attributes of every document whose resource is marked as the audit
-    pipeline's, read page by page from one snapshot."""
+def _trail_items(client: Elasticsearch, index: str, page_size: int,
+                 keep_alive: str) -> Iterator[Item]:
+    """The trail's items in the documents of audit spans and of sealed spans, read page by
+    page from one snapshot."""
     try:
         try:
             client.indices.refresh(index=index)
@@ -58,16 +68,22 @@ def _audit_attributes(client: Elasticsearch, index: str, page_size: int,
                 response = client.search(
                     pit={"id": pit, "keep_alive": keep_alive}, size=page_size,
                     sort=[{"_shard_doc": "asc"}], search_after=after, track_total_hits=False,
-                    source_includes=[otel_mapping.ATTRIBUTES,
-                                     f"{otel_mapping.RESOURCE}.{otel_mapping.ATTRIBUTES}"])
+                    source_excludes=["links"])
                 pit = response.get("pit_id", pit)
                 hits = response["hits"]["hits"]
                 for hit in hits:
                     document = hit.get("_source") or {}
                     resource = _flatten((document.get(otel_mapping.RESOURCE) or {}).get(
                         otel_mapping.ATTRIBUTES) or {})
+                    attributes = document.get(otel_mapping.ATTRIBUTES) or {}
                     if resource.get(otlp.PIPELINE) == otlp.PIPELINE_VALUE:
-                        yield _flatten(document.get(otel_mapping.ATTRIBUTES) or {})
+                        yield from trail_items([_flatten(attributes)])
+                    elif SEAL in attributes:
+                        # Only log records' documents have an observed time.
+                        item = (otel_mapping.log_telemetry(document)
+                                if "observed_timestamp" in document
+                                else otel_mapping.span_telemetry(document))
+                        yield sealed_record(item, item.attributes[SEAL])
                 if len(hits) < page_size:
                     return
                 after = hits[-1]["sort"]

@@ -28,21 +28,45 @@ internal/serializer/map.go `WriteValue`):
   `traces_index` never is. Span events are separate documents; audit spans have none.
 
 `span_documents` builds exactly these from an OTLP export request (what the gateway receives),
-so the verifier can be tested on documents in the exporter's shape without the exporter.
+so the verifier can be tested on documents in the exporter's shape without the exporter;
+`span_telemetry` reads a document back as the span a gateway sealed (`otlp.sealed.Telemetry`).
+`log_documents` and `log_telemetry` do the same for log records, which the same exporter
+writes with `SerializeLog` (logs.go): `@timestamp` the time, else the observed time;
+`observed_timestamp`; `severity_text`, `severity_number`; `event_name` (the record's, else its
+string `event.name` attribute); ids, `attributes`, `resource`, `scope`; and `body` as
+{"text": scalar} or {"structured": map, array of maps, or {"value": any other array}}.
+
+What survives the document, for rebuilding a sealed span's record: names, ids, kind, status,
+the start time and duration to the nanosecond (`@timestamp` and `duration` as `_source` keeps
+them: the date_nanos field reads the unpadded "<ms>.<ns>" as a decimal fraction, which is
+wrong whenever the nanoseconds have fewer than 6 digits), scope, service.name, and attribute
+values that are strings, bools, int64s (JSON integers, exact in `_source`), finite doubles
+(JSON numbers: 40.0 may come back as 40, which RFC 8785 writes alike), empty values (null),
+arrays and maps. Lost: bytes values, written as hex text (a sealed span with a bytes
+attribute does not verify from Elasticsearch: its record holds base64); NaN and infinite
+doubles, for which go-structform's JSON visitor writes no value, so the document is invalid
+and never indexed (the verifier reports a gap); the attributes the exporter routes on
+(`UNWRITTEN_ATTRIBUTES`); and double attributes `[*.]geo.location.lat` and `.lon`, merged
+into one `geo.location` when both are present.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from otel_ai_audit.backends.elasticsearch import layout
 from otel_ai_audit.backends.otlp import layout as otlp
+from otel_ai_audit.backends.otlp.sealed import SEAL, SPAN_KINDS, STATUS_CODES, Telemetry
 from otel_ai_audit.config import ELASTICSEARCH_INDEX_PREFIX, ELASTICSEARCH_RETENTION
 
 ATTRIBUTES = "attributes"
@@ -153,6 +177,48 @@ def span_document(span: Span, resource: Mapping[str, Any], scope: Mapping[str, A
     return document
 
 
+def log_documents(request: ExportLogsServiceRequest,
+                  ) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """(`_id`, document) of each log record of `request`, as `span_documents` for spans."""
+    for resource_logs in request.resource_logs:
+        resource = _resource(resource_logs.resource, resource_logs.schema_url)
+        for scope_logs in resource_logs.scope_logs:
+            scope = _scope(scope_logs.scope, scope_logs.schema_url)
+            for record in scope_logs.log_records:
+                doc_id = next((pair.value.string_value for pair in record.attributes
+                               if pair.key == otlp.DOCUMENT_ID), None)
+                yield doc_id, log_document(record, resource, scope)
+
+
+def log_document(record: LogRecord, resource: Mapping[str, Any], scope: Mapping[str, Any],
+                 ) -> dict[str, Any]:
+    """One log record's document (`SerializeLog`)."""
+    document: dict[str, Any] = {
+        "@timestamp": _timestamp(record.time_unix_nano or record.observed_time_unix_nano),
+        "observed_timestamp": _timestamp(record.observed_time_unix_nano)}
+    _put(document, "severity_text", record.severity_text)
+    _put(document, "severity_number", record.severity_number)
+    _put_id(document, "trace_id", record.trace_id)
+    _put_id(document, "span_id", record.span_id)
+    _put_attributes(document, record.attributes)
+    _put(document, "dropped_attributes_count", record.dropped_attributes_count)
+    _put(document, "event_name", record.event_name or next(
+        (pair.value.string_value for pair in record.attributes if pair.key == "event.name"), ""))
+    document[RESOURCE] = dict(resource)
+    document["scope"] = dict(scope)
+    kind = record.body.WhichOneof("value")
+    if kind in ("kvlist_value", "array_value"):
+        body = _value(record.body)
+        if kind == "array_value" and not all(
+                item.WhichOneof("value") == "kvlist_value"
+                for item in record.body.array_value.values):
+            body = {"value": body}
+        document["body"] = {"structured": body}
+    elif kind is not None:
+        document["body"] = {"text": _value(record.body)}
+    return document
+
+
 def _resource(resource: Resource, schema_url: str) -> dict[str, Any]:
     part: dict[str, Any] = {}
     _put(part, "schema_url", schema_url)
@@ -198,8 +264,11 @@ def _put_attributes(target: dict[str, Any], attributes: Any) -> None:
 
 
 def _value(value: AnyValue) -> Any:
-    """`WriteValue`: bytes as hex, maps as objects, arrays as arrays, empty as null."""
+    """`WriteValue`: bytes as hex, maps as objects, arrays as arrays, empty as null.
+    ValueError for a NaN or infinite double, for which the exporter writes no valid JSON."""
     kind = value.WhichOneof("value")
+    if kind == "double_value" and not math.isfinite(value.double_value):
+        raise ValueError(f"{value.double_value}: the exporter writes no JSON value for it")
     if kind == "bytes_value":
         return value.bytes_value.hex()
     if kind == "kvlist_value":
@@ -210,3 +279,101 @@ def _value(value: AnyValue) -> Any:
         return None
     return getattr(value, kind)
 
+
+
+# --- documents read back as spans ------------------------------------------------------------
+
+
+def span_telemetry(document: Mapping[str, Any]) -> Telemetry:
+    """The span a document was written from, as far as a sealed record is built from it; the
+    seal (`ai_audit.seal`, hex in the document) as bytes among the attributes."""
+    values = _attributes(document)
+    resource = (document.get(RESOURCE) or {}).get(ATTRIBUTES) or {}
+    service = resource.get("service.name")
+    scope = document.get("scope") or {}
+    status = document.get("status") or {}
+    start = _nanoseconds(document.get("@timestamp"))
+    duration = _number(document.get("duration"))
+    return Telemetry(
+        "span", values, str(scope.get("name", "")), str(scope.get("version", "")),
+        service if isinstance(service, str) else "",
+        trace_id=_hex(document.get("trace_id")), span_id=_hex(document.get("span_id")),
+        name=str(document.get("name", "")), kind=_index(SPAN_KINDS, document.get("kind")),
+        status_code=_index(STATUS_CODES, status.get("code")),
+        status_message=str(status.get("message", "")),
+        parent_span_id=_hex(document.get("parent_span_id")), start_ns=start,
+        end_ns=start + (duration - 2**64 if duration >= 2**63 else duration))
+
+
+def log_telemetry(document: Mapping[str, Any]) -> Telemetry:
+    """The log record a document was written from, as `span_telemetry` for spans. Two forms
+    cannot be told apart, and are read as the likelier: an `event_name` equal to the record's
+    `event.name` attribute is taken from the attribute (the record had no event name of its
+    own), and a structured body {"value": [not only maps]} as the array the exporter wrapped
+    (not a map of that one member)."""
+    values = _attributes(document)
+    resource = (document.get(RESOURCE) or {}).get(ATTRIBUTES) or {}
+    service = resource.get("service.name")
+    scope = document.get("scope") or {}
+    event_name = document.get("event_name")
+    if not isinstance(event_name, str) or event_name == values.get("event.name"):
+        event_name = ""
+    body = document.get("body") or {}
+    content: Any = None
+    if "text" in body:
+        content = body["text"]
+    elif "structured" in body:
+        content = body["structured"]
+        if (isinstance(content, dict) and list(content) == ["value"]
+                and isinstance(content["value"], list)
+                and not all(isinstance(item, dict) for item in content["value"])):
+            content = content["value"]
+    severity = document.get("severity_number")
+    return Telemetry(
+        "log", values, str(scope.get("name", "")), str(scope.get("version", "")),
+        service if isinstance(service, str) else "",
+        trace_id=_hex(document.get("trace_id")), span_id=_hex(document.get("span_id")),
+        end_ns=_nanoseconds(document.get("@timestamp")),
+        observed_ns=_nanoseconds(document.get("observed_timestamp")),
+        severity_text=str(document.get("severity_text", "")),
+        severity_number=_number(severity), event_name=event_name, body=content,
+        has_body="text" in body or "structured" in body)
+
+
+def _attributes(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A document's attributes, the seal (hex in the document) as bytes."""
+    values = dict(document.get(ATTRIBUTES) or {})
+    if isinstance(seal := values.get(SEAL), str):
+        try:
+            values[SEAL] = bytes.fromhex(seal)
+        except ValueError:
+            pass  # left as text: `rebuild` reports it as no seal
+    return values
+
+
+_EXPORTER_TIME = re.compile(r"([0-9]+)\.([0-9]+)")
+
+
+def _nanoseconds(timestamp: Any) -> int:
+    """Unix ns of `writeTimestampField`'s "<ms>.<remaining ns, not zero-padded>" (0 if the
+    field is not in that form)."""
+    match = _EXPORTER_TIME.fullmatch(timestamp) if isinstance(timestamp, str) else None
+    if match is None:
+        return 0
+    return int(match.group(1)) * 1_000_000 + int(match.group(2))
+
+
+def _number(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _index(names: tuple[str, ...], name: Any) -> int:
+    """The OTLP enum value of pdata's name for it (0, the default, when absent)."""
+    return names.index(name) if name in names else 0
+
+
+def _hex(text: Any) -> bytes:
+    try:
+        return bytes.fromhex(text) if isinstance(text, str) else b""
+    except ValueError:
+        return b""
