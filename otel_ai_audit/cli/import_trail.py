@@ -19,7 +19,8 @@ from otel_ai_audit.verify.export_source import ExportSource
 @click.command("import")
 @click.argument("store", type=click.Path(dir_okay=False))
 @click.option("--otlp-export", metavar="FILE", type=click.Path(dir_okay=False),
-              help="The audit spans in a Collector file exporter's output (OTLP/JSON).")
+              help="The audit spans, and the telemetry a gateway sealed (ai_audit.seal), in a "
+                   "Collector file exporter's output (OTLP/JSON, traces or logs).")
 @click.option("--splunk-export", metavar="FILE", type=click.Path(dir_okay=False),
               help="A Splunk export (search results as JSON lines, or the HEC events sent).")
 def import_trail(store: str, otlp_export: str | None, splunk_export: str | None) -> None:

@@ -61,7 +61,8 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
               help="Verify a Splunk export: search results as JSON lines "
                    "(/services/search/jobs/export?output_mode=json) or the HEC events sent.")
 @click.option("--otlp-export", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Verify the audit spans in a Collector file exporter's output (OTLP/JSON).")
+              help="Verify the audit spans, and the telemetry a gateway sealed (ai_audit.seal), "
+                   "in a Collector file exporter's output (OTLP/JSON, traces or logs).")
 @click.option("--gateway-index", metavar="NAME", is_flag=False,
               flag_value="", default=None,
               help="With --elasticsearch: verify the documents a Collector gateway's "
