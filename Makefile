@@ -14,7 +14,7 @@ help:
 	@echo "make test           set up everything and run the whole test-suite"
 	@echo "make test-unit      the fast tests only (no services), for a quick loop"
 	@echo "make test-go        the Collector audit processor's Go tests"
-	@echo "make typecheck      mypy ([tool.mypy] in pyproject.toml: strict on the core packages)"
+	@echo "make typecheck      mypy ([tool.mypy] in pyproject.toml: strict on the core packages and benchmarks/)"
 	@echo "make bench          run the benchmarks"
 	@echo "make services       start Elasticsearch + Collector in the background (.services.env)"
 	@echo "make services-down  stop them"
@@ -54,6 +54,7 @@ test-unit: $(VENV)/.installed-test
 
 typecheck: $(VENV)/.installed-test
 	$(PY) -m mypy
+	$(PY) -m mypy benchmarks
 
 bench: services-prepare
 	$(PY) -m benchmarks

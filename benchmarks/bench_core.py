@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from benchmarks import Result
-from otel_ai_audit.integrity.chain import Chain, new_chain_id
+from otel_ai_audit.integrity.chain import Chain, SealedRecord, new_chain_id
 from otel_ai_audit.integrity.checkpoint import (
     Checkpoint,
     SignedCheckpoint,
@@ -38,7 +38,7 @@ from otel_ai_audit.integrity.checkpoint import (
 from otel_ai_audit.integrity.keys import SigningKey
 from otel_ai_audit.pipeline.writer import AuditWriter
 from otel_ai_audit.record.schema import EventType, new_event
-from otel_ai_audit.store.sqlite import AuditStore, SealedRecord
+from otel_ai_audit.store.sqlite import AuditStore
 
 RECORDS = 200_000
 REPEATS = 3

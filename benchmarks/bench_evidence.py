@@ -98,7 +98,8 @@ def _child(body: str, *arguments: str) -> dict[str, Any]:
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    measured: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return measured
 
 
 def write_store(path: Path, key: SigningKey, start_ns: int, count: int) -> None:
