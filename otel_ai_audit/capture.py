@@ -119,6 +119,8 @@ class CapturePolicy:
         if mode == "hash":
             return {"policy": "hash", "hmac_sha256": self.keyed_hash(value)}
         data = self._redact(to_json_data(value))
+        if _surely_within(data, self.max_bytes):
+            return {"policy": "full", "value": data}
         size = len(canonical_json(data))
         if size > self.max_bytes:
             return {"policy": "full", "truncated": True, "bytes": size,
@@ -130,3 +132,27 @@ class CapturePolicy:
             return data
         return {key: REDACTED if any(re.fullmatch(p, key) for p in self.redact_fields) else item
                 for key, item in data.items()}
+
+
+_NUMBER_BYTES = 25
+"""The longest canonical JSON number (`-0.0000012345678901234567`), longer than any other
+scalar."""
+
+
+def _surely_within(data: Any, limit: int) -> bool:
+    """Is `data`'s canonical JSON surely no longer than `limit` bytes? A bound without
+    serialising for what most outputs are (a number, a label, a short row of numbers); False
+    means "serialise and see"."""
+    kind = type(data)
+    if kind is int or kind is float or kind is bool or data is None:
+        return _NUMBER_BYTES <= limit
+    if kind is str:
+        return 6 * len(data) + 2 <= limit  # each character is at most a 6-byte escape
+    if kind is list:
+        return all(type(item) in _SCALARS for item in data) and (
+            (_NUMBER_BYTES + 1) * len(data) + 2 <= limit)
+    return False
+
+
+_SCALARS = frozenset((int, float, bool))
+

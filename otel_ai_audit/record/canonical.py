@@ -89,14 +89,15 @@ class CanonicalizationError(IntegrityError):
 
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 canonical UTF-8 bytes of JSON data (strict: see the module docstring)."""
-    if type(value) is dict:
-        # The usual event: only exact JSON types and floats orjson prints in their ES6 form.
+    if type(value) is dict or type(value) is list:
+        # The usual event (or a row of values): only exact JSON types and floats orjson prints
+        # in their ES6 form.
         # orjson itself refuses what else the strict rules forbid here (keys that are not
         # str, lone surrogates, integers beyond the I-JSON range); anything it refuses, or
         # output with a 4-byte UTF-8 sequence (perhaps an astral key), takes the full path,
         # which says why or writes it.
         try:
-            ready = _orjson_ready(value.values())
+            ready = _orjson_ready(value.values() if type(value) is dict else value)
         except RecursionError:
             ready = False
         if ready:
@@ -266,14 +267,14 @@ def to_json_data(value: Any) -> Any:
         return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else str(value)
     if kind is float:
         return _float_data(value)
-    if kind is dict or isinstance(value, Mapping):
-        return {_clean_string(str(key)): to_json_data(item) for key, item in value.items()}
     if kind is list or kind is tuple:
         if value and type(value[0]) in _NUMBERS:
             numbers = _numbers(value)
             if numbers is not None:
                 return numbers
         return [to_json_data(item) for item in value]
+    if kind is dict or isinstance(value, Mapping):
+        return {_clean_string(str(key)): to_json_data(item) for key, item in value.items()}
     return _convert_other(value)
 
 
