@@ -166,7 +166,9 @@ func (c *gatewayChain) sealItem(item *telemetryItem, loggedNs int64) (string, er
 	s := &c.seal
 	s.seq, s.loggedNs = c.sealer.next(loggedNs)
 	s.prev = c.sealer.head
-	_, _ = hex.Decode(s.chainID[:], []byte(c.sealer.chainID))
+	if s.chainID == ([16]byte{}) { // the chain's id never changes: decoded for its first record
+		_, _ = hex.Decode(s.chainID[:], []byte(c.sealer.chainID))
+	}
 	record := appendRecordHeader(c.record[:0], c.sealer.chainID, s.loggedNs, &s.prev, s.seq)
 	record, eventType, err := c.writer.sealEvent(record, item, s)
 	if err != nil {

@@ -176,12 +176,13 @@ func (p *auditProcessor) processTraces(ctx context.Context, td ptrace.Traces) (p
 	p.check(ctx, func(audit func(pcommon.Map), sealed func(*telemetryItem)) {
 		for _, rs := range td.ResourceSpans().All() {
 			isAuditResource := isAudit(rs.Resource())
+			service := str(rs.Resource().Attributes(), "service.name")
 			for _, ss := range rs.ScopeSpans().All() {
 				for _, span := range ss.Spans().All() {
 					if isAuditResource {
 						audit(span.Attributes())
 					} else if _, ok := span.Attributes().Get(attrSeal); ok {
-						item := spanItem(str(rs.Resource().Attributes(), "service.name"), ss.Scope(), span)
+						item := spanItem(service, ss.Scope(), span)
 						sealed(&item)
 					}
 				}
@@ -202,12 +203,13 @@ func (p *auditProcessor) processLogs(ctx context.Context, ld plog.Logs) (plog.Lo
 	p.check(ctx, func(audit func(pcommon.Map), sealed func(*telemetryItem)) {
 		for _, rl := range ld.ResourceLogs().All() {
 			isAuditResource := isAudit(rl.Resource())
+			service := str(rl.Resource().Attributes(), "service.name")
 			for _, sl := range rl.ScopeLogs().All() {
 				for _, record := range sl.LogRecords().All() {
 					if isAuditResource {
 						audit(record.Attributes())
 					} else if _, ok := record.Attributes().Get(attrSeal); ok {
-						item := logItem(str(rl.Resource().Attributes(), "service.name"), sl.Scope(), record)
+						item := logItem(service, sl.Scope(), record)
 						sealed(&item)
 					}
 				}
