@@ -18,21 +18,22 @@ from otel_ai_audit.verify.export_source import ExportSource
 
 @click.command("import")
 @click.argument("store", type=click.Path(dir_okay=False))
-@click.option("--otlp-export", metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("--otlp-export", metavar="FILE", type=click.Path(dir_okay=False), multiple=True,
               help="The audit spans, and the telemetry a gateway sealed (ai_audit.seal), in a "
-                   "Collector file exporter's output (OTLP/JSON, traces or logs).")
+                   "Collector file exporter's output (OTLP/JSON, traces or logs). Repeat for "
+                   "the backups of a rotated file.")
 @click.option("--splunk-export", metavar="FILE", type=click.Path(dir_okay=False),
               help="A Splunk export (search results as JSON lines, or the HEC events sent).")
-def import_trail(store: str, otlp_export: str | None, splunk_export: str | None) -> None:
+def import_trail(store: str, otlp_export: tuple[str, ...], splunk_export: str | None) -> None:
     """Copy the trail of an export into STORE (created if missing), for `prove`, `evidence`
     and the other commands that read a store. Chains STORE already holds are refused."""
-    if (otlp_export is None) == (splunk_export is None):
+    if bool(otlp_export) == (splunk_export is not None):
         fail("give one of --otlp-export FILE or --splunk-export FILE")
     try:
-        if otlp_export is not None:
+        if otlp_export:
             from otel_ai_audit.backends.otlp.source import read_otlp_export
 
-            source = read_otlp_export(otlp_export)
+            source = read_otlp_export(*otlp_export)
         else:
             from otel_ai_audit.backends.splunk_hec.source import read_splunk_export
 

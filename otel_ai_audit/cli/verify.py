@@ -60,9 +60,10 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
 @click.option("--splunk-export", metavar="FILE", type=click.Path(dir_okay=False),
               help="Verify a Splunk export: search results as JSON lines "
                    "(/services/search/jobs/export?output_mode=json) or the HEC events sent.")
-@click.option("--otlp-export", metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("--otlp-export", metavar="FILE", type=click.Path(dir_okay=False), multiple=True,
               help="Verify the audit spans, and the telemetry a gateway sealed (ai_audit.seal), "
-                   "in a Collector file exporter's output (OTLP/JSON, traces or logs).")
+                   "in a Collector file exporter's output (OTLP/JSON, traces or logs). Repeat "
+                   "for the backups of a rotated file: together they are one archive.")
 @click.option("--gateway-index", metavar="NAME", is_flag=False,
               flag_value="", default=None,
               help="With --elasticsearch: verify the documents a Collector gateway's "
@@ -77,7 +78,7 @@ TRUSTED_KEYS_ENV = "OTEL_AI_AUDIT_TRUSTED_KEYS"
 def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted: bool,
            allowed_losses: int, jobs: int | None, as_json: bool, publish_findings: bool,
            publish_to: str | None,
-           splunk_export: str | None, otlp_export: str | None, gateway_index: str | None,
+           splunk_export: str | None, otlp_export: tuple[str, ...], gateway_index: str | None,
            anchors_at: str | None,
            tsa_cert: str | None, min_retention_days: int, s3_endpoint: str | None,
            s3_region: str | None, **elasticsearch: Any) -> None:
@@ -100,7 +101,8 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
         fail(str(error))
     if since is not None and kafka is None:
         fail("--since goes with --kafka BOOTSTRAP")
-    sources = [store, elasticsearch["elasticsearch_url"], splunk_export, otlp_export, kafka]
+    sources = [store, elasticsearch["elasticsearch_url"], splunk_export, otlp_export or None,
+               kafka]
     if sources.count(None) != len(sources) - 1:
         fail("give one of a STORE file, --elasticsearch URL, --splunk-export FILE, "
              "--otlp-export FILE or --kafka BOOTSTRAP")
@@ -144,7 +146,7 @@ def verify(store: str | None, public_keys: tuple[str, ...], allow_self_asserted:
 
 
 def _open(store: str | None, elasticsearch: dict[str, Any], splunk_export: str | None = None,
-          otlp_export: str | None = None, gateway_index: str | None = None,
+          otlp_export: tuple[str, ...] = (), gateway_index: str | None = None,
           kafka: KafkaSettings | None = None,
           since: int | None = None) -> AbstractContextManager[RecordSource]:
     if kafka is not None:
@@ -155,10 +157,10 @@ def _open(store: str | None, elasticsearch: dict[str, Any], splunk_export: str |
         from otel_ai_audit.backends.splunk_hec.source import read_splunk_export
 
         return nullcontext(read_splunk_export(splunk_export))
-    if otlp_export is not None:
+    if otlp_export:
         from otel_ai_audit.backends.otlp.source import read_otlp_export
 
-        return nullcontext(read_otlp_export(otlp_export))
+        return nullcontext(read_otlp_export(*otlp_export))
     if store is None:
         return elasticsearch_source(gateway_index, **elasticsearch)
     source = AuditStore(store, create=False, readonly=True)

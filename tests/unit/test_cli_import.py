@@ -60,3 +60,31 @@ def test_one_source_is_needed() -> None:
     result = CliRunner().invoke(main, ["import", "s.db"])
     assert result.exit_code == 2
     assert "give one of --otlp-export FILE or --splunk-export FILE" in result.output
+
+
+def test_a_rotated_export_is_read_as_one_archive(tmp_path: Path) -> None:
+    """A file exporter with `rotation` leaves the current file and backups: given together
+    they verify and import as the one trail; one of them alone is missing records."""
+    document = json.loads(TRAIL.read_text())
+    spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    files = []
+    for name, part in (("archive-2026-12-07T10-00-00.000.jsonl", spans[:len(spans) // 2]),
+                       ("archive.jsonl", spans[len(spans) // 2:])):
+        rotated = json.loads(TRAIL.read_text())
+        rotated["resourceSpans"][0]["scopeSpans"][0]["spans"] = part
+        files.append(tmp_path / name)
+        files[-1].write_text(json.dumps(rotated) + "\n")
+    key = ["--public-key", str(VECTORS / "otlp_trail.pub.pem")]
+    exports = [option for path in reversed(files) for option in ("--otlp-export", str(path))]
+
+    together = CliRunner().invoke(main, ["verify", *exports, *key])
+    assert together.exit_code == 0, together.output
+    alone = CliRunner().invoke(main, ["verify", "--otlp-export", str(files[0]), *key])
+    assert alone.exit_code == 1, alone.output
+
+    whole = read_otlp_export(TRAIL)
+    (chain_id,) = whole.chain_ids()
+    assert list(read_otlp_export(*files).records(chain_id)) == list(whole.records(chain_id))
+    result = CliRunner().invoke(main, ["import", str(tmp_path / "s.db"), *exports])
+    assert result.exit_code == 0 and "and 1 more files (OTLP export)" in result.output, \
+        result.output

@@ -42,13 +42,18 @@ from otel_ai_audit.verify.export_source import (
 _SIGNALS = (("resourceSpans", "scopeSpans", "spans"), ("resourceLogs", "scopeLogs", "logRecords"))
 
 
-def read_otlp_export(path: str | Path) -> ExportSource:
-    """The trail in a Collector file exporter's output; `ExportError` if it is not one."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ExportError(f"cannot read the OTLP export {path}: {error}") from error
-    return export_source(f"{path} (OTLP export)", list(export_items(lines, str(path))))
+def read_otlp_export(*paths: str | Path) -> ExportSource:
+    """The trail in a Collector file exporter's output: one file, or several (the current file
+    and the backups its `rotation` left, in any order); `ExportError` if one is not."""
+    items: list[Item] = []
+    for path in paths:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ExportError(f"cannot read the OTLP export {path}: {error}") from error
+        items.extend(export_items(lines, str(path)))
+    files = str(paths[0]) if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more files"
+    return export_source(f"{files} (OTLP export)", items)
 
 
 def trail_items(spans: Iterable[Mapping[str, Any]]) -> Iterator[Item]:
