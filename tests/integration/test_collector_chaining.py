@@ -95,9 +95,10 @@ class ChainingRoute(CollectorPair):
                 "ARCHIVE_OTLP_ENDPOINT": self.archive.otlp_grpc_endpoint,
                 "GATEWAY_SIGNING_KEY_FILE": str(private), "GATEWAY_HMAC_KEY_FILE": str(hmac_key)})
 
-    def produce(self, producer: Path, calls: int) -> None:
+    def produce(self, producer: Path, calls: int, service: str = "loan-assistant") -> None:
         subprocess.run([str(producer), "-endpoint", self.gateway.otlp_http_endpoint,
-                        "-calls", str(calls)], check=True, capture_output=True, timeout=60)
+                        "-calls", str(calls), "-service", service], check=True,
+                       capture_output=True, timeout=60)
 
     def items(self, kind: str) -> list[dict[str, Any]]:
         """The attributes of the archived audit items of `kind`."""
@@ -335,6 +336,63 @@ def test_gateway_restarts_mid_stream_link_the_chains(
     report = verify(archive, keys[1])
     assert sorted((f["kind"], f["chain_id"]) for f in report["findings"]) == \
         [("chain_not_closed", killed), ("missing_chain", first)], report["findings"]
+
+
+@pytest.mark.slow
+def test_one_processor_per_service_gives_each_system_its_own_chain_and_evidence(
+        tmp_path: Path, keys: tuple[Path, Path, Path]) -> None:
+    """A gateway in front of several services, with an `audit/<name>` processor per service in
+    one pipeline (each selecting its service): each service's telemetry is sealed into a chain
+    of its own whose chain_open names the service, so `evidence --system` answers for one
+    system. The second processor also verifies in flight what the first sealed (its key is
+    trusted), and finds nothing wrong."""
+    _, public, _ = keys
+    producer = build_producer(tmp_path)
+
+    def chaining(service: str) -> dict[str, Any]:
+        return {"chain": {"signing_key": "${env:GATEWAY_SIGNING_KEY_FILE}",
+                          "hmac_key_file": "${env:GATEWAY_HMAC_KEY_FILE}",
+                          "services": [service], "attribute_prefixes": ["gen_ai."],
+                          "checkpoint_every": 10, "checkpoint_interval": "1s"},
+                "storage": "file_storage/audit", "trusted_keys": [str(public)]}
+
+    per_service = {
+        "processors": {"audit/loans": chaining("loan-assistant"),
+                       "audit/support": chaining("support-bot")},
+        "service": {"pipelines": {"traces": {"processors": ["audit/loans", "audit/support"]}}}}
+    with ChainingRoute(tmp_path, keys, extra_config=per_service) as route:
+        route.produce(producer, 12)
+        route.produce(producer, 8, service="support-bot")
+        route.gateway.stop()
+        route.gateway.start()  # sends the closing checkpoints kept in the persistent queue
+        route.wait_for(20, chains=2)
+        assert route.gateway.process is not None
+        log = route.gateway.process.log_path.read_text(errors="replace")  # both starts
+        assert "audit finding" not in log, route.gateway.log_tail()
+    archive = route.archive.traces_path
+
+    systems = {r["chain"]["id"]: r["event"]["service"]["name"] for r in route.records()
+               if r["event"]["type"] == "chain_open"}
+    assert sorted(systems.values()) == ["loan-assistant", "support-bot"]
+    for owner, attributes in spans(archive):
+        if SEAL in attributes:
+            assert systems[str(chain_of(attributes))] == owner["service.name"]
+    report = verify(archive, public)
+    assert report["ok"], report["findings"]
+    assert report["records"] == 20 + 2
+
+    store = tmp_path / "imported.db"
+    cli = CliRunner()
+    result = cli.invoke(main, ["import", str(store), "--otlp-export", str(archive)])
+    assert result.exit_code == 0, result.output
+    SigningKey.generate().save(tmp_path / "officer.key.pem", tmp_path / "officer.pub.pem")
+    for system, decisions in (("loan-assistant", 12), ("support-bot", 8)):
+        result = cli.invoke(main, [
+            "evidence", str(store), "--system", system, "--last", "1d",
+            "--out", str(tmp_path / system), "--signing-key", str(tmp_path / "officer.key.pem"),
+            "--public-key", str(public)])
+        assert result.exit_code == 0 and f"{decisions} decision(s)" in result.output, \
+            result.output
 
 
 def chat_span_ids(route: ChainingRoute) -> list[str]:
