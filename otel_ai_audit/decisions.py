@@ -170,22 +170,36 @@ def _is_table(value: Any) -> bool:
 
 def rows(value: Any, count: int | None = None) -> Any:
     """Split a model input or output into per-decision JSON data (all of it if count is None)."""
-    value = _to_host(value)
-    if count is None:
-        return to_json_data(_table_records(value) if _is_table(value) else value)
-    if _is_table(value):
-        return _table_records(value)
-    if hasattr(value, "tocsr"):
-        matrix = value.tocsr()
-        return [{"indices": matrix.indices[matrix.indptr[i]:matrix.indptr[i + 1]].tolist(),
-                 "values": to_json_data(matrix.data[matrix.indptr[i]:matrix.indptr[i + 1]]),
-                 "width": matrix.shape[1]} for i in range(matrix.shape[0])]
-    if type(value).__name__ == "Series":
-        return to_json_data(value.to_list())
-    data = to_json_data(value)
+    if _is_numeric_array(value):
+        # The usual input and output, straight to what the general path below makes of it.
+        data = to_json_data(value.tolist())
+        if count is None:
+            return data
+    else:
+        value = _to_host(value)
+        if count is None:
+            return to_json_data(_table_records(value) if _is_table(value) else value)
+        if _is_table(value):
+            return _table_records(value)
+        if hasattr(value, "tocsr"):
+            matrix = value.tocsr()
+            return [{"indices": matrix.indices[matrix.indptr[i]:matrix.indptr[i + 1]].tolist(),
+                     "values": to_json_data(matrix.data[matrix.indptr[i]:matrix.indptr[i + 1]]),
+                     "width": matrix.shape[1]} for i in range(matrix.shape[0])]
+        if type(value).__name__ == "Series":
+            return to_json_data(value.to_list())
+        data = to_json_data(value)
     if not isinstance(data, list) or (count == 1 and len(data) != 1):
         return [data]
     return data
+
+
+def _is_numeric_array(value: Any) -> bool:
+    """A numpy array (not a subclass) of at least one dimension of booleans, integers or
+    floats: `tolist()` gives its JSON data's Python values directly."""
+    kind = type(value)
+    return (kind.__name__ == "ndarray" and kind.__module__ == "numpy" and value.ndim > 0
+            and value.dtype.kind in "biuf")
 
 
 def _table_records(frame: Any) -> list[dict[str, Any]]:

@@ -126,7 +126,7 @@ def new_event(event_type: EventType | str, *, event_id: str | None = None,
         fields[DESCRIBED_TIME] = described
     return {
         "id": event_id or new_event_id(time_ns),
-        "type": EventType(event_type).value,
+        "type": event_type.value if type(event_type) is EventType else EventType(event_type).value,
         "time": rfc3339_from_ns(time_ns),
         **fields,
     }
