@@ -3,7 +3,6 @@ package auditprocessor
 import (
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
 	"flag"
 	"fmt"
 	"io"
@@ -230,31 +229,21 @@ func BenchmarkPipeline(b *testing.B) {
 // hashed, no link, Merkle tree or checkpoint is made: `genai/floor` against `genai/plain` is
 // how far below `genai/chain` any per-span record design could get.
 func recordFloor(next consumer.Traces) consumer.Traces {
+	var chain gatewayChain // its empty selector selects every span
 	writer := newEventWriter(contentNone, nil)
 	var s seal
 	var record []byte
 	var items []telemetryItem
-	leaf := sha256.New()
+	var leaf leafHasher
 	floor, _ := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
-		items = items[:0]
-		for _, rs := range td.ResourceSpans().All() {
-			service := str(rs.Resource().Attributes(), "service.name")
-			for _, ss := range rs.ScopeSpans().All() {
-				for _, span := range ss.Spans().All() {
-					items = append(items, spanItem(service, ss.Scope(), span))
-				}
-			}
-		}
+		items = chain.selectedSpans(td, items[:0])
 		for i := range items {
 			var err error
 			record, _, err = writer.sealEvent(record[:0], &items[i], &s)
 			if err != nil {
 				return err
 			}
-			leaf.Reset()
-			leaf.Write([]byte{0})
-			leaf.Write(record)
-			record = leaf.Sum(record[:0])
+			leaf.sum(record)
 		}
 		return next.ConsumeTraces(ctx, td)
 	})
