@@ -15,10 +15,13 @@ nobody holds a lock on was left by a process that ended before committing it: `r
 its records into the store (the next process that opens the store for writing does it, and
 `otel-ai-audit recover STORE`), and until then `unrecovered` lists it, which `verify` reports.
 
-Format: frames of `kind (1 byte) | body length (u32) | CRC-32 of body (u32) | body`; a body is
-the lengths of its fields (u32 each; the kind says how many) followed by the fields. A unit
-(what one caller's commit adds) ends with an `E` frame: only whole units are replayed, so a
-write cut short by the kill (never acknowledged) is ignored. Replaying is idempotent: records
+Format: frames of `kind (1 byte) | body length (u32) | CRC-32 of body (u32) | body`. A record's
+body (`D`) is its canonical bytes alone: the columns the store indexes it by are read back from
+them on replay, which keeps the caller's append to one small frame per decision. Other bodies
+are the lengths of their fields (u32 each; the kind says how many) followed by the fields; `R`,
+a record with its columns written out, is still read from journals left by earlier versions. A
+unit (what one caller's commit adds) ends with an `E` frame: only whole units are replayed, so
+a write cut short by the kill (never acknowledged) is ignored. Replaying is idempotent: records
 and checkpoints already in the store are left as they are.
 """
 
@@ -33,6 +36,8 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+import orjson
+
 from otel_ai_audit.integrity.chain import SealedRecord
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
 from otel_ai_audit.store.sqlite import AuditStore, HeldRecord, StoreError
@@ -41,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 SUFFIX = ".journal"
 _FRAME = struct.Struct(">cII")
-_RECORD, _HELD, _RELEASED, _CHECKPOINT, _END = b"R", b"H", b"X", b"C", b"E"
+_DATA, _RECORD, _HELD, _RELEASED, _CHECKPOINT, _END = b"D", b"R", b"H", b"X", b"C", b"E"
 _LENGTHS = {kind: struct.Struct(f">{count}I") for kind, count in
             ((_RECORD, 6), (_HELD, 5), (_RELEASED, 1), (_CHECKPOINT, 6), (_END, 0))}
 
@@ -116,9 +121,8 @@ def _same_file(fd: int, path: str) -> bool:
 
 
 def encode(unit: Unit) -> bytes:
-    frames = [_frame(_RECORD, record.chain_id.encode(), str(record.seq).encode(),
-                     record.time.encode(), record.type.encode(), record.record_id.encode(),
-                     record.data) for record in unit.records]
+    frames = [b"".join((_FRAME.pack(_DATA, len(record.data), zlib.crc32(record.data)),
+                        record.data)) for record in unit.records]
     frames += [_frame(_HELD, held.record_id.encode(), held.chain_id.encode(),
                       str(held.held_at).encode(), str(held.expires).encode(), held.data)
                for held in unit.held]
@@ -126,13 +130,16 @@ def encode(unit: Unit) -> bytes:
     frames += [_frame(_CHECKPOINT, each.payload, each.signature, each.key_id.encode(),
                       each.chain_id.encode(), str(each.index).encode(), str(each.size).encode())
                for each in unit.checkpoints]
-    frames.append(_frame(_END))
+    frames.append(_END_FRAME)
     return b"".join(frames)
 
 
 def _frame(kind: bytes, *fields: bytes) -> bytes:
     body = b"".join((_LENGTHS[kind].pack(*map(len, fields)), *fields))
     return b"".join((_FRAME.pack(kind, len(body), zlib.crc32(body)), body))
+
+
+_END_FRAME = _frame(_END)
 
 
 def decode(data: bytes) -> Iterator[Unit]:
@@ -148,6 +155,12 @@ def decode(data: bytes) -> Iterator[Unit]:
         if len(body) < length or zlib.crc32(body) != crc:
             return
         offset += _FRAME.size + length
+        if kind == _DATA:
+            sealed = _sealed_record(body)
+            if sealed is None:
+                return
+            records.append(sealed)
+            continue
         fields = _fields(kind, body)
         if fields is None:
             return
@@ -168,6 +181,18 @@ def decode(data: bytes) -> Iterator[Unit]:
         else:
             yield Unit(records, held, released, checkpoints)
             records, held, released, checkpoints = [], [], [], []
+
+
+def _sealed_record(data: bytes) -> SealedRecord | None:
+    """The record of canonical bytes `data`, its columns read from them; None if they are not a
+    record (a frame written by a broken writer: replay stops there, as at a damaged frame)."""
+    try:
+        parsed = orjson.loads(data)
+        chain, event = parsed["chain"], parsed["event"]
+        return SealedRecord(chain["id"], chain["seq"], event["time"], event["type"],
+                            event["id"], data)
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
 
 
 def _fields(kind: bytes, body: bytes) -> list[bytes] | None:

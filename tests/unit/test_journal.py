@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,24 @@ def test_units_round_trip_and_a_torn_tail_is_left_out() -> None:
     damaged = bytearray(data)
     damaged[-20] ^= 1
     assert list(decode(bytes(damaged))) == units[:1]
+
+
+def test_a_record_frame_is_its_bytes_alone_and_earlier_journals_still_replay() -> None:
+    chain = Chain()
+    records = sealed(chain, 2)
+    data = encode(Unit(records[:1]))
+    assert data.count(records[0].data) == 1
+    assert len(data) - len(records[0].data) <= 2 * 9  # its frame header and the end frame
+    # A unit as journals written before record frames carried only the bytes: an `R` frame
+    # with the columns beside the bytes, then the end frame.
+    record = records[1]
+    fields = [record.chain_id.encode(), str(record.seq).encode(), record.time.encode(),
+              record.type.encode(), record.record_id.encode(), record.data]
+    body = struct.pack(">6I", *map(len, fields)) + b"".join(fields)
+    earlier = (struct.pack(">cII", b"R", len(body), zlib.crc32(body)) + body
+               + struct.pack(">cII", b"E", 0, zlib.crc32(b"")))
+    assert list(decode(earlier + data)) == [Unit(records[1:], [], [], []),
+                                            Unit(records[:1], [], [], [])]
 
 
 def test_recovery_commits_a_dead_writers_journal_once(tmp_path: Path) -> None:
