@@ -11,7 +11,7 @@ import click
 from otel_ai_audit.cli._common import fail
 from otel_ai_audit.errors import AuditError
 from otel_ai_audit.integrity.chain import SealedRecord
-from otel_ai_audit.record.schema import parse_record
+from otel_ai_audit.record.schema import parse_record, record_columns
 from otel_ai_audit.store.sqlite import AuditStore
 from otel_ai_audit.verify.export_source import ExportSource
 
@@ -70,7 +70,6 @@ def _columns(data: bytes) -> tuple[str, str, str]:
     """The event time, type and id a store indexes a record by (empty for bytes that are not
     a record: they are imported as they are, for `verify` to report)."""
     try:
-        event = parse_record(data)["event"]
+        return record_columns(parse_record(data)["event"])
     except ValueError:
         return "", "", ""
-    return str(event.get("time", "")), str(event.get("type", "")), str(event.get("id", ""))

@@ -184,3 +184,9 @@ def parse_record(data: bytes) -> dict[str, Any]:
     if not isinstance(record, dict) or not isinstance(record.get("event"), dict):
         raise ValueError("not an audit record: no event object")
     return record
+
+
+def record_columns(event: dict[str, Any]) -> tuple[str, str, str]:
+    """The event time, type and id a store indexes a record by, as its text columns hold them
+    (empty where the event has none)."""
+    return str(event.get("time", "")), str(event.get("type", "")), str(event.get("id", ""))

@@ -36,10 +36,9 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-import orjson
-
 from otel_ai_audit.integrity.chain import SealedRecord
 from otel_ai_audit.integrity.checkpoint import SignedCheckpoint
+from otel_ai_audit.record.schema import parse_record, record_columns
 from otel_ai_audit.store.sqlite import AuditStore, HeldRecord, StoreError
 
 logger = logging.getLogger(__name__)
@@ -187,11 +186,10 @@ def _sealed_record(data: bytes) -> SealedRecord | None:
     """The record of canonical bytes `data`, its columns read from them; None if they are not a
     record (a frame written by a broken writer: replay stops there, as at a damaged frame)."""
     try:
-        parsed = orjson.loads(data)
-        chain, event = parsed["chain"], parsed["event"]
-        return SealedRecord(chain["id"], chain["seq"], event["time"], event["type"],
-                            event["id"], data)
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        record = parse_record(data)
+        chain = record["chain"]
+        return SealedRecord(chain["id"], chain["seq"], *record_columns(record["event"]), data)
+    except (ValueError, KeyError, TypeError):
         return None
 
 
